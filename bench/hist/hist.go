@@ -43,7 +43,7 @@ func index(v uint64) int {
 		return int(v)
 	}
 	e := bits.Len64(v) - SubBits - 1 // shift that leaves SubBits+1 significant bits
-	m := v >> uint(e)               // in [sub, 2*sub)
+	m := v >> uint(e)                // in [sub, 2*sub)
 	return (e+1)<<SubBits + int(m-sub)
 }
 
