@@ -1,0 +1,297 @@
+// Package result is the load generator's output: one Result per scenario run,
+// written as one JSON object per line, read back by the report generator, and
+// printed as a human table.
+package result
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/loopcast/loopcast/bench/hist"
+)
+
+// Scenario names.
+const (
+	Echo    = "echo"
+	Fanout  = "fanout"
+	Conns   = "conns"
+	Storm   = "storm"
+	Health  = "health"
+	unknown = ""
+)
+
+// Scenarios lists the scenario names in report order.
+var Scenarios = []string{Echo, Fanout, Conns, Storm, Health}
+
+// Metric names. Rates are per second of the measured interval, sizes bytes,
+// times seconds unless the name says otherwise.
+const (
+	MsgsPerSec       = "msgs_per_s"       // echo: round trips completed
+	DeliveriesPerSec = "deliveries_per_s" // fanout: messages received by all members
+	PublishedPerSec  = "published_per_s"  // fanout: messages sent by the publishers
+	Messages         = "messages"         // messages sent
+	Deliveries       = "deliveries"       // fanout: messages received
+	Gaps             = "gaps"             // fanout: gap events (with Missing, never a silent loss)
+	Missing          = "missing"          // fanout: messages not received
+	Reordered        = "reordered"        // fanout: late arrivals
+	Duplicates       = "duplicates"       // fanout: duplicate arrivals
+	UnexpectedCloses = "unexpected_closes"
+	HandshakesPerSec = "handshakes_per_s"
+	Connected        = "connected"
+	Failed           = "failed" // connections or attempts that failed
+	ServerRSSBefore  = "server_rss_before_bytes"
+	ServerRSSAfter   = "server_rss_after_bytes"
+	RSSPerConn       = "server_rss_per_conn_bytes"
+	RecoverySeconds  = "recovery_s"       // storm: drop to all reconnected
+	Reconnected      = "reconnected"      // storm
+	Attempts         = "attempts"         // storm: handshakes tried
+	RequestsPerSec   = "requests_per_s"   // health
+	Requests         = "requests"         // health
+	ClientCPUSeconds = "client_cpu_s"     // load generator CPU time (user+sys)
+	ServerCPUSeconds = "server_cpu_s"     // server CPU time during the run, with --pid
+	ServerRSSPeak    = "server_rss_bytes" // server RSS at the end, with --pid
+	SetupSeconds     = "setup_s"          // time to connect everyone
+	DeliveredAllFrac = "delivered_all_fraction"
+	LatencyRTT       = "rtt"      // echo round trip
+	LatencyDelivery  = "delivery" // fanout: send to each delivery
+	LatencyLast      = "last"     // fanout: send to delivery at the last member
+	LatencyHandshake = "handshake"
+	LatencyRequest   = "request"   // health
+	LatencyReconnect = "reconnect" // storm: drop to back, per client
+)
+
+// Params are the knobs a run used; zero fields did not apply.
+type Params struct {
+	Conns       int     `json:"conns,omitempty"`
+	Size        int     `json:"size,omitempty"`
+	Inflight    int     `json:"inflight,omitempty"`
+	Subscribers int     `json:"subscribers,omitempty"`
+	Publishers  int     `json:"publishers,omitempty"`
+	Rate        float64 `json:"rate,omitempty"`
+	Window      int     `json:"window,omitempty"`
+	Rounds      int     `json:"rounds,omitempty"`
+	DurationS   float64 `json:"duration_s,omitempty"`
+	SourceIPs   int     `json:"source_ips,omitempty"`
+	GOMAXPROCS  int     `json:"gomaxprocs,omitempty"`
+}
+
+// Latency summarises a histogram of nanoseconds in microseconds.
+type Latency struct {
+	Count  uint64  `json:"count"`
+	MinUs  float64 `json:"min_us"`
+	MeanUs float64 `json:"mean_us"`
+	P50Us  float64 `json:"p50_us"`
+	P90Us  float64 `json:"p90_us"`
+	P99Us  float64 `json:"p99_us"`
+	P999Us float64 `json:"p999_us"`
+	MaxUs  float64 `json:"max_us"`
+}
+
+func us(ns int64) float64 { return math.Round(float64(ns)/10) / 100 }
+
+// FromHist summarises h.
+func FromHist(h *hist.Histogram) Latency {
+	return Latency{
+		Count:  h.Count(),
+		MinUs:  us(h.Min()),
+		MeanUs: us(int64(h.Mean())),
+		P50Us:  us(h.Quantile(0.50)),
+		P90Us:  us(h.Quantile(0.90)),
+		P99Us:  us(h.Quantile(0.99)),
+		P999Us: us(h.Quantile(0.999)),
+		MaxUs:  us(h.Max()),
+	}
+}
+
+// Result is one scenario run against one server.
+type Result struct {
+	Scenario string             `json:"scenario"`
+	Server   string             `json:"server"` // label, e.g. "loopcast" or "gorilla"
+	Addr     string             `json:"addr"`
+	Time     time.Time          `json:"time"`
+	Params   Params             `json:"params"`
+	ElapsedS float64            `json:"elapsed_s"` // measured interval
+	Metrics  map[string]float64 `json:"metrics"`
+	Latency  map[string]Latency `json:"latency,omitempty"`
+	Errors   []string           `json:"errors,omitempty"` // what went wrong; empty for a clean run
+}
+
+// New starts a result.
+func New(scenario, server, addr string) *Result {
+	return &Result{Scenario: scenario, Server: server, Addr: addr, Time: time.Now().UTC().Truncate(time.Second),
+		Metrics: map[string]float64{}, Latency: map[string]Latency{}}
+}
+
+// Errorf records a problem with the run.
+func (r *Result) Errorf(format string, args ...any) {
+	r.Errors = append(r.Errors, fmt.Sprintf(format, args...))
+}
+
+// OK reports whether the run had no error.
+func (r *Result) OK() bool { return len(r.Errors) == 0 }
+
+// Metric returns a metric and whether it was recorded.
+func (r *Result) Metric(name string) (float64, bool) {
+	v, ok := r.Metrics[name]
+	return v, ok
+}
+
+// WriteJSON writes r as one line of JSON.
+func (r *Result) WriteJSON(w io.Writer) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
+}
+
+// Validate checks what the report generator relies on.
+func (r *Result) Validate() error {
+	known := false
+	for _, s := range Scenarios {
+		known = known || s == r.Scenario
+	}
+	switch {
+	case !known:
+		return fmt.Errorf("unknown scenario %q", r.Scenario)
+	case r.Server == "":
+		return errors.New("no server label")
+	case r.Metrics == nil:
+		return errors.New("no metrics")
+	}
+	for k, v := range r.Metrics {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return fmt.Errorf("metric %s is %v", k, v)
+		}
+	}
+	return nil
+}
+
+// Parse reads results written by WriteJSON (a stream of JSON objects,
+// usually one per line) and validates each.
+func Parse(rd io.Reader) ([]Result, error) {
+	dec := json.NewDecoder(bufio.NewReader(rd))
+	dec.DisallowUnknownFields()
+	var out []Result
+	for i := 1; ; i++ {
+		var r Result
+		err := dec.Decode(&r)
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return out, fmt.Errorf("result %d: %w", i, err)
+		}
+		if err := r.Validate(); err != nil {
+			return out, fmt.Errorf("result %d (%s/%s): %w", i, r.Server, r.Scenario, err)
+		}
+		out = append(out, r)
+	}
+}
+
+// LoadDir parses every *.json file in dir, in name order.
+func LoadDir(dir string) ([]Result, error) {
+	names, err := filepath.Glob(filepath.Join(dir, "*.json"))
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(names)
+	var all []Result
+	for _, n := range names {
+		f, err := os.Open(n)
+		if err != nil {
+			return nil, err
+		}
+		rs, err := Parse(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", n, err)
+		}
+		all = append(all, rs...)
+	}
+	return all, nil
+}
+
+// WriteTable prints r for people.
+func (r *Result) WriteTable(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "%s against %s (%s), %.1f s measured\n", r.Scenario, r.Server, r.Addr, r.ElapsedS)
+	if p := paramString(r.Params); p != "" {
+		fmt.Fprintf(tw, "  params\t%s\n", p)
+	}
+	keys := make([]string, 0, len(r.Metrics))
+	for k := range r.Metrics {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(tw, "  %s\t%s\n", k, Human(r.Metrics[k]))
+	}
+	if len(r.Latency) > 0 {
+		fmt.Fprintf(tw, "  latency (µs)\tcount\tp50\tp90\tp99\tp99.9\tmax\n")
+		names := make([]string, 0, len(r.Latency))
+		for k := range r.Latency {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		for _, k := range names {
+			l := r.Latency[k]
+			fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\t%s\t%s\t%s\n", k, l.Count,
+				Human(l.P50Us), Human(l.P90Us), Human(l.P99Us), Human(l.P999Us), Human(l.MaxUs))
+		}
+	}
+	if len(r.Errors) == 0 {
+		fmt.Fprintf(tw, "  result\tOK\n")
+	}
+	for _, e := range r.Errors {
+		fmt.Fprintf(tw, "  ERROR\t%s\n", e)
+	}
+	return tw.Flush()
+}
+
+func paramString(p Params) string {
+	var parts []string
+	add := func(name string, v float64) {
+		if v != 0 {
+			parts = append(parts, name+"="+Human(v))
+		}
+	}
+	add("conns", float64(p.Conns))
+	add("size", float64(p.Size))
+	add("inflight", float64(p.Inflight))
+	add("subscribers", float64(p.Subscribers))
+	add("publishers", float64(p.Publishers))
+	add("rate", p.Rate)
+	add("window", float64(p.Window))
+	add("rounds", float64(p.Rounds))
+	add("duration_s", p.DurationS)
+	add("source_ips", float64(p.SourceIPs))
+	add("gomaxprocs", float64(p.GOMAXPROCS))
+	return strings.Join(parts, " ")
+}
+
+// Human formats a number compactly: integers as such, others with three
+// significant digits.
+func Human(v float64) string {
+	switch {
+	case v == math.Trunc(v) && math.Abs(v) < 1e15:
+		return fmt.Sprintf("%.0f", v)
+	case math.Abs(v) >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case math.Abs(v) >= 10:
+		return fmt.Sprintf("%.1f", v)
+	default:
+		return fmt.Sprintf("%.3g", v)
+	}
+}

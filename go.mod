@@ -1,0 +1,20 @@
+module github.com/loopcast/loopcast
+
+go 1.26.8
+
+require (
+	github.com/gobwas/ws v1.5.0
+	github.com/panjf2000/gnet/v2 v2.9.7
+	github.com/valyala/bytebufferpool v1.0.0
+	go.uber.org/goleak v1.3.0
+	golang.org/x/sys v0.30.0
+)
+
+require (
+	github.com/gobwas/httphead v0.1.0 // indirect
+	github.com/panjf2000/ants/v2 v2.11.3 // indirect
+	go.uber.org/multierr v1.11.0 // indirect
+	go.uber.org/zap v1.27.0 // indirect
+	golang.org/x/sync v0.11.0 // indirect
+	gopkg.in/natefinch/lumberjack.v2 v2.2.1 // indirect
+)

@@ -1,0 +1,150 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+)
+
+// Config holds every knob of a Server. Build one with DefaultConfig (or
+// LoadConfig for flags and environment), adjust fields, then call Validate;
+// New validates again. A zero duration or size is invalid unless the field
+// says what zero means.
+type Config struct {
+	// Addr is the main listener: WebSocket upgrades and the health
+	// responder share it. Default ":8080" (the port Application Gateway
+	// probes and proxies to). Use "127.0.0.1:0" in tests and read Addr()
+	// back.
+	Addr string
+
+	// AdminAddr is the admin listener (metrics, publish, rooms, pprof).
+	// Default ":9090"; empty disables it. Never expose it through the
+	// Ingress.
+	AdminAddr string
+
+	// EventLoops is the number of gnet event loops. Zero (the default)
+	// means GOMAXPROCS, which follows the CPU affinity of the process.
+	EventLoops int
+
+	// PingInterval is how often the server pings every WebSocket.
+	// Default 20s: below Application Gateway's default 30s request
+	// timeout, which also ends idle WebSocket sessions.
+	PingInterval time.Duration
+
+	// IdleTimeout closes a WebSocket that sent nothing (not even a pong)
+	// for this long; the peer is presumed gone, so the TCP connection is
+	// closed without a close handshake and counted. Default 45s. Must
+	// exceed PingInterval so a live peer always has a chance to answer.
+	IdleTimeout time.Duration
+
+	// HandshakeTimeout closes a connection that has not sent a complete
+	// request head this long after it connected or after its previous
+	// keep-alive request (slowloris). Default 10s.
+	HandshakeTimeout time.Duration
+
+	// MaxMessage is the largest data message accepted, in bytes, summed
+	// over fragments. A larger one closes the connection with 1009, as
+	// soon as a frame header declares it. Default 1 MiB; at most 1 GiB.
+	MaxMessage int
+
+	// MaxPending is how many unsent bytes a connection may queue on the
+	// server. A connection past it is closed with 1013 and counted as a
+	// slow consumer. Default 1 MiB.
+	MaxPending int
+
+	// AllowedOrigins restricts the Origin header of upgrades. Empty (the
+	// default) allows any origin, and requests without one. Entries are
+	// compared case-insensitively with the whole header value
+	// ("https://app.example.com"); "*" allows any.
+	AllowedOrigins []string
+
+	// ClientPublish lets members publish to their room. Default true.
+	// When false a data frame from a client closes it with 1008.
+	ClientPublish bool
+
+	// PublishToken, when set, is the bearer token POST /publish/{room}
+	// requires on the admin listener. Default empty: no token.
+	PublishToken string
+
+	// DrainDelay is how long Shutdown keeps serving existing connections
+	// after the health responder turned to 503, so the gateway stops
+	// routing new clients here first. Default 0 in the library; the
+	// command sets it from --drain-delay.
+	DrainDelay time.Duration
+
+	// DrainDuration spreads the 1001 "going away" closes of Shutdown over
+	// this long, with jitter, so clients do not all reconnect at once.
+	// Zero closes all at once.
+	DrainDuration time.Duration
+}
+
+// Limits that are not knobs.
+const (
+	// MaxHeadBytes is the largest HTTP request head accepted, request
+	// line and headers with their CRLFs. A larger head gets 431 and the
+	// connection is closed.
+	MaxHeadBytes = 8 << 10
+
+	// maxMessageCeiling bounds --max-message so that lengths always fit
+	// in an int on every platform and buffers stay sane.
+	maxMessageCeiling = 1 << 30
+)
+
+// DefaultConfig returns the defaults documented on each Config field.
+func DefaultConfig() Config {
+	return Config{
+		Addr:             ":8080",
+		AdminAddr:        ":9090",
+		PingInterval:     20 * time.Second,
+		IdleTimeout:      45 * time.Second,
+		HandshakeTimeout: 10 * time.Second,
+		MaxMessage:       1 << 20,
+		MaxPending:       1 << 20,
+		ClientPublish:    true,
+	}
+}
+
+// Validate reports every invalid field at once, one per line.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		bad("addr %q: want host:port, e.g. :8080", c.Addr)
+	}
+	if c.AdminAddr != "" {
+		if _, _, err := net.SplitHostPort(c.AdminAddr); err != nil {
+			bad("admin-addr %q: want host:port, e.g. :9090, or empty to disable", c.AdminAddr)
+		}
+	}
+	if c.EventLoops < 0 || c.EventLoops > 1024 {
+		bad("event-loops %d: want 0 (GOMAXPROCS) to 1024", c.EventLoops)
+	}
+	if c.PingInterval <= 0 {
+		bad("ping-interval %s: must be positive", c.PingInterval)
+	}
+	if c.IdleTimeout <= 0 {
+		bad("idle-timeout %s: must be positive", c.IdleTimeout)
+	} else if c.PingInterval > 0 && c.IdleTimeout <= c.PingInterval {
+		bad("idle-timeout %s must exceed ping-interval %s, or live peers are closed before they can answer a ping", c.IdleTimeout, c.PingInterval)
+	}
+	if c.HandshakeTimeout <= 0 {
+		bad("handshake-timeout %s: must be positive", c.HandshakeTimeout)
+	}
+	if c.MaxMessage <= 0 || c.MaxMessage > maxMessageCeiling {
+		bad("max-message %d: want 1 to %d bytes", c.MaxMessage, maxMessageCeiling)
+	}
+	if c.MaxPending <= 0 {
+		bad("max-pending %d: must be positive", c.MaxPending)
+	}
+	for _, o := range c.AllowedOrigins {
+		if o == "" || strings.ContainsAny(o, " \t,") {
+			bad("allowed-origins entry %q: want an origin like https://app.example.com or *", o)
+		}
+	}
+	if c.DrainDelay < 0 || c.DrainDuration < 0 {
+		bad("drain-delay %s and drain-duration %s: must not be negative", c.DrainDelay, c.DrainDuration)
+	}
+	return errors.Join(errs...)
+}

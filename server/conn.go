@@ -1,0 +1,171 @@
+package server
+
+import (
+	"github.com/gobwas/ws"
+	"github.com/panjf2000/gnet/v2"
+	"github.com/valyala/bytebufferpool"
+
+	"github.com/loopcast/loopcast/server/frame"
+)
+
+// connState is where a connection is in its life.
+type connState uint8
+
+const (
+	stateHTTP    connState = iota // reading request heads
+	stateOpen                     // WebSocket session
+	stateClosing                  // close frame sent: wait for the peer's, or the grace period
+	stateLinger                   // HTTP answer sent before closing: drain input briefly
+	stateClosed                   // gnet closed it; ignore everything
+)
+
+// conn is the per-connection state, owned by the connection's loop and
+// touched only there. It stays small: an idle WebSocket holds no buffer
+// of its own (gnet's buffers are allocated on demand).
+type conn struct {
+	gc    gnet.Conn
+	loop  *loop
+	state connState
+	echo  bool // /echo session; otherwise a room member
+	// goAway marks a WebSocket that Shutdown closes with 1001 when its
+	// wheel deadline comes.
+	goAway bool
+
+	room     *room
+	roomSlot int32 // index in room.shards[loop.idx].members
+
+	// A fragmented message in progress: its opcode (0 when none), the
+	// fragments so far (nil until the second fragment: the first stays
+	// in gnet's buffer if the whole message arrives in one read) and
+	// the UTF-8 state of a text message.
+	fragOp ws.OpCode
+	msg    *bytebufferpool.ByteBuffer
+	text   frame.UTF8
+
+	// reason is why the server is closing the connection; counted once
+	// in OnClose. hasReason false there means the peer went away.
+	reason    closeReason
+	hasReason bool
+
+	// Timing, in loop ticks.
+	since    int64 // HTTP: when the current request head started
+	seen     int64 // WebSocket: last inbound bytes
+	nextPing int64
+
+	// Timing wheel links.
+	deadline     int64
+	wslot        int32
+	wprev, wnext *conn
+}
+
+// pendingOK reports whether a frame of n bytes may be queued: a
+// connection whose unsent bytes would pass MaxPending is a slow
+// consumer. A frame is always accepted when nothing is queued, so a
+// message larger than MaxPending still reaches a reading peer.
+func (cs *conn) pendingOK(n int) bool {
+	out := cs.gc.OutboundBuffered()
+	return out == 0 || out+n <= cs.loop.srv.cfg.MaxPending
+}
+
+// send writes a complete frame to a WebSocket and counts it as a
+// delivery. A slow consumer is closed with 1013 instead. It reports
+// whether the connection is still open.
+func (cs *conn) send(b []byte) bool {
+	if cs.state != stateOpen {
+		return false
+	}
+	if !cs.pendingOK(len(b)) {
+		cs.closeWith(closeSlowConsumer)
+		return false
+	}
+	_, _ = cs.gc.Write(b) // an error closes the connection (OnClose runs)
+	st := &cs.loop.stats
+	st.deliveries.Add(1)
+	st.bytesOut.Add(int64(len(b)))
+	return cs.state == stateOpen
+}
+
+// closeWith starts the closing handshake from the server's side: it
+// sends the reason's close frame and waits up to closeGrace for the
+// peer's close frame before dropping the TCP connection.
+func (cs *conn) closeWith(r closeReason) {
+	if cs.state != stateOpen {
+		return
+	}
+	cs.setReason(r)
+	cs.leaveRoom()
+	cs.dropMessage()
+	cs.state = stateClosing
+	_, _ = cs.gc.Write(closeFrames[r])
+	if cs.state == stateClosing {
+		cs.loop.wheel.add(cs, cs.loop.now+cs.loop.closeGraceTicks)
+	}
+}
+
+// failWith closes after a protocol violation: the close frame carries the
+// violation's code and reason.
+func (cs *conn) failWith(e *frame.CloseError) {
+	if cs.state != stateOpen {
+		return
+	}
+	r := closeProtocol
+	switch e.Code {
+	case ws.StatusInvalidFramePayloadData:
+		r = closeInvalidUTF8
+	case ws.StatusMessageTooBig:
+		r = closeTooBig
+	case ws.StatusPolicyViolation:
+		r = closePolicy
+	}
+	cs.setReason(r)
+	cs.leaveRoom()
+	cs.dropMessage()
+	cs.state = stateClosing
+	l := cs.loop
+	l.scratch = frame.AppendClose(l.scratch[:0], e.Code, e.Reason)
+	_, _ = cs.gc.Write(l.scratch)
+	if cs.state == stateClosing {
+		l.wheel.add(cs, l.now+l.closeGraceTicks)
+	}
+}
+
+// setReason records why the server closes the connection; the first
+// reason wins.
+func (cs *conn) setReason(r closeReason) {
+	if !cs.hasReason {
+		cs.reason, cs.hasReason = r, true
+	}
+}
+
+// dropMessage returns a partial message's buffer to the pool.
+func (cs *conn) dropMessage() {
+	if cs.msg != nil {
+		bytebufferpool.Put(cs.msg)
+		cs.msg = nil
+	}
+	cs.fragOp = 0
+	cs.text.Reset()
+}
+
+// leaveRoom removes a member from its room; a no-op for others.
+func (cs *conn) leaveRoom() {
+	if cs.room != nil {
+		cs.loop.srv.rooms.leave(cs)
+	}
+}
+
+// Close frames the server sends, built once.
+var closeFrames = func() (t [numCloseReasons][]byte) {
+	t[closeSlowConsumer] = frame.AppendClose(nil, statusTryAgainLater, "slow consumer: unsent data over max-pending")
+	t[closeGoingAway] = frame.AppendClose(nil, ws.StatusGoingAway, "server shutting down")
+	t[closePolicy] = frame.AppendClose(nil, ws.StatusPolicyViolation, "clients may not publish")
+	t[closeTooBig] = frame.AppendClose(nil, ws.StatusMessageTooBig, "message over max-message")
+	return t
+}()
+
+// Frames with no payload, shared.
+var pingFrame = []byte{0x89, 0x00}
+
+// statusTryAgainLater is close code 1013 (IANA registry, RFC 6455 §11.7):
+// the server sends it to a slow consumer.
+const statusTryAgainLater ws.StatusCode = 1013

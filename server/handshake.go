@@ -1,0 +1,159 @@
+package server
+
+import (
+	"crypto/sha1"
+	"encoding/base64"
+
+	"github.com/loopcast/loopcast/server/reqhead"
+)
+
+// acceptGUID is appended to the client's key (RFC 6455 §1.3).
+const acceptGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+// keyLen is the length of a valid Sec-WebSocket-Key: base64 of 16 bytes.
+const keyLen = 24
+
+// validKey reports whether key is the base64 encoding of exactly 16
+// bytes (RFC 6455 §4.2.1 item 5). It does not allocate.
+func validKey(key []byte) bool {
+	if len(key) != keyLen {
+		return false
+	}
+	var dst [18]byte
+	n, err := base64.StdEncoding.Decode(dst[:], key)
+	return err == nil && n == 16
+}
+
+// appendAccept appends the Sec-WebSocket-Accept value for a valid key.
+func appendAccept(dst, key []byte) []byte {
+	var in [keyLen + len(acceptGUID)]byte
+	copy(in[:], key)
+	copy(in[keyLen:], acceptGUID)
+	sum := sha1.Sum(in[:])
+	var out [28]byte
+	base64.StdEncoding.Encode(out[:], sum[:])
+	return append(dst, out[:]...)
+}
+
+// appendSwitching appends the 101 answer to a valid handshake.
+func appendSwitching(dst, key []byte) []byte {
+	dst = append(dst, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
+	dst = appendAccept(dst, key)
+	return append(dst, "\r\n\r\n"...)
+}
+
+// isUpgradeAttempt reports whether a request tries to open a WebSocket:
+// it asks to upgrade to websocket, or carries a WebSocket key. Other
+// upgrade offers (h2c) are ignored, as RFC 9110 §7.8 allows.
+func isUpgradeAttempt(h *reqhead.Head) bool {
+	return h.Tokens&reqhead.UpgradeWS != 0 || h.Key != nil || h.Version != nil
+}
+
+// target is where an upgrade leads.
+type target struct {
+	echo bool
+	room []byte // aliases the request; copy before keeping
+}
+
+// MaxRoomName is the longest room name; names are [A-Za-z0-9._-]{1,64}.
+const MaxRoomName = 64
+
+// route maps an upgrade path to its target.
+func route(path []byte) (target, *rejection) {
+	switch string(path) {
+	case "/echo":
+		return target{echo: true}, nil
+	case "/ws":
+		return target{room: defaultRoom}, nil
+	}
+	if len(path) > 4 && string(path[:4]) == "/ws/" {
+		name := path[4:]
+		if !ValidRoomName(name) {
+			return target{}, rejRoomName
+		}
+		return target{room: name}, nil
+	}
+	if string(path) == "/ws/" {
+		return target{}, rejRoomName
+	}
+	return target{}, rejNotFound
+}
+
+var defaultRoom = []byte("default")
+
+// ValidRoomName reports whether name is 1 to 64 of [A-Za-z0-9._-].
+func ValidRoomName[T ~string | ~[]byte](name T) bool {
+	if len(name) == 0 || len(name) > MaxRoomName {
+		return false
+	}
+	for i := range len(name) {
+		c := name[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// checkUpgrade validates an upgrade request (RFC 6455 §4.2.1) and returns
+// where it leads, or the answer that refuses it.
+func (s *Server) checkUpgrade(h *reqhead.Head) (target, *rejection) {
+	if string(h.Method) != "GET" {
+		return target{}, rejUpgradeMethod
+	}
+	t, rej := route(h.Path)
+	if rej != nil {
+		return t, rej
+	}
+	switch {
+	case h.Minor < 1:
+		return t, rejUpgradeHTTP10
+	case h.Tokens&reqhead.UpgradeWS == 0:
+		return t, rejUpgradeToken
+	case h.Tokens&reqhead.ConnUpgrade == 0:
+		return t, rejConnToken
+	case string(h.Version) != "13":
+		return t, rejVersion
+	case h.Key == nil:
+		return t, rejNoKey
+	case !validKey(h.Key):
+		return t, rejKey
+	case !s.originAllowed(h.Origin):
+		return t, rejOrigin
+	case s.draining.Load():
+		return t, rejDraining
+	}
+	return t, nil
+}
+
+// originAllowed applies Config.AllowedOrigins (empty: any).
+func (s *Server) originAllowed(origin []byte) bool {
+	if len(s.cfg.AllowedOrigins) == 0 {
+		return true
+	}
+	for _, o := range s.cfg.AllowedOrigins {
+		if o == "*" || equalFoldString(origin, o) {
+			return true
+		}
+	}
+	return false
+}
+
+func equalFoldString(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range len(b) {
+		x, y := b[i], s[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,128 @@
+package server
+
+import (
+	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/loopcast/loopcast/server/reqhead"
+)
+
+// serveHTTP answers the request heads buffered on an HTTP connection:
+// health responses (kept alive as HTTP/1.x allows, pipelined requests
+// answered in order), rejections, or the 101 that turns the connection
+// into a WebSocket. It returns with state still stateHTTP when it needs
+// more bytes.
+func (cs *conn) serveHTTP() gnet.Action {
+	c, l := cs.gc, cs.loop
+	for cs.state == stateHTTP {
+		avail := c.InboundBuffered()
+		if avail == 0 {
+			return gnet.None
+		}
+		b, _ := c.Peek(min(avail, MaxHeadBytes+1))
+		var h reqhead.Head
+		switch err := reqhead.Parse(b, MaxHeadBytes, &h); err {
+		case nil:
+		case reqhead.ErrIncomplete:
+			return gnet.None
+		case reqhead.ErrTooLarge:
+			return cs.reject(rejHeadTooLarge)
+		default:
+			return cs.reject(parseRejections[err.(*reqhead.Error)])
+		}
+
+		get, head := string(h.Method) == "GET", string(h.Method) == "HEAD"
+		if !get && !head {
+			return cs.reject(rejMethod)
+		}
+		if isUpgradeAttempt(&h) {
+			t, rej := l.srv.checkUpgrade(&h)
+			if rej != nil {
+				return cs.reject(rej)
+			}
+			if h.ContentLength > 0 || h.Chunked {
+				return cs.reject(rejBody)
+			}
+			return cs.upgrade(&h, t)
+		}
+
+		// Health responder: every other GET or HEAD. /livez stays 200
+		// while draining (liveness); everything else reports readiness.
+		draining := 0
+		if l.srv.draining.Load() && string(h.Path) != "/livez" {
+			draining = 1
+		}
+		headOnly := 0
+		if head {
+			headOnly = 1
+		}
+		mode := keepAlive11
+		keep := h.KeepAlive() && h.ContentLength <= 0 && !h.Chunked
+		switch {
+		case !keep:
+			mode = closeAfter
+		case h.Minor == 0:
+			mode = keepAlive10
+		}
+		_, _ = c.Write(healthResponses[draining][headOnly][mode])
+		l.stats.health.Add(1)
+		if cs.state != stateHTTP {
+			return gnet.None // the write failed and closed it
+		}
+		_, _ = c.Discard(h.Len)
+		if !keep {
+			return cs.linger()
+		}
+		cs.since = l.now // the next request gets its own timeout
+	}
+	return gnet.None
+}
+
+// reject answers with rej and closes the connection.
+func (cs *conn) reject(rej *rejection) gnet.Action {
+	cs.loop.stats.rejected.Add(1)
+	_, _ = cs.gc.Write(rej.resp)
+	if cs.state != stateHTTP {
+		return gnet.None
+	}
+	return cs.linger()
+}
+
+// linger closes an HTTP connection after its last answer. Closing a
+// socket with unread input makes the kernel send RST, which can destroy
+// the answer in flight; so unless the input is fully read, the server
+// shuts down its sending side and drops the peer's bytes until the peer
+// closes or closeGrace passes.
+func (cs *conn) linger() gnet.Action {
+	c, l := cs.gc, cs.loop
+	_, _ = c.Discard(-1)
+	if c.OutboundBuffered() == 0 {
+		_ = unix.Shutdown(c.Fd(), unix.SHUT_WR)
+	}
+	cs.state = stateLinger
+	l.wheel.add(cs, l.now+l.closeGraceTicks)
+	return gnet.None
+}
+
+// upgrade completes a valid handshake: it writes 101 and makes the
+// connection a WebSocket of its target.
+func (cs *conn) upgrade(h *reqhead.Head, t target) gnet.Action {
+	c, l := cs.gc, cs.loop
+	l.scratch = appendSwitching(l.scratch[:0], h.Key)
+	_, _ = c.Write(l.scratch)
+	if cs.state != stateHTTP {
+		return gnet.None
+	}
+	cs.state = stateOpen
+	cs.echo = t.echo
+	if !t.echo {
+		l.srv.rooms.join(cs, t.room) // copies the name when it creates the room
+	}
+	_, _ = c.Discard(h.Len)
+	l.stats.upgrades.Add(1)
+	l.stats.websockets.Add(1)
+	cs.seen = l.now
+	cs.nextPing = l.now + l.pingTicks
+	l.wheel.add(cs, cs.nextPing)
+	return gnet.None
+}

@@ -1,0 +1,121 @@
+package server
+
+import (
+	"context"
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+)
+
+// loop is the state loopcast keeps per gnet event loop. Everything except
+// stats and tickQueued is touched only on the loop's goroutine.
+type loop struct {
+	idx int
+	el  gnet.EventLoop
+	srv *Server
+
+	now             int64 // ticks since the server started, as of the last tick
+	wheel           wheel
+	pingTicks       int64
+	idleTicks       int64
+	handshakeTicks  int64
+	closeGraceTicks int64
+
+	// scratch builds small frames and answers (pong, close, 101); out
+	// builds echo frames. Both are reused: valid until their next use.
+	scratch []byte
+	out     []byte
+
+	tickQueued atomic.Bool
+	tickTask   gnet.Runnable
+
+	stats loopStats
+}
+
+// closeGrace is how long the server waits for the peer's close frame (or
+// lingers on an HTTP connection it is closing) before dropping TCP.
+const closeGrace = 2 * time.Second
+
+func newLoop(s *Server, idx int, el gnet.EventLoop) *loop {
+	l := &loop{idx: idx, el: el, srv: s, scratch: make([]byte, 0, 256)}
+	ticks := func(d time.Duration) int64 { return max(1, int64((d+s.tick-1)/s.tick)) }
+	l.pingTicks = ticks(s.cfg.PingInterval)
+	l.idleTicks = ticks(s.cfg.IdleTimeout)
+	l.handshakeTicks = ticks(s.cfg.HandshakeTimeout)
+	l.closeGraceTicks = ticks(min(closeGrace, s.cfg.HandshakeTimeout))
+	l.now = s.ticksNow()
+	l.wheel.cur = l.now
+	l.tickTask = gnet.RunnableFunc(func(context.Context) error {
+		l.tickQueued.Store(false)
+		l.onTick()
+		return nil
+	})
+	return l
+}
+
+// onTick advances the wheel: handshake timeouts, pings, idle timeouts and
+// close grace periods that are due.
+func (l *loop) onTick() {
+	l.now = l.srv.ticksNow()
+	l.wheel.advance(l.now, l.expire)
+}
+
+// expire handles a connection whose deadline came; it re-arms it when
+// activity moved its real deadline.
+func (l *loop) expire(cs *conn) {
+	switch cs.state {
+	case stateHTTP:
+		if due := cs.since + l.handshakeTicks; due > l.now {
+			l.wheel.add(cs, due)
+			return
+		}
+		cs.setReason(closeHandshakeTimeout)
+		_ = l.el.Close(cs.gc)
+	case stateOpen:
+		if cs.goAway {
+			cs.closeWith(closeGoingAway)
+			return
+		}
+		if l.now-cs.seen >= l.idleTicks {
+			cs.setReason(closeIdle)
+			_ = l.el.Close(cs.gc)
+			return
+		}
+		if l.now >= cs.nextPing {
+			cs.nextPing = l.now + l.pingTicks
+			if cs.pendingOK(len(pingFrame)) {
+				_, _ = cs.gc.Write(pingFrame)
+				if cs.state != stateOpen {
+					return
+				}
+			}
+		}
+		l.wheel.add(cs, min(cs.nextPing, cs.seen+l.idleTicks))
+	case stateClosing, stateLinger:
+		_ = l.el.Close(cs.gc)
+	}
+}
+
+// goAway closes every WebSocket of the loop with 1001, each at a random
+// moment within spread (jitter), so clients reconnect elsewhere gradually.
+func (l *loop) goAway(spread time.Duration) {
+	var open []*conn
+	for _, head := range l.wheel.slots {
+		for cs := head; cs != nil; cs = cs.wnext {
+			if cs.state == stateOpen {
+				open = append(open, cs)
+			}
+		}
+	}
+	spreadTicks := int64(spread / l.srv.tick)
+	for _, cs := range open {
+		cs.goAway = true
+		at := l.now
+		if spreadTicks > 0 {
+			at += rand.Int64N(spreadTicks + 1)
+		}
+		l.wheel.add(cs, at)
+	}
+}

@@ -1,0 +1,132 @@
+package server
+
+import (
+	"strconv"
+
+	"github.com/loopcast/loopcast/server/reqhead"
+)
+
+// Every HTTP answer except 101 is built once at start-up, so answering a
+// probe costs one write and no allocation.
+
+// healthBody is what a probe reads while the server serves.
+const (
+	healthOK       = "ok\n"
+	healthDraining = "draining\n"
+)
+
+// keep-alive modes of a health response.
+const (
+	keepAlive11 = iota // HTTP/1.1 persistent: no Connection header
+	keepAlive10        // HTTP/1.0 asked for keep-alive: echo it
+	closeAfter         // Connection: close
+	numConnModes
+)
+
+// healthResponses[draining][head][mode]
+var healthResponses = func() (t [2][2][numConnModes][]byte) {
+	for draining := range 2 {
+		status, body := 200, healthOK
+		if draining == 1 {
+			status, body = 503, healthDraining
+		}
+		for head := range 2 {
+			for mode := range numConnModes {
+				var extra string
+				switch mode {
+				case keepAlive10:
+					extra = "Connection: keep-alive\r\n"
+				case closeAfter:
+					extra = "Connection: close\r\n"
+				}
+				t[draining][head][mode] = buildResponse(status, extra, body, head == 1)
+			}
+		}
+	}
+	return t
+}()
+
+// buildResponse renders a complete response with a text/plain body.
+// With headOnly the body is left out but Content-Length still counts it
+// (RFC 9110 §9.3.2).
+func buildResponse(status int, extraHeaders, body string, headOnly bool) []byte {
+	b := []byte("HTTP/1.1 " + strconv.Itoa(status) + " " + statusText(status) + "\r\n")
+	b = append(b, "Content-Type: text/plain; charset=utf-8\r\n"...)
+	b = append(b, "Cache-Control: no-store\r\n"...)
+	b = append(b, "Content-Length: "+strconv.Itoa(len(body))+"\r\n"...)
+	b = append(b, extraHeaders...)
+	b = append(b, "\r\n"...)
+	if !headOnly {
+		b = append(b, body...)
+	}
+	return b
+}
+
+func statusText(code int) string {
+	switch code {
+	case 200:
+		return "OK"
+	case 400:
+		return "Bad Request"
+	case 401:
+		return "Unauthorized"
+	case 403:
+		return "Forbidden"
+	case 404:
+		return "Not Found"
+	case 405:
+		return "Method Not Allowed"
+	case 426:
+		return "Upgrade Required"
+	case 431:
+		return "Request Header Fields Too Large"
+	case 503:
+		return "Service Unavailable"
+	case 505:
+		return "HTTP Version Not Supported"
+	}
+	return "Error"
+}
+
+// A rejection is an error answer followed by closing the connection.
+type rejection struct {
+	status int
+	resp   []byte // complete response, Connection: close
+}
+
+func newRejection(status int, reason, extraHeaders string) *rejection {
+	return &rejection{status, buildResponse(status, extraHeaders+"Connection: close\r\n", reason+"\n", false)}
+}
+
+// exampleKey is RFC 6455's own example of a valid Sec-WebSocket-Key.
+const exampleKey = "dGhlIHNhbXBsZSBub25jZQ=="
+
+// Answers the front door gives instead of 101 or a health response.
+var (
+	rejHeadTooLarge  = newRejection(431, "request head over 8 KiB", "")
+	rejMethod        = newRejection(405, "only GET and HEAD are served on this port", "Allow: GET, HEAD\r\n")
+	rejUpgradeMethod = newRejection(400, "a WebSocket upgrade must be a GET request (RFC 6455 section 4.1)", "")
+	rejUpgradeHTTP10 = newRejection(400, "a WebSocket upgrade needs HTTP/1.1 (RFC 6455 section 4.1)", "")
+	rejUpgradeToken  = newRejection(400, "the Upgrade header must contain websocket", "")
+	rejConnToken     = newRejection(400, "the Connection header must contain Upgrade", "")
+	rejVersion       = newRejection(426, "unsupported Sec-WebSocket-Version: this server speaks version 13", "Sec-WebSocket-Version: 13\r\n")
+	rejKey           = newRejection(400, "bad Sec-WebSocket-Key: it must be the base64 encoding of 16 random bytes, 24 characters such as "+exampleKey+" (RFC 6455 section 4.1); clients generate a fresh one per connection", "")
+	rejNoKey         = newRejection(400, "missing Sec-WebSocket-Key: send the base64 encoding of 16 random bytes, 24 characters such as "+exampleKey, "")
+	rejNotFound      = newRejection(404, "no WebSocket endpoint at this path: use /ws, /ws/{room} or /echo", "")
+	rejRoomName      = newRejection(400, "room names are 1 to 64 characters of A-Z a-z 0-9 . _ -", "")
+	rejOrigin        = newRejection(403, "origin not allowed", "")
+	rejDraining      = newRejection(503, "draining: reconnect to another instance", "Retry-After: 1\r\n")
+	rejBody          = newRejection(400, "GET and HEAD requests must not carry a body", "")
+)
+
+// parseRejections maps the request parser's errors to their answers.
+var parseRejections = func() map[*reqhead.Error]*rejection {
+	m := map[*reqhead.Error]*rejection{}
+	for _, e := range []*reqhead.Error{
+		reqhead.ErrRequestLine, reqhead.ErrTarget, reqhead.ErrVersion, reqhead.ErrVersionSupport,
+		reqhead.ErrHeaderLine, reqhead.ErrObsFold, reqhead.ErrDuplicate, reqhead.ErrContentLength,
+	} {
+		m[e] = newRejection(e.Status, e.Reason, "")
+	}
+	return m
+}()

@@ -1,0 +1,99 @@
+package server
+
+import "sync/atomic"
+
+// closeReason says why the server closed (or saw close) a connection.
+// Counted per loop; reported by Stats.
+type closeReason uint8
+
+const (
+	closePeer             closeReason = iota // peer sent a close frame (echoed)
+	closeGone                                // TCP closed or reset without a close handshake
+	closeProtocol                            // 1002: RFC 6455 violation
+	closeInvalidUTF8                         // 1007
+	closePolicy                              // 1008: e.g. publishing disabled
+	closeTooBig                              // 1009: message over MaxMessage
+	closeSlowConsumer                        // 1013: unsent bytes over MaxPending
+	closeIdle                                // nothing received for IdleTimeout
+	closeGoingAway                           // 1001: server shutdown
+	closeHandshakeTimeout                    // no complete request head in time
+	closeHTTP                                // HTTP exchange done, or rejected
+	numCloseReasons
+)
+
+var closeReasonNames = [numCloseReasons]string{
+	"peer_close", "gone", "protocol_error", "invalid_utf8", "policy",
+	"message_too_big", "slow_consumer", "idle_timeout", "going_away",
+	"handshake_timeout", "http",
+}
+
+func (r closeReason) String() string {
+	if r < numCloseReasons {
+		return closeReasonNames[r]
+	}
+	return "unknown"
+}
+
+// loopStats are counters written by one loop only. They are atomics so
+// Stats may read them from any goroutine; with a single writer each
+// update is an uncontended atomic add, no lock and no allocation.
+type loopStats struct {
+	conns      atomic.Int64 // open TCP connections
+	websockets atomic.Int64 // open WebSocket sessions
+	accepted   atomic.Int64 // TCP connections accepted
+	upgrades   atomic.Int64 // successful handshakes
+	rejected   atomic.Int64 // handshakes answered with 4xx/5xx
+	health     atomic.Int64 // health responses
+	msgsIn     atomic.Int64 // data messages received
+	bytesIn    atomic.Int64 // payload bytes of data messages received
+	deliveries atomic.Int64 // frames written to members (echo included)
+	bytesOut   atomic.Int64 // bytes of those frames
+	published  atomic.Int64 // room messages sequenced by this loop
+	closes     [numCloseReasons]atomic.Int64
+	_          [64]byte // keep loops' counters off each other's cache lines
+}
+
+// Stats is a snapshot of the server's counters, summed over loops.
+type Stats struct {
+	Connections   int64            `json:"connections"`    // open TCP connections
+	WebSockets    int64            `json:"websockets"`     // open WebSocket sessions
+	Accepted      int64            `json:"accepted"`       // TCP connections accepted
+	Upgrades      int64            `json:"upgrades"`       // successful handshakes
+	Rejected      int64            `json:"rejected"`       // handshakes refused with a status
+	Health        int64            `json:"health"`         // health responses
+	MessagesIn    int64            `json:"messages_in"`    // data messages received
+	BytesIn       int64            `json:"bytes_in"`       // their payload bytes
+	Deliveries    int64            `json:"deliveries"`     // data frames written
+	BytesOut      int64            `json:"bytes_out"`      // their bytes
+	Published     int64            `json:"published"`      // room messages sequenced
+	Rooms         int64            `json:"rooms"`          // rooms with members
+	Closes        map[string]int64 `json:"closes"`         // closes by reason
+	SlowConsumers int64            `json:"slow_consumers"` // closes with 1013
+	Draining      bool             `json:"draining"`
+}
+
+// Stats returns current counters. Safe for concurrent use; it allocates
+// and is meant for monitoring, not the hot path.
+func (s *Server) Stats() Stats {
+	st := Stats{Closes: make(map[string]int64, numCloseReasons), Draining: s.draining.Load()}
+	for _, l := range s.loopList() {
+		ls := &l.stats
+		st.Connections += ls.conns.Load()
+		st.WebSockets += ls.websockets.Load()
+		st.Accepted += ls.accepted.Load()
+		st.Upgrades += ls.upgrades.Load()
+		st.Rejected += ls.rejected.Load()
+		st.Health += ls.health.Load()
+		st.MessagesIn += ls.msgsIn.Load()
+		st.BytesIn += ls.bytesIn.Load()
+		st.Deliveries += ls.deliveries.Load()
+		st.BytesOut += ls.bytesOut.Load()
+		st.Published += ls.published.Load()
+		for r := range numCloseReasons {
+			st.Closes[r.String()] += ls.closes[r].Load()
+		}
+	}
+	st.SlowConsumers = st.Closes[closeSlowConsumer.String()]
+	st.Rooms = s.rooms.count()
+	return st
+}

@@ -1,0 +1,170 @@
+package server
+
+import (
+	"github.com/gobwas/ws"
+	"github.com/panjf2000/gnet/v2"
+	"github.com/valyala/bytebufferpool"
+
+	"github.com/loopcast/loopcast/server/frame"
+)
+
+// errTooBig closes a message over Config.MaxMessage (RFC 6455 §7.4.1).
+var errTooBig = &frame.CloseError{Code: ws.StatusMessageTooBig, Reason: "message over max-message"}
+
+// errNoPublish closes a member that publishes when ClientPublish is off.
+var errNoPublish = &frame.CloseError{Code: ws.StatusPolicyViolation, Reason: "clients may not publish"}
+
+// serveFrames handles every complete frame buffered on a WebSocket, in
+// place: Peek the header, wait unless the whole frame is buffered, unmask
+// the payload in the buffer, act, Discard. Nothing is allocated on the
+// declared length: a frame over MaxMessage is refused from its header.
+// In stateClosing only the peer's close frame matters.
+func (cs *conn) serveFrames() gnet.Action {
+	c, l := cs.gc, cs.loop
+	maxMsg := int64(l.srv.cfg.MaxMessage)
+	for {
+		avail := c.InboundBuffered()
+		if avail == 0 {
+			return gnet.None
+		}
+		if cs.state == stateOpen {
+			cs.seen = l.now
+		}
+		hb, _ := c.Peek(min(avail, frame.MaxHeaderLen))
+		h, n, err := frame.Parse(hb)
+		if err == frame.ErrIncomplete {
+			return gnet.None
+		}
+		if err != nil {
+			return cs.protocolError(err.(*frame.CloseError))
+		}
+		if ce := frame.CheckClient(h, cs.fragOp != 0); ce != nil {
+			return cs.protocolError(ce)
+		}
+		if !h.Op.IsControl() && h.Length > maxMsg-int64(cs.msgLen()) {
+			return cs.protocolError(errTooBig)
+		}
+		total := n + int(h.Length)
+		if avail < total {
+			return gnet.None // wait for the rest; at most MaxMessage+14 bytes buffer
+		}
+		fb, _ := c.Peek(total)
+		payload := fb[n:total]
+		frame.Unmask(payload, h.Mask, 0)
+
+		if cs.state == stateClosing {
+			if h.Op == ws.OpClose {
+				return gnet.Close // the peer answered our close: done
+			}
+			_, _ = c.Discard(total)
+			continue
+		}
+		if a := cs.handleFrame(h, payload); a != gnet.None || cs.state == stateClosed {
+			return a
+		}
+		_, _ = c.Discard(total)
+	}
+}
+
+// protocolError fails the connection with e's close code, or just drops
+// it when it is already closing.
+func (cs *conn) protocolError(e *frame.CloseError) gnet.Action {
+	if cs.state != stateOpen {
+		return gnet.Close
+	}
+	cs.failWith(e)
+	_, _ = cs.gc.Discard(-1)
+	return gnet.None
+}
+
+func (cs *conn) msgLen() int {
+	if cs.msg != nil {
+		return len(cs.msg.B)
+	}
+	return 0
+}
+
+// handleFrame acts on one complete, unmasked frame. payload aliases
+// gnet's buffer and is valid only until the caller's Discard.
+func (cs *conn) handleFrame(h frame.Header, payload []byte) gnet.Action {
+	l := cs.loop
+	switch h.Op {
+	case ws.OpPing:
+		// §5.5.3: a Pong with the same Application data.
+		l.scratch = frame.AppendHeader(l.scratch[:0], true, ws.OpPong, len(payload))
+		l.scratch = append(l.scratch, payload...)
+		if cs.pendingOK(len(l.scratch)) {
+			_, _ = cs.gc.Write(l.scratch)
+		} else {
+			cs.closeWith(closeSlowConsumer)
+		}
+		return gnet.None
+	case ws.OpPong:
+		return gnet.None // seen is already updated
+	case ws.OpClose:
+		code, ce := frame.ParseClose(payload)
+		if ce != nil {
+			return cs.protocolError(ce)
+		}
+		// §5.5.1: echo the status code, then the server closes TCP.
+		cs.setReason(closePeer)
+		l.scratch = frame.AppendClose(l.scratch[:0], code, "")
+		_, _ = cs.gc.Write(l.scratch)
+		return gnet.Close
+	}
+
+	// Data: text, binary or continuation.
+	if !l.srv.cfg.ClientPublish && !cs.echo {
+		return cs.protocolError(errNoPublish)
+	}
+	op := h.Op
+	if op == ws.OpContinuation {
+		op = cs.fragOp
+	}
+	if op == ws.OpText {
+		if !cs.text.Write(payload) || (h.Fin && !cs.text.Complete()) {
+			return cs.protocolError(frame.ErrInvalidUTF8)
+		}
+	}
+	switch {
+	case h.Fin && cs.fragOp == 0:
+		// A whole message in one frame: straight from gnet's buffer.
+		cs.text.Reset()
+		cs.message(op, payload)
+	case !h.Fin && cs.fragOp == 0:
+		cs.fragOp = op
+		cs.msg = bytebufferpool.Get()
+		cs.msg.B = append(cs.msg.B, payload...)
+	default:
+		cs.msg.B = append(cs.msg.B, payload...)
+		if h.Fin {
+			msg := cs.msg
+			cs.msg = nil
+			cs.fragOp = 0
+			cs.text.Reset()
+			cs.message(op, msg.B)
+			bytebufferpool.Put(msg)
+		}
+	}
+	return gnet.None
+}
+
+// message handles a complete data message: echo it, or publish it to
+// the member's room.
+func (cs *conn) message(op ws.OpCode, payload []byte) {
+	l := cs.loop
+	l.stats.msgsIn.Add(1)
+	l.stats.bytesIn.Add(int64(len(payload)))
+	if cs.echo {
+		l.out = frame.AppendHeader(l.out[:0], true, op, len(payload))
+		l.out = append(l.out, payload...)
+		cs.send(l.out)
+		if cap(l.out) > 1<<16 {
+			l.out = nil // do not pin a large echo buffer per loop
+		}
+		return
+	}
+	if cs.room != nil {
+		l.publish(cs.room, op, payload)
+	}
+}
