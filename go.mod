@@ -3,7 +3,9 @@ module github.com/loopcast/loopcast
 go 1.26.8
 
 require (
+	github.com/coder/websocket v1.8.15
 	github.com/gobwas/ws v1.5.0
+	github.com/gorilla/websocket v1.5.3
 	github.com/panjf2000/gnet/v2 v2.9.7
 	github.com/valyala/bytebufferpool v1.0.0
 	go.uber.org/goleak v1.3.0
