@@ -1,0 +1,354 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	gorilla "github.com/gorilla/websocket"
+)
+
+// End-to-end tests run the real binary, built once for the package.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "loopcast-e2e")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "loopcast")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// proc is a running loopcast binary.
+type proc struct {
+	cmd    *exec.Cmd
+	addr   string
+	stderr *syncBuffer
+	exited chan error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+var servingAddr = regexp.MustCompile(`msg=serving addr=(\S+)`)
+
+// startBinary runs loopcast on 127.0.0.1:0 with extra flags and waits for
+// its "serving" log line, which names the bound address.
+func startBinary(t *testing.T, args ...string) *proc {
+	t.Helper()
+	p := &proc{stderr: &syncBuffer{}, exited: make(chan error, 1)}
+	p.cmd = exec.Command(binary, append([]string{"--addr", "127.0.0.1:0", "--admin-addr", ""}, args...)...)
+	p.cmd.Stderr = p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.exited <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+		if t.Failed() {
+			t.Logf("loopcast stderr:\n%s", p.stderr.String())
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if m := servingAddr.FindStringSubmatch(p.stderr.String()); m != nil {
+			p.addr = m[1]
+			return p
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("loopcast did not start:\n%s", p.stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func curl(t *testing.T, args ...string) string {
+	t.Helper()
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Fatal("curl is needed for the seed document's check (.ci/run installs it)")
+	}
+	out, _ := exec.Command("curl", append([]string{"-s", "-i", "--max-time", "2"}, args...)...).Output()
+	return string(out)
+}
+
+// TestSeedCurlCheck runs the curl check of Microsoft's "Expose a
+// WebSocket server to Application Gateway" against the built binary.
+func TestSeedCurlCheck(t *testing.T) {
+	p := startBinary(t)
+	url := "http://" + p.addr
+	seed := []string{"-N", "-H", "Connection: Upgrade", "-H", "Upgrade: websocket",
+		"-H", "Origin: http://localhost", "-H", "Host: localhost", "-H", "Sec-WebSocket-Version: 13"}
+
+	out := curl(t, append(seed, "-H", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", url+"/ws")...)
+	if !strings.HasPrefix(out, "HTTP/1.1 101 Switching Protocols\r\n") ||
+		!strings.Contains(out, "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n") {
+		t.Errorf("valid key: want 101 with RFC 6455's accept value, got:\n%s", out)
+	}
+	out = curl(t, append(seed, "-H", "Sec-WebSocket-Key: 123", url+"/ws")...)
+	if !strings.HasPrefix(out, "HTTP/1.1 400 ") || !strings.Contains(out, "base64") || !strings.Contains(out, "dGhlIHNhbXBsZSBub25jZQ==") {
+		t.Errorf("key 123: want 400 explaining a valid key, got:\n%s", out)
+	}
+	for _, probe := range [][]string{{url + "/"}, {url + "/health"}, {"-H", "Host: localhost", url + "/"}, {"-I", url + "/"}} {
+		out := curl(t, probe...)
+		if !strings.HasPrefix(out, "HTTP/1.1 200 OK\r\n") {
+			t.Errorf("curl %v: want 200, got:\n%s", probe, out)
+		}
+	}
+}
+
+func TestFlagsAndEnvironment(t *testing.T) {
+	cases := []struct {
+		args    []string
+		env     []string
+		code    int
+		message string
+	}{
+		{[]string{"--check"}, nil, 0, "configuration ok"},
+		{[]string{"--check", "--max-message", "64KiB"}, []string{"LOOPCAST_PING_INTERVAL=5s"}, 0, "configuration ok"},
+		{[]string{"--max-message", "lots"}, nil, 2, "max-message"},
+		{[]string{"--check"}, []string{"LOOPCAST_PING_INTERVAL=soon"}, 2, "LOOPCAST_PING_INTERVAL"},
+		{[]string{"--check", "--ping-interval", "50s"}, nil, 2, "idle-timeout 45s must exceed ping-interval 50s"},
+		{[]string{"--check", "--addr", "8080"}, nil, 2, "addr"},
+		{[]string{"--no-such-flag"}, nil, 2, "no-such-flag"},
+		// A flag beats its environment variable.
+		{[]string{"--check", "--ping-interval", "10s"}, []string{"LOOPCAST_PING_INTERVAL=50s"}, 0, "configuration ok"},
+	}
+	for _, c := range cases {
+		cmd := exec.Command(binary, c.args...)
+		cmd.Env = append(os.Environ(), c.env...)
+		out, err := cmd.CombinedOutput()
+		code := 0
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			code = exit.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if code != c.code || !strings.Contains(string(out), c.message) {
+			t.Errorf("loopcast %v %v: exit %d %q, want exit %d mentioning %q", c.args, c.env, code, out, c.code, c.message)
+		}
+	}
+}
+
+// TestSIGTERMDrains: readiness turns 503 at once, sessions keep working
+// for the drain delay, then get 1001, and the process exits 0.
+func TestSIGTERMDrains(t *testing.T) {
+	p := startBinary(t, "--drain-delay", "400ms", "--drain-duration", "300ms")
+	ws, _, err := gorilla.DefaultDialer.Dial("ws://"+p.addr+"/ws/drain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	sent := time.Now()
+	waitStatus := func(path string, want int) {
+		deadline := time.Now().Add(2 * time.Second)
+		for {
+			out := curl(t, "http://"+p.addr+path)
+			if strings.HasPrefix(out, fmt.Sprintf("HTTP/1.1 %d ", want)) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("GET %s during drain: want %d, got %q", path, want, out)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitStatus("/", 503)
+	waitStatus("/livez", 200)
+	// Still served during the drain delay.
+	_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if err := ws.WriteMessage(gorilla.TextMessage, []byte("still here")); err != nil {
+		t.Fatal(err)
+	}
+	if _, msg, err := ws.ReadMessage(); err != nil || string(msg) != "still here" {
+		t.Fatalf("during drain delay: %q %v", msg, err)
+	}
+	_, _, err = ws.ReadMessage()
+	if !gorilla.IsCloseError(err, gorilla.CloseGoingAway) {
+		t.Fatalf("want close 1001, got %v", err)
+	}
+	if waited := time.Since(sent); waited < 350*time.Millisecond {
+		t.Errorf("1001 came %s after SIGTERM, before the 400ms drain delay", waited)
+	}
+	select {
+	case err := <-p.exited:
+		p.exited <- err // for Cleanup
+		if err != nil {
+			t.Fatalf("exit: %v, want status 0", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("loopcast did not exit after the drain")
+	}
+}
+
+// TestHoldsManyIdleConnections opens 19,000 WebSockets to one server
+// process (this machine allows 20,000 open files per process), spread
+// over 127.0.0.x source addresses, checks that every handshake succeeded
+// and that the server still serves, then reports its RSS per connection.
+func TestHoldsManyIdleConnections(t *testing.T) {
+	if testing.Short() {
+		t.Skip("opens 19,000 sockets")
+	}
+	n := 19_000
+	if max := fdLimit() - 500; max < n {
+		t.Skipf("open-file limit allows %d sockets here", max)
+	}
+	p := startBinary(t, "--event-loops", "2")
+	rssBefore := rssBytes(t, p.cmd.Process.Pid)
+
+	conns := make([]net.Conn, n)
+	var next, failed atomic.Int64
+	var firstErr atomic.Value
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				c, err := handshake(p.addr, fmt.Sprintf("127.0.0.%d", 2+i%8))
+				if err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err)
+					continue
+				}
+				conns[i] = c
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	defer func() {
+		for _, c := range conns {
+			if c != nil {
+				c.Close()
+			}
+		}
+	}()
+	if f := failed.Load(); f > 0 {
+		t.Fatalf("%d of %d handshakes failed; first: %v", f, n, firstErr.Load())
+	}
+	rss := rssBytes(t, p.cmd.Process.Pid)
+	t.Logf("%d idle WebSockets: %.0f handshakes/s, server RSS %d MiB, %d bytes per connection",
+		n, float64(n)/elapsed.Seconds(), rss>>20, (rss-rssBefore)/int64(n))
+
+	// Still serving: a health probe and an echo.
+	if out := curl(t, "http://"+p.addr+"/"); !strings.HasPrefix(out, "HTTP/1.1 200 ") {
+		t.Fatalf("health with %d open: %q", n, out)
+	}
+	ws, _, err := gorilla.DefaultDialer.Dial("ws://"+p.addr+"/echo", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	_ = ws.WriteMessage(gorilla.BinaryMessage, []byte("x"))
+	_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, msg, err := ws.ReadMessage(); err != nil || string(msg) != "x" {
+		t.Fatalf("echo with %d open: %q %v", n, msg, err)
+	}
+	// None of the idle ones was closed.
+	for i, c := range conns[:100] {
+		_ = c.SetReadDeadline(time.Now().Add(time.Millisecond))
+		if _, err := c.Read(make([]byte, 1)); !isTimeout(err) {
+			t.Fatalf("idle connection %d: %v, want it open and silent", i, err)
+		}
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// handshake opens a WebSocket from a given local address with a raw
+// socket, reads the 101 and returns the open connection.
+func handshake(addr, local string) (net.Conn, error) {
+	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
+	c, err := d.DialContext(context.Background(), "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	req := "GET /ws/idle HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+	if _, err := io.WriteString(c, req); err != nil {
+		c.Close()
+		return nil, err
+	}
+	line, err := bufio.NewReaderSize(c, 256).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "HTTP/1.1 101 ") {
+		c.Close()
+		return nil, fmt.Errorf("handshake: %q %v", line, err)
+	}
+	_ = c.SetDeadline(time.Time{})
+	return c, nil
+}
+
+func fdLimit() int {
+	var r syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r); err != nil {
+		return 1024
+	}
+	return int(r.Cur)
+}
+
+func rssBytes(t *testing.T, pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			var kb int64
+			fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(line, "VmRSS:")), "%d", &kb)
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmRSS")
+	return 0
+}
