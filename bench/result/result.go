@@ -22,12 +22,11 @@ import (
 
 // Scenario names.
 const (
-	Echo    = "echo"
-	Fanout  = "fanout"
-	Conns   = "conns"
-	Storm   = "storm"
-	Health  = "health"
-	unknown = ""
+	Echo   = "echo"
+	Fanout = "fanout"
+	Conns  = "conns"
+	Storm  = "storm"
+	Health = "health"
 )
 
 // Scenarios lists the scenario names in report order.
@@ -123,7 +122,8 @@ type Result struct {
 	ElapsedS float64            `json:"elapsed_s"` // measured interval
 	Metrics  map[string]float64 `json:"metrics"`
 	Latency  map[string]Latency `json:"latency,omitempty"`
-	Errors   []string           `json:"errors,omitempty"` // what went wrong; empty for a clean run
+	Errors   []string           `json:"errors,omitempty"`   // what went wrong; empty for a clean run
+	Warnings []string           `json:"warnings,omitempty"` // caveats, e.g. the load generator was saturated
 }
 
 // New starts a result.
@@ -135,6 +135,11 @@ func New(scenario, server, addr string) *Result {
 // Errorf records a problem with the run.
 func (r *Result) Errorf(format string, args ...any) {
 	r.Errors = append(r.Errors, fmt.Sprintf(format, args...))
+}
+
+// Warnf records a caveat that does not fail the run.
+func (r *Result) Warnf(format string, args ...any) {
+	r.Warnings = append(r.Warnings, fmt.Sprintf(format, args...))
 }
 
 // OK reports whether the run had no error.
@@ -253,6 +258,9 @@ func (r *Result) WriteTable(w io.Writer) error {
 	}
 	if len(r.Errors) == 0 {
 		fmt.Fprintf(tw, "  result\tOK\n")
+	}
+	for _, e := range r.Warnings {
+		fmt.Fprintf(tw, "  warning\t%s\n", e)
 	}
 	for _, e := range r.Errors {
 		fmt.Fprintf(tw, "  ERROR\t%s\n", e)

@@ -90,6 +90,7 @@ func Dial(ctx context.Context, addr, path string, o Options) (*Conn, error) {
 	d := net.Dialer{}
 	if o.LocalIP != nil {
 		d.LocalAddr = &net.TCPAddr{IP: o.LocalIP}
+		d.Control = BindNoPort
 	}
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {

@@ -1,0 +1,356 @@
+package scenario
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/loopcast/loopcast/bench/hist"
+	"github.com/loopcast/loopcast/bench/result"
+	"github.com/loopcast/loopcast/bench/seqcheck"
+	"github.com/loopcast/loopcast/bench/wsclient"
+)
+
+// FanoutConfig drives the fanout scenario: Subscribers members and
+// Publishers publishing members in one room; every member (publishers
+// included) must get every message, in order per publisher.
+//
+// Closed loop (Rate 0): each publisher keeps at most Window messages that
+// have not yet reached every member. Fixed rate: publishers send Rate
+// messages per second in total, stamped with their scheduled send time.
+type FanoutConfig struct {
+	Common
+	Subscribers int     // default 1000
+	Publishers  int     // default 1
+	Size        int     // bytes, at least 16; default 64
+	Window      int     // closed loop: undelivered messages per publisher; default 64
+	Rate        float64 // messages per second over all publishers; 0: closed loop
+	Room        string  // default: a fresh random name
+	// Drain bounds the wait, after the load period, for messages still on
+	// their way; default 5 s. Undelivered after that means missing.
+	Drain time.Duration
+}
+
+// ring is the number of in-flight sequence numbers tracked per publisher;
+// a publisher never has more undelivered messages than this.
+const ring = 4096
+
+// stallAfter ends a run whose delivery made no progress for this long (a
+// member that never gets a message would otherwise hold the window forever).
+const stallAfter = 3 * time.Second
+
+// pubState tracks one publisher's messages until every member has them.
+type pubState struct {
+	sent   atomic.Uint64 // messages sent
+	done   atomic.Uint64 // messages delivered to every member (in-order prefix)
+	counts [ring]atomic.Int32
+	wake   chan struct{}
+}
+
+type fanout struct {
+	cfg      FanoutConfig
+	members  int32 // receivers: subscribers + publishers
+	pubs     []*pubState
+	lat      hist.Histogram // send -> each delivery
+	last     hist.Histogram // send -> delivery at the last member
+	warm     atomic.Int64   // members that got a warm-up message
+	measured atomic.Bool    // warm-up over
+	stopping atomic.Bool
+	lastDone atomic.Int64 // unix nanos of the latest full delivery
+	closes   atomic.Uint64
+	codes    closeCodes
+	badMsgs  atomic.Uint64
+	totals   seqcheck.Totals
+	totalsMu sync.Mutex
+}
+
+// Fanout runs the fanout scenario.
+func Fanout(ctx context.Context, cfg FanoutConfig) (*result.Result, error) {
+	cfg.defaults()
+	cfg.Subscribers = orDefault(cfg.Subscribers, 1000)
+	cfg.Publishers = min(orDefault(cfg.Publishers, 1), warmupPub-1)
+	cfg.Size = max(orDefault(cfg.Size, 64), headerSize)
+	cfg.Window = min(orDefault(cfg.Window, 64), ring)
+	if cfg.Drain <= 0 {
+		cfg.Drain = 5 * time.Second
+	}
+	if cfg.Room == "" {
+		var b [4]byte
+		rand.Read(b[:])
+		cfg.Room = "bench-" + hex.EncodeToString(b[:])
+	}
+	if err := Preflight(ctx, cfg.Addr); err != nil {
+		return nil, err
+	}
+	r := result.New(result.Fanout, cfg.Server, cfg.Addr)
+	r.Params = result.Params{Subscribers: cfg.Subscribers, Publishers: cfg.Publishers, Size: cfg.Size,
+		DurationS: cfg.Duration.Seconds(), SourceIPs: cfg.SourceIPs}
+	if cfg.Rate > 0 {
+		r.Params.Rate = cfg.Rate
+	} else {
+		r.Params.Window = cfg.Window
+	}
+
+	f := &fanout{cfg: cfg, members: int32(cfg.Subscribers + cfg.Publishers)}
+	for i := 0; i < cfg.Publishers; i++ {
+		f.pubs = append(f.pubs, &pubState{wake: make(chan struct{}, 1)})
+	}
+	pr := startProgress(cfg.Progress, "fanout")
+	defer pr.close()
+
+	var hs hist.Histogram
+	d := newDialer(&cfg.Common, 0, &hs)
+	path := "/ws/" + cfg.Room
+	t0 := time.Now()
+	conns, failed, err := d.dialAll(ctx, int(f.members), cfg.DialConcurrency, path, pr)
+	defer closeAll(conns)
+	r.Metrics[result.SetupSeconds] = round3(time.Since(t0).Seconds())
+	r.Latency[result.LatencyHandshake] = result.FromHist(&hs)
+	if failed > 0 {
+		// Every member must be there, or "every member gets every message"
+		// cannot be checked.
+		return nil, fmt.Errorf("fanout: %d of %d members failed to connect: %w", failed, f.members, err)
+	}
+	pubConns := conns[:cfg.Publishers]
+
+	var readers sync.WaitGroup
+	for _, c := range conns {
+		readers.Add(1)
+		go func(c *wsclient.Conn) {
+			defer readers.Done()
+			f.receive(c)
+		}(c)
+	}
+
+	// Warm up: publisher 0 sends marker messages until every member has one
+	// (the server may register members a little after the 101).
+	pr.set(func() string { return fmt.Sprintf("warm-up: %d of %d members reached", f.warm.Load(), f.members) })
+	warm := make([]byte, cfg.Size)
+	warmDeadline := time.Now().Add(30 * time.Second)
+	for i := uint64(0); f.warm.Load() < int64(f.members); i++ {
+		if time.Now().After(warmDeadline) || f.closes.Load() > 0 {
+			f.stopping.Store(true)
+			closeAll(conns)
+			readers.Wait()
+			return nil, fmt.Errorf("fanout: warm-up: only %d of %d members got a message within 30 s (closes: %s)",
+				f.warm.Load(), f.members, f.codes.String())
+		}
+		putHeader(warm, warmupPub, i, time.Now().UnixNano())
+		if err := pubConns[0].WriteFrame(wsclient.OpBinary, warm); err != nil {
+			return nil, fmt.Errorf("fanout: warm-up: %w", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // let warm-up messages drain
+	f.measured.Store(true)
+
+	u := startUsage(cfg.PID)
+	start := time.Now()
+	f.lastDone.Store(start.UnixNano())
+	deadline := start.Add(cfg.Duration)
+	pr.set(func() string {
+		el := time.Since(start)
+		var sent uint64
+		for _, p := range f.pubs {
+			sent += p.sent.Load()
+		}
+		return fmt.Sprintf("%.0f deliveries/s  %.0f published/s  p99 %s  closes %d",
+			perSec(f.lat.Count(), el), perSec(sent, el), fmtNs(f.lat.Quantile(0.99)), f.closes.Load())
+	})
+	var pubWG sync.WaitGroup
+	stallErrs := make([]error, cfg.Publishers)
+	for i, c := range pubConns {
+		pubWG.Add(1)
+		go func(i int, c *wsclient.Conn) {
+			defer pubWG.Done()
+			stallErrs[i] = f.publish(ctx, i, c, start, deadline)
+		}(i, c)
+	}
+	pubWG.Wait()
+
+	// Drain: wait until every message reached every member, or give up.
+	drainEnd := time.Now().Add(cfg.Drain)
+	for !f.allDone() && time.Now().Before(drainEnd) && f.closes.Load() == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	elapsed := time.Duration(f.lastDone.Load() - start.UnixNano())
+	if elapsed < cfg.Duration/2 {
+		elapsed = time.Since(start)
+	}
+	f.stopping.Store(true)
+	u.finish(r)
+	for _, c := range conns {
+		c.CloseGracefully()
+	}
+	readers.Wait()
+
+	var sent uint64
+	for _, p := range f.pubs {
+		sent += p.sent.Load()
+	}
+	r.ElapsedS = round3(elapsed.Seconds())
+	r.Metrics[result.Messages] = float64(sent)
+	r.Metrics[result.Deliveries] = float64(f.lat.Count())
+	r.Metrics[result.DeliveriesPerSec] = perSec(f.lat.Count(), elapsed)
+	r.Metrics[result.PublishedPerSec] = perSec(sent, elapsed)
+	r.Metrics[result.Gaps] = float64(f.totals.Gaps)
+	r.Metrics[result.Missing] = float64(f.totals.Missing)
+	r.Metrics[result.Reordered] = float64(f.totals.Late)
+	r.Metrics[result.Duplicates] = float64(f.totals.Duplicates)
+	r.Metrics[result.UnexpectedCloses] = float64(f.closes.Load())
+	r.Latency[result.LatencyDelivery] = result.FromHist(&f.lat)
+	r.Latency[result.LatencyLast] = result.FromHist(&f.last)
+	for i, err := range stallErrs {
+		if err != nil {
+			r.Errorf("publisher %d: %v", i, err)
+		}
+	}
+	if n := f.closes.Load(); n > 0 {
+		r.Errorf("%d members closed during the run: %s", n, f.codes.String())
+	}
+	if t := f.totals; t.DirtyStreams > 0 {
+		r.Errorf("%d of %d member streams not clean: %d gaps (%d messages missing), %d reordered, %d duplicates",
+			t.DirtyStreams, t.Streams, t.Gaps, t.Missing, t.Late, t.Duplicates)
+	}
+	if n := f.badMsgs.Load(); n > 0 {
+		r.Errorf("%d messages with a wrong opcode, size or publisher", n)
+	}
+	return r, nil
+}
+
+func (f *fanout) allDone() bool {
+	for _, p := range f.pubs {
+		if p.done.Load() < p.sent.Load() {
+			return false
+		}
+	}
+	return true
+}
+
+// publish sends until deadline: closed loop within the window, or at the
+// fixed rate.
+func (f *fanout) publish(ctx context.Context, id int, c *wsclient.Conn, start, deadline time.Time) error {
+	p := f.pubs[id]
+	buf := make([]byte, f.cfg.Size)
+	limit := uint64(f.cfg.Window)
+	var interval time.Duration
+	if f.cfg.Rate > 0 {
+		limit = ring
+		interval = time.Duration(float64(time.Second) * float64(len(f.pubs)) / f.cfg.Rate)
+		// Stagger publishers over one interval.
+		start = start.Add(interval * time.Duration(id) / time.Duration(len(f.pubs)))
+	}
+	stall := time.NewTimer(stallAfter)
+	defer stall.Stop()
+	next := start
+	var n uint64
+	for {
+		now := time.Now()
+		if !now.Before(deadline) || ctx.Err() != nil || f.closes.Load() > 0 {
+			return nil
+		}
+		if n-p.done.Load() >= limit {
+			// Window full: wait for deliveries.
+			stall.Reset(stallAfter)
+			select {
+			case <-p.wake:
+				continue
+			case <-stall.C:
+				if n-p.done.Load() >= limit {
+					return fmt.Errorf("stalled: %d messages undelivered to some member for %s", n-p.done.Load(), stallAfter)
+				}
+				continue
+			case <-ctx.Done():
+				return nil
+			}
+		}
+		ts := now
+		if interval > 0 {
+			if next.After(now) {
+				time.Sleep(next.Sub(now))
+				continue
+			}
+			ts = next // scheduled time: latency includes our own lateness
+			next = next.Add(interval)
+		}
+		putHeader(buf, uint16(id), n, ts.UnixNano())
+		// Count before writing: a fast echo may be delivered before Write returns.
+		p.sent.Store(n + 1)
+		if err := c.WriteFrame(wsclient.OpBinary, buf); err != nil {
+			p.sent.Store(n)
+			return nil // the reader records the close
+		}
+		n++
+	}
+}
+
+// receive reads one member's messages until the connection ends.
+func (f *fanout) receive(c *wsclient.Conn) {
+	trackers := make([]seqcheck.Tracker, len(f.pubs))
+	warmed := false
+	var err error
+	for {
+		var (
+			op byte
+			p  []byte
+		)
+		op, p, err = c.ReadMessage()
+		if err != nil {
+			break
+		}
+		now := time.Now().UnixNano()
+		pub, n, ns, ok := readHeader(p)
+		if !ok || op != wsclient.OpBinary || len(p) != f.cfg.Size {
+			f.badMsgs.Add(1)
+			continue
+		}
+		if pub == warmupPub {
+			if !warmed {
+				warmed = true
+				f.warm.Add(1)
+			}
+			continue
+		}
+		if int(pub) >= len(trackers) || !f.measured.Load() {
+			f.badMsgs.Add(1)
+			continue
+		}
+		kind := trackers[pub].Observe(n)
+		lat := now - ns
+		f.lat.Record(lat)
+		if kind == seqcheck.Duplicate {
+			continue
+		}
+		ps := f.pubs[pub]
+		slot := &ps.counts[n%ring]
+		if slot.Add(1) == f.members {
+			slot.Store(0)
+			f.last.Record(lat)
+			for {
+				d := ps.done.Load()
+				if n+1 <= d || ps.done.CompareAndSwap(d, n+1) {
+					break
+				}
+			}
+			f.lastDone.Store(now)
+			select {
+			case ps.wake <- struct{}{}:
+			default:
+			}
+		}
+	}
+	if !f.stopping.Load() {
+		f.closes.Add(1)
+		f.codes.add(err)
+	}
+	f.totalsMu.Lock()
+	for i := range trackers {
+		trackers[i].Finish(0, f.pubs[i].sent.Load())
+		f.totals.Add(&trackers[i])
+	}
+	f.totalsMu.Unlock()
+}
