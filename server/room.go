@@ -188,7 +188,8 @@ func (t *roomTask) Run(context.Context) error {
 }
 
 // handoff passes f (with a reference taken for the task) to loop to.
-func (l *loop) handoff(to *loop, r *room, f *sharedFrame, publish bool) {
+// Safe from any goroutine.
+func handoff(to *loop, r *room, f *sharedFrame, publish bool) {
 	t := roomTaskPool.Get().(*roomTask)
 	*t = roomTask{l: to, r: r, f: f, publish: publish}
 	f.retain()
@@ -204,7 +205,7 @@ func (l *loop) publish(r *room, op ws.OpCode, payload []byte) {
 	if r.owner == l {
 		l.fanout(r, f)
 	} else {
-		l.handoff(r.owner, r, f, true)
+		handoff(r.owner, r, f, true)
 	}
 	f.release()
 }
@@ -215,7 +216,7 @@ func (l *loop) fanout(r *room, f *sharedFrame) {
 	l.stats.published.Add(1)
 	for _, other := range l.srv.loopList() {
 		if other != l && r.shards[other.idx].live.Load() > 0 {
-			l.handoff(other, r, f, false)
+			handoff(other, r, f, false)
 		}
 	}
 	l.deliver(r, f)

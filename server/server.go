@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -38,6 +39,9 @@ type Server struct {
 	loops   atomic.Pointer[[]*loop] // indexed by loop idx; grows as loops appear
 
 	rooms rooms
+
+	admin     *http.Server // nil without an admin listener
+	adminAddr net.Addr
 }
 
 // New checks cfg and returns a Server that is not yet listening. logger
@@ -92,6 +96,10 @@ func (s *Server) Start() error {
 	}()
 	select {
 	case <-s.booted:
+		if err := s.startAdmin(); err != nil {
+			_ = s.Close()
+			return err
+		}
 		return nil
 	case <-s.done:
 		if s.runErr == nil {
@@ -120,6 +128,9 @@ func (s *Server) Close() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if s.admin != nil {
+		_ = s.admin.Shutdown(ctx)
+	}
 	err := s.eng.Stop(ctx)
 	<-s.done
 	return err

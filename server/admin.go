@@ -1,0 +1,192 @@
+package server
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// The admin listener is plain net/http: it is for operators and
+// publishers, not the hot path. Never expose it through the Ingress.
+//
+//	GET  /metrics          Prometheus metrics
+//	GET  /stats            Stats as JSON
+//	GET  /rooms            rooms with their member counts, as JSON
+//	POST /publish/{room}   body = message: text frame for text/*, binary otherwise;
+//	                       202 {"members": N}; bearer token when --publish-token is set
+//	     /debug/pprof/     runtime profiles
+
+// AdminHandler returns the admin listener's handler, for embedding the
+// server's admin routes in another mux or testing them directly.
+func (s *Server) AdminHandler() http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(newCollector(s))
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, s.Stats()) })
+	mux.HandleFunc("GET /rooms", s.serveRooms)
+	mux.HandleFunc("POST /publish/{room}", s.servePublish)
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
+}
+
+// startAdmin binds the admin listener when configured.
+func (s *Server) startAdmin() error {
+	if s.cfg.AdminAddr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", s.cfg.AdminAddr)
+	if err != nil {
+		return fmt.Errorf("admin listener %s: %w", s.cfg.AdminAddr, err)
+	}
+	s.adminAddr = ln.Addr()
+	s.admin = &http.Server{Handler: s.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := s.admin.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("admin listener stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// AdminAddr is the admin listener's bound address, or nil without one.
+func (s *Server) AdminAddr() net.Addr { return s.adminAddr }
+
+// RoomInfo is one entry of GET /rooms.
+type RoomInfo struct {
+	Name    string `json:"name"`
+	Members int64  `json:"members"`
+}
+
+// Rooms lists the rooms that have members, by name.
+func (s *Server) Rooms() []RoomInfo {
+	s.rooms.mu.Lock()
+	out := make([]RoomInfo, 0, len(s.rooms.m))
+	for name, r := range s.rooms.m {
+		out = append(out, RoomInfo{name, r.members.Load()})
+	}
+	s.rooms.mu.Unlock()
+	slices.SortFunc(out, func(a, b RoomInfo) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+func (s *Server) serveRooms(w http.ResponseWriter, _ *http.Request) {
+	rooms := s.Rooms()
+	writeJSON(w, 200, map[string]any{"count": len(rooms), "rooms": rooms})
+}
+
+func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
+	if tok := s.cfg.PublishToken; tok != "" {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(tok)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="loopcast admin"`)
+			writeJSON(w, 401, map[string]string{"error": "missing or wrong bearer token"})
+			return
+		}
+	}
+	room := r.PathValue("room")
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(s.cfg.MaxMessage)))
+	if err != nil {
+		writeJSON(w, 413, map[string]string{"error": fmt.Sprintf("body over max-message (%d bytes)", s.cfg.MaxMessage)})
+		return
+	}
+	op := ws.OpBinary
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); strings.HasPrefix(mt, "text/") {
+		op = ws.OpText
+	}
+	n, err := s.Publish(room, op, body)
+	switch {
+	case errors.Is(err, ErrNotRunning):
+		writeJSON(w, 503, map[string]string{"error": err.Error()})
+	case err != nil:
+		writeJSON(w, 400, map[string]string{"error": err.Error()})
+	default:
+		writeJSON(w, 202, map[string]int{"members": n})
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// collector turns Stats into Prometheus metrics at scrape time, so the
+// hot path only bumps its per-loop atomic counters.
+type collector struct {
+	s                                                       *Server
+	conns, websockets, rooms, draining                      *prometheus.Desc
+	accepted, handshakes, health, msgsIn, bytesIn, delivers *prometheus.Desc
+	bytesOut, published, closes                             *prometheus.Desc
+}
+
+func newCollector(s *Server) *collector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("loopcast_"+name, help, labels, nil)
+	}
+	return &collector{
+		s:          s,
+		conns:      d("connections", "Open TCP connections on the main listener."),
+		websockets: d("websockets", "Open WebSocket sessions."),
+		rooms:      d("rooms", "Rooms with members."),
+		draining:   d("draining", "1 once shutdown began."),
+		accepted:   d("accepted_total", "TCP connections accepted."),
+		handshakes: d("handshakes_total", "WebSocket handshakes by result.", "result"),
+		health:     d("health_requests_total", "Health responses."),
+		msgsIn:     d("messages_in_total", "Data messages received."),
+		bytesIn:    d("bytes_in_total", "Payload bytes of data messages received."),
+		delivers:   d("deliveries_total", "Data frames written to WebSockets."),
+		bytesOut:   d("bytes_out_total", "Bytes of data frames written."),
+		published:  d("published_total", "Room messages sequenced."),
+		closes:     d("closes_total", "Closed connections by reason.", "reason"),
+	}
+}
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) { prometheus.DescribeByCollect(c, ch) }
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	st := c.s.Stats()
+	g := func(d *prometheus.Desc, v int64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), labels...)
+	}
+	n := func(d *prometheus.Desc, v int64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	g(c.conns, st.Connections)
+	g(c.websockets, st.WebSockets)
+	g(c.rooms, st.Rooms)
+	draining := int64(0)
+	if st.Draining {
+		draining = 1
+	}
+	g(c.draining, draining)
+	n(c.accepted, st.Accepted)
+	n(c.handshakes, st.Upgrades, "ok")
+	n(c.handshakes, st.Rejected, "rejected")
+	n(c.health, st.Health)
+	n(c.msgsIn, st.MessagesIn)
+	n(c.bytesIn, st.BytesIn)
+	n(c.delivers, st.Deliveries)
+	n(c.bytesOut, st.BytesOut)
+	n(c.published, st.Published)
+	for reason, v := range st.Closes {
+		n(c.closes, v, reason)
+	}
+}

@@ -1,0 +1,124 @@
+package server_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	gorilla "github.com/gorilla/websocket"
+
+	"github.com/loopcast/loopcast/server"
+)
+
+func startWithAdmin(t *testing.T, token string) (*server.Server, string) {
+	cfg := testConfig()
+	cfg.AdminAddr = "127.0.0.1:0"
+	cfg.PublishToken = token
+	srv := startServer(t, cfg)
+	return srv, "http://" + srv.AdminAddr().String()
+}
+
+func TestAdminPublish(t *testing.T) {
+	srv, admin := startWithAdmin(t, "s3cret")
+	url := "ws://" + srv.Addr().String() + "/ws/news"
+	members := []*gorilla.Conn{dialGorilla(t, url, 0), dialGorilla(t, url, 0), dialGorilla(t, url, 0)}
+	waitFor(t, 3*time.Second, "members", func() bool { return srv.Stats().WebSockets == 3 })
+
+	post := func(room, ctype, token, body string) (int, string) {
+		req, _ := http.NewRequest("POST", admin+"/publish/"+room, strings.NewReader(body))
+		req.Header.Set("Content-Type", ctype)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := post("news", "text/plain", "", "x"); code != 401 {
+		t.Fatalf("no token: %d, want 401", code)
+	}
+	if code, _ := post("news", "text/plain", "wrong", "x"); code != 401 {
+		t.Fatalf("wrong token: %d, want 401", code)
+	}
+	if code, body := post("news", "text/plain; charset=utf-8", "s3cret", "breaking"); code != 202 || !strings.Contains(body, `"members":3`) {
+		t.Fatalf("publish text: %d %s", code, body)
+	}
+	if code, body := post("news", "application/octet-stream", "s3cret", "\x00\x01"); code != 202 {
+		t.Fatalf("publish binary: %d %s", code, body)
+	}
+	if code, body := post("nobody-here", "text/plain", "s3cret", "x"); code != 202 || !strings.Contains(body, `"members":0`) {
+		t.Fatalf("publish to an empty room: %d %s", code, body)
+	}
+	if code, _ := post("bad%20name", "text/plain", "s3cret", "x"); code != 400 {
+		t.Fatalf("bad room name: %d, want 400", code)
+	}
+	if code, _ := post("news", "text/plain", "s3cret", "\xff"); code != 400 {
+		t.Fatalf("invalid UTF-8 as text: %d, want 400", code)
+	}
+	for i, m := range members {
+		_ = m.SetReadDeadline(time.Now().Add(3 * time.Second))
+		typ, msg, err := m.ReadMessage()
+		if err != nil || typ != gorilla.TextMessage || string(msg) != "breaking" {
+			t.Fatalf("member %d: %d %q %v", i, typ, msg, err)
+		}
+		typ, msg, err = m.ReadMessage()
+		if err != nil || typ != gorilla.BinaryMessage || string(msg) != "\x00\x01" {
+			t.Fatalf("member %d: %d %q %v", i, typ, msg, err)
+		}
+	}
+
+	resp, err := http.Get(admin + "/rooms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rooms struct {
+		Count int
+		Rooms []server.RoomInfo
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&rooms)
+	resp.Body.Close()
+	if rooms.Count != 1 || rooms.Rooms[0] != (server.RoomInfo{Name: "news", Members: 3}) {
+		t.Fatalf("/rooms: %+v", rooms)
+	}
+}
+
+func TestAdminMetricsMove(t *testing.T) {
+	srv, admin := startWithAdmin(t, "")
+	scrape := func() string {
+		resp, err := http.Get(admin + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	before := scrape()
+	for _, want := range []string{"loopcast_websockets 0", "loopcast_deliveries_total 0", `loopcast_handshakes_total{result="ok"} 0`} {
+		if !strings.Contains(before, want+"\n") {
+			t.Fatalf("before: missing %q in\n%s", want, before)
+		}
+	}
+	c := dialGorilla(t, "ws://"+srv.Addr().String()+"/echo", 0)
+	_ = c.WriteMessage(gorilla.TextMessage, []byte("hi"))
+	_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if _, _, err := c.ReadMessage(); err != nil {
+		t.Fatal(err)
+	}
+	resp, _ := http.Get("http://" + srv.Addr().String() + "/")
+	resp.Body.Close()
+	after := scrape()
+	for _, want := range []string{"loopcast_websockets 1", "loopcast_deliveries_total 1", `loopcast_handshakes_total{result="ok"} 1`,
+		"loopcast_messages_in_total 1", "loopcast_health_requests_total 1", "loopcast_draining 0"} {
+		if !strings.Contains(after, want+"\n") {
+			t.Fatalf("after: missing %q in\n%s", want, after)
+		}
+	}
+}
