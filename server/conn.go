@@ -30,6 +30,9 @@ type conn struct {
 	// goAway marks a WebSocket that Shutdown closes with 1001 when its
 	// wheel deadline comes.
 	goAway bool
+	// peerClosed marks a closing WebSocket whose peer's close frame came
+	// while output was still queued: see closeAfterFlush.
+	peerClosed bool
 
 	room     *room
 	roomSlot int32 // index in room.shards[loop.idx].members
@@ -42,6 +45,10 @@ type conn struct {
 	msg    *bytebufferpool.ByteBuffer
 	text   frame.UTF8
 
+	// cork holds frames for this loop turn (nil when none); see
+	// loop.flush. Returned to the pool when written.
+	cork *bytebufferpool.ByteBuffer
+
 	// reason is why the server is closing the connection; counted once
 	// in OnClose. hasReason false there means the peer went away.
 	reason    closeReason
@@ -51,6 +58,7 @@ type conn struct {
 	since    int64 // HTTP: when the current request head started
 	seen     int64 // WebSocket: last inbound bytes
 	nextPing int64
+	closeBy  int64 // peerClosed: close even if output is still queued
 
 	// Timing wheel links.
 	deadline     int64
@@ -64,11 +72,38 @@ type conn struct {
 // message larger than MaxPending still reaches a reading peer.
 func (cs *conn) pendingOK(n int) bool {
 	out := cs.gc.OutboundBuffered()
+	if cs.cork != nil {
+		out += len(cs.cork.B)
+	}
 	return out == 0 || out+n <= cs.loop.srv.cfg.MaxPending
 }
 
-// send writes a complete frame to a WebSocket and counts it as a
-// delivery. A slow consumer is closed with 1013 instead. It reports
+// write sends b after any corked frames: appended to the cork when there
+// is one, written at once otherwise. An error closes the connection.
+func (cs *conn) write(b []byte) {
+	if cs.cork != nil {
+		cs.cork.B = append(cs.cork.B, b...)
+		return
+	}
+	_, _ = cs.gc.Write(b)
+}
+
+// uncork writes the corked frames now.
+func (cs *conn) uncork() {
+	b := cs.cork
+	if b == nil {
+		return
+	}
+	cs.cork = nil // before writing: a failed write closes cs and runs OnClose
+	if cs.state == stateOpen || cs.state == stateClosing {
+		_, _ = cs.gc.Write(b.B)
+	}
+	cs.loop.putCork(b)
+}
+
+// send corks a complete data frame for a WebSocket and counts it as a
+// delivery; the loop writes it at the end of its turn (or sooner past
+// corkLimit). A slow consumer is closed with 1013 instead. It reports
 // whether the connection is still open.
 func (cs *conn) send(b []byte) bool {
 	if cs.state != stateOpen {
@@ -78,7 +113,14 @@ func (cs *conn) send(b []byte) bool {
 		cs.closeWith(closeSlowConsumer)
 		return false
 	}
-	_, _ = cs.gc.Write(b) // an error closes the connection (OnClose runs)
+	if cs.cork == nil {
+		cs.cork = cs.loop.getCork()
+		cs.loop.dirty = append(cs.loop.dirty, cs)
+	}
+	cs.cork.B = append(cs.cork.B, b...)
+	if len(cs.cork.B) >= corkLimit {
+		cs.uncork() // stays in dirty; flush skips it
+	}
 	st := &cs.loop.stats
 	st.deliveries.Add(1)
 	st.bytesOut.Add(int64(len(b)))
@@ -96,7 +138,7 @@ func (cs *conn) closeWith(r closeReason) {
 	cs.leaveRoom()
 	cs.dropMessage()
 	cs.state = stateClosing
-	_, _ = cs.gc.Write(closeFrames[r])
+	cs.write(closeFrames[r])
 	if cs.state == stateClosing {
 		cs.loop.wheel.add(cs, cs.loop.now+cs.loop.closeGraceTicks)
 	}
@@ -123,7 +165,7 @@ func (cs *conn) failWith(e *frame.CloseError) {
 	cs.state = stateClosing
 	l := cs.loop
 	l.scratch = frame.AppendClose(l.scratch[:0], e.Code, e.Reason)
-	_, _ = cs.gc.Write(l.scratch)
+	cs.write(l.scratch)
 	if cs.state == stateClosing {
 		l.wheel.add(cs, l.now+l.closeGraceTicks)
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+	"github.com/valyala/bytebufferpool"
 )
 
 // loop is the state loopcast keeps per gnet event loop. Everything except
@@ -31,6 +32,16 @@ type loop struct {
 	tickQueued atomic.Bool
 	tickTask   gnet.Runnable
 
+	mbox      mailbox
+	drainTask gnet.Runnable
+
+	// dirty lists the connections with corked frames, written out by
+	// flush at the end of the loop turn. corkFree keeps cork buffers for
+	// reuse: a loop-local free list, which unlike sync.Pool survives
+	// garbage collections, so steady fan-out allocates nothing.
+	dirty    []*conn
+	corkFree []*bytebufferpool.ByteBuffer
+
 	stats loopStats
 }
 
@@ -52,7 +63,48 @@ func newLoop(s *Server, idx int, el gnet.EventLoop) *loop {
 		l.onTick()
 		return nil
 	})
+	l.drainTask = gnet.RunnableFunc(func(context.Context) error {
+		l.drainMailbox()
+		return nil
+	})
 	return l
+}
+
+// corkLimit is how many bytes a connection corks before they are written
+// without waiting for the end of the loop turn.
+const corkLimit = 64 << 10
+
+// maxCorkFree bounds the cork buffers a loop keeps for reuse: enough for
+// a burst to every member of large rooms, at most corkLimit bytes each.
+const maxCorkFree = 16 << 10
+
+func (l *loop) getCork() *bytebufferpool.ByteBuffer {
+	if n := len(l.corkFree); n > 0 {
+		b := l.corkFree[n-1]
+		l.corkFree[n-1] = nil
+		l.corkFree = l.corkFree[:n-1]
+		return b
+	}
+	return new(bytebufferpool.ByteBuffer)
+}
+
+func (l *loop) putCork(b *bytebufferpool.ByteBuffer) {
+	if cap(b.B) > 2*corkLimit || len(l.corkFree) >= maxCorkFree {
+		return // let the garbage collector have an oversized or surplus one
+	}
+	b.B = b.B[:0]
+	l.corkFree = append(l.corkFree, b)
+}
+
+// flush writes every corked connection's frames with one write each:
+// several messages for one member within a loop turn leave together,
+// like uWebSockets' corking.
+func (l *loop) flush() {
+	for i, cs := range l.dirty {
+		l.dirty[i] = nil
+		cs.uncork()
+	}
+	l.dirty = l.dirty[:0]
 }
 
 // onTick advances the wheel: handshake timeouts, pings, idle timeouts and
@@ -86,14 +138,20 @@ func (l *loop) expire(cs *conn) {
 		if l.now >= cs.nextPing {
 			cs.nextPing = l.now + l.pingTicks
 			if cs.pendingOK(len(pingFrame)) {
-				_, _ = cs.gc.Write(pingFrame)
+				cs.write(pingFrame)
 				if cs.state != stateOpen {
 					return
 				}
 			}
 		}
 		l.wheel.add(cs, min(cs.nextPing, cs.seen+l.idleTicks))
-	case stateClosing, stateLinger:
+	case stateClosing:
+		if cs.peerClosed && cs.gc.OutboundBuffered() > 0 && l.now < cs.closeBy {
+			l.wheel.add(cs, l.now+1) // our close frame is still queued
+			return
+		}
+		_ = l.el.Close(cs.gc)
+	case stateLinger:
 		_ = l.el.Close(cs.gc)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"sync/atomic"
 
 	"github.com/gobwas/ws"
-	"github.com/panjf2000/gnet/v2"
 	"github.com/valyala/bytebufferpool"
 
 	"github.com/loopcast/loopcast/server/frame"
@@ -166,37 +165,71 @@ func (f *sharedFrame) release() {
 // roomTask carries a frame to a loop: publish (sequence it on the owner)
 // or deliver (write it to the loop's members). It holds one reference.
 type roomTask struct {
-	l       *loop
 	r       *room
 	f       *sharedFrame
 	publish bool
+	next    *roomTask // mailbox link
 }
 
 var roomTaskPool = sync.Pool{New: func() any { return new(roomTask) }}
 
-func (t *roomTask) Run(context.Context) error {
-	l, r, f, publish := t.l, t.r, t.f, t.publish
-	*t = roomTask{}
-	roomTaskPool.Put(t)
-	if publish {
-		l.fanout(r, f)
-	} else {
-		l.deliver(r, f)
-	}
-	f.release()
-	return nil
+// mailbox is a loop's inbox of room tasks from other goroutines: a
+// lock-free stack that producers push onto and the loop takes whole. The
+// loop is woken (gnet Execute) only when the mailbox goes from idle to
+// busy, so a burst of messages costs one hand-off per loop, not one per
+// message or per member.
+type mailbox struct {
+	head      atomic.Pointer[roomTask] // newest first
+	scheduled atomic.Bool              // a drain is queued on the loop
 }
 
 // handoff passes f (with a reference taken for the task) to loop to.
 // Safe from any goroutine.
 func handoff(to *loop, r *room, f *sharedFrame, publish bool) {
 	t := roomTaskPool.Get().(*roomTask)
-	*t = roomTask{l: to, r: r, f: f, publish: publish}
+	t.r, t.f, t.publish = r, f, publish
 	f.retain()
-	if err := to.el.Execute(context.Background(), t); err != nil {
-		// The engine is shutting down: the members are being closed.
-		f.release()
+	for {
+		old := to.mbox.head.Load()
+		t.next = old
+		if to.mbox.head.CompareAndSwap(old, t) {
+			break
+		}
 	}
+	if to.mbox.scheduled.CompareAndSwap(false, true) {
+		if err := to.el.Execute(context.Background(), to.drainTask); err != nil {
+			// The engine is stopping and its members are being
+			// closed: the frames go to the garbage collector.
+			to.mbox.scheduled.Store(false)
+		}
+	}
+}
+
+// drainMailbox runs on the loop: it takes every queued task, restores
+// their order (per producer FIFO, so per room the owner's order) and runs
+// them, then flushes the members' corked frames.
+func (l *loop) drainMailbox() {
+	l.mbox.scheduled.Store(false) // before taking: a later push schedules again
+	var fifo *roomTask
+	for t := l.mbox.head.Swap(nil); t != nil; {
+		next := t.next
+		t.next, fifo = fifo, t
+		t = next
+	}
+	for t := fifo; t != nil; {
+		next := t.next
+		r, f, publish := t.r, t.f, t.publish
+		*t = roomTask{}
+		roomTaskPool.Put(t)
+		if publish {
+			l.fanout(r, f)
+		} else {
+			l.deliver(r, f)
+		}
+		f.release()
+		t = next
+	}
+	l.flush()
 }
 
 // publish sends a message to every member of r, in the room's order.
@@ -236,6 +269,3 @@ func (l *loop) deliver(r *room, f *sharedFrame) {
 		sh.compact()
 	}
 }
-
-// ensure *roomTask is a gnet.Runnable.
-var _ gnet.Runnable = (*roomTask)(nil)

@@ -278,6 +278,10 @@ func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
 	}
 	cs.leaveRoom()
 	cs.dropMessage()
+	if cs.cork != nil {
+		l.putCork(cs.cork)
+		cs.cork = nil
+	}
 	l.wheel.remove(cs)
 	cs.state = stateClosed
 	l.stats.conns.Add(-1)
@@ -295,7 +299,9 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 			}
 			// Upgraded: frames may follow the head in the same read.
 		case stateOpen, stateClosing:
-			return cs.serveFrames()
+			a := cs.serveFrames()
+			cs.loop.flush()
+			return a
 		default: // lingering or closed: drop input
 			_, _ = c.Discard(-1)
 			return gnet.None

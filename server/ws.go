@@ -27,6 +27,10 @@ func (cs *conn) serveFrames() gnet.Action {
 		if avail == 0 {
 			return gnet.None
 		}
+		if cs.peerClosed {
+			_, _ = c.Discard(-1) // nothing after the peer's close matters
+			return gnet.None
+		}
 		if cs.state == stateOpen {
 			cs.seen = l.now
 		}
@@ -54,7 +58,7 @@ func (cs *conn) serveFrames() gnet.Action {
 
 		if cs.state == stateClosing {
 			if h.Op == ws.OpClose {
-				return gnet.Close // the peer answered our close: done
+				return cs.closeAfterFlush() // the peer answered our close: done
 			}
 			_, _ = c.Discard(total)
 			continue
@@ -64,6 +68,28 @@ func (cs *conn) serveFrames() gnet.Action {
 		}
 		_, _ = c.Discard(total)
 	}
+}
+
+// closeAfterFlush closes the connection once the peer's close frame came
+// (§7.1.1: the server closes TCP first). gnet drops the output the
+// socket does not take at close, so while frames are still queued (our
+// close frame last) the connection stays in stateClosing, ignoring
+// input, until the loop's tick finds them written or closeGrace passed.
+func (cs *conn) closeAfterFlush() gnet.Action {
+	if cs.gc.OutboundBuffered() == 0 {
+		return gnet.Close
+	}
+	l := cs.loop
+	if cs.state == stateOpen {
+		cs.leaveRoom()
+		cs.dropMessage()
+		cs.state = stateClosing
+	}
+	cs.peerClosed = true
+	cs.closeBy = l.now + l.closeGraceTicks
+	_, _ = cs.gc.Discard(-1)
+	l.wheel.add(cs, l.now+1)
+	return gnet.None
 }
 
 // protocolError fails the connection with e's close code, or just drops
@@ -94,7 +120,7 @@ func (cs *conn) handleFrame(h frame.Header, payload []byte) gnet.Action {
 		l.scratch = frame.AppendHeader(l.scratch[:0], true, ws.OpPong, len(payload))
 		l.scratch = append(l.scratch, payload...)
 		if cs.pendingOK(len(l.scratch)) {
-			_, _ = cs.gc.Write(l.scratch)
+			cs.write(l.scratch)
 		} else {
 			cs.closeWith(closeSlowConsumer)
 		}
@@ -109,8 +135,9 @@ func (cs *conn) handleFrame(h frame.Header, payload []byte) gnet.Action {
 		// §5.5.1: echo the status code, then the server closes TCP.
 		cs.setReason(closePeer)
 		l.scratch = frame.AppendClose(l.scratch[:0], code, "")
-		_, _ = cs.gc.Write(l.scratch)
-		return gnet.Close
+		cs.write(l.scratch)
+		cs.uncork()
+		return cs.closeAfterFlush()
 	}
 
 	// Data: text, binary or continuation.

@@ -1,0 +1,120 @@
+package server_test
+
+import (
+	"bytes"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+// rawMember opens a WebSocket to path with a bare socket and returns it
+// after the 101; the caller reads the server's frames itself.
+func rawMember(tb testing.TB, addr, path string) net.Conn {
+	tb.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	req := "GET " + path + " HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+	if _, err := io.WriteString(c, req); err != nil {
+		tb.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var head []byte
+	one := make([]byte, 1)
+	for !bytes.HasSuffix(head, []byte("\r\n\r\n")) {
+		if _, err := c.Read(one); err != nil {
+			tb.Fatalf("handshake: %v after %q", err, head)
+		}
+		head = append(head, one[0])
+	}
+	if !strings.HasPrefix(string(head), "HTTP/1.1 101 ") {
+		tb.Fatalf("handshake: %q", head)
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	return c
+}
+
+// maskedClientFrame encodes a masked client data frame.
+func maskedClientFrame(op ws.OpCode, payload []byte) []byte {
+	var mask [4]byte
+	_, _ = rand.Read(mask[:])
+	f := ws.NewFrame(op, true, append([]byte(nil), payload...))
+	f = ws.MaskFrameWith(f, mask)
+	b, err := ws.CompileFrame(f)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// BenchmarkFanout measures publish → frames written: one op is one 64-byte
+// message from a member reaching every member of the room (sender
+// included) over real loopback sockets, 16 messages per write by the
+// publisher. allocs/op counts the whole process: the server's steady
+// state allocates nothing per message.
+func BenchmarkFanout(b *testing.B) {
+	for _, members := range []int{10, 100, 1000} {
+		b.Run(fmt.Sprintf("members=%d", members), func(b *testing.B) {
+			cfg := testConfig()
+			cfg.EventLoops = 1
+			srv := startServer(b, cfg)
+			conns := make([]net.Conn, members)
+			for i := range conns {
+				conns[i] = rawMember(b, srv.Addr().String(), "/ws/bench")
+			}
+			frameLen := 2 + 64
+			var received atomic.Int64
+			var wg sync.WaitGroup
+			for _, c := range conns {
+				wg.Add(1)
+				buf := make([]byte, 16<<10)
+				go func() {
+					defer wg.Done()
+					for {
+						n, err := c.Read(buf)
+						received.Add(int64(n))
+						if err != nil {
+							return
+						}
+					}
+				}()
+			}
+			const batch = 16
+			msgs := bytes.Repeat(maskedClientFrame(ws.OpBinary, make([]byte, 64)), batch)
+			pub := conns[0]
+			sent := 0
+			publish := func(n int) {
+				for sent < n {
+					if _, err := pub.Write(msgs); err != nil {
+						b.Fatal(err)
+					}
+					sent += batch
+				}
+				want := int64(sent * members * frameLen)
+				for received.Load() < want {
+					time.Sleep(20 * time.Microsecond)
+				}
+			}
+			publish(batch) // warm up pools and buffers
+			b.ReportAllocs()
+			b.ResetTimer()
+			publish(batch + b.N)
+			b.StopTimer()
+			b.ReportMetric(float64(b.N*members)/b.Elapsed().Seconds(), "deliveries/s")
+			for _, c := range conns {
+				c.Close()
+			}
+			wg.Wait()
+		})
+	}
+}
