@@ -1,0 +1,286 @@
+package deploy
+
+import (
+	"bytes"
+	"context"
+	"debug/buildinfo"
+	"debug/elf"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/linter"
+	"github.com/moby/buildkit/frontend/dockerfile/parser"
+	"github.com/moby/buildkit/frontend/dockerfile/shell"
+	"github.com/moby/patternmatcher"
+	"github.com/moby/patternmatcher/ignorefile"
+)
+
+// repoRoot is the build context: the repository, one level up.
+const repoRoot = ".."
+
+const (
+	runtimeBase = "gcr.io/distroless/static-debian12:nonroot"
+	builderBase = "golang:1.26"
+)
+
+// dockerfile is what the tests need from ../Dockerfile, parsed with
+// BuildKit's own parser and instruction decoder.
+type dockerfile struct {
+	stages []instructions.Stage
+	expose []string // final stage, in order
+	uid    int64    // final stage USER
+	build  *instructions.RunCommand
+	lints  []string
+}
+
+func parseDockerfile(t *testing.T) dockerfile {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoRoot, "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := parser.Parse(bytes.NewReader(b))
+	if err != nil {
+		t.Fatalf("Dockerfile: %v", err)
+	}
+	var df dockerfile
+	lint := linter.New(&linter.Config{Warn: func(rule, _, _, msg string, _ []parser.Range) {
+		df.lints = append(df.lints, rule+": "+msg)
+	}})
+	df.stages, _, err = instructions.Parse(res.AST, lint)
+	if err != nil {
+		t.Fatalf("Dockerfile: %v", err)
+	}
+	if len(df.stages) == 0 {
+		t.Fatal("Dockerfile has no stages")
+	}
+	df.uid = -1
+	for _, c := range df.stages[len(df.stages)-1].Commands {
+		switch c := c.(type) {
+		case *instructions.ExposeCommand:
+			df.expose = append(df.expose, c.Ports...)
+		case *instructions.UserCommand:
+			user, _, _ := strings.Cut(c.User, ":")
+			if df.uid, err = strconv.ParseInt(user, 10, 64); err != nil {
+				t.Fatalf("USER %q: want a numeric uid, so the kubelet can check runAsNonRoot", c.User)
+			}
+		}
+	}
+	for _, c := range df.stages[0].Commands {
+		if r, ok := c.(*instructions.RunCommand); ok && strings.Contains(strings.Join(r.CmdLine, " "), "go build") {
+			df.build = r
+		}
+	}
+	return df
+}
+
+// TestDockerfile: a multi-stage build of a static binary onto distroless
+// static as a non-root user, with nothing that needs a shell at run time.
+func TestDockerfile(t *testing.T) {
+	df := parseDockerfile(t)
+	if len(df.lints) > 0 {
+		t.Errorf("BuildKit lint warnings: %v", df.lints)
+	}
+	if len(df.stages) != 2 {
+		t.Fatalf("%d stages, want build + runtime", len(df.stages))
+	}
+	build, run := df.stages[0], df.stages[1]
+	if build.BaseName != builderBase || build.Name != "build" {
+		t.Errorf("first stage FROM %s AS %s, want %s AS build", build.BaseName, build.Name, builderBase)
+	}
+	if run.BaseName != runtimeBase {
+		t.Errorf("final stage FROM %s, want %s", run.BaseName, runtimeBase)
+	}
+	if df.uid <= 0 {
+		t.Errorf("final USER uid %d: want a non-root numeric user", df.uid)
+	}
+	if !slices.Equal(df.expose, []string{"8080", "9090"}) {
+		t.Errorf("EXPOSE %v, want 8080 9090", df.expose)
+	}
+	var copied, entry bool
+	for _, c := range run.Commands {
+		switch c := c.(type) {
+		case *instructions.RunCommand:
+			t.Errorf("final stage RUN %v: the runtime image has no shell", c.CmdLine)
+		case *instructions.CopyCommand:
+			copied = copied || c.From == build.Name
+		case *instructions.EntrypointCommand:
+			entry = true
+			if c.PrependShell {
+				t.Errorf("ENTRYPOINT %v: use the exec form, there is no shell", c.CmdLine)
+			}
+		case *instructions.CmdCommand:
+			if c.PrependShell {
+				t.Errorf("CMD %v: use the exec form, there is no shell", c.CmdLine)
+			}
+		}
+	}
+	if !copied || !entry {
+		t.Errorf("final stage: want COPY --from=%s and an ENTRYPOINT", build.Name)
+	}
+	for _, c := range build.Commands {
+		if a, ok := c.(*instructions.ArgCommand); ok {
+			for _, kv := range a.Args {
+				if strings.HasPrefix(kv.Key, "TARGET") && kv.Value != nil {
+					t.Errorf("ARG %s=%s: a default overrides BuildKit's --platform value", kv.Key, *kv.Value)
+				}
+			}
+		}
+	}
+	if df.build == nil {
+		t.Fatal("build stage has no RUN ... go build")
+	}
+	line := strings.Join(df.build.CmdLine, " ")
+	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", "./cmd/loopcast"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("go build line %q lacks %s", line, want)
+		}
+	}
+}
+
+// TestDockerfileBuildsStaticBinary runs the Dockerfile's `go build` line
+// here (same words, variables expanded as BuildKit would for this
+// platform, output redirected to a temporary directory) and checks the
+// result is a static ELF executable: no interpreter, no cgo, -trimpath.
+func TestDockerfileBuildsStaticBinary(t *testing.T) {
+	df := parseDockerfile(t)
+	if df.build == nil {
+		t.Fatal("no go build line")
+	}
+	vars := []string{"TARGETOS=" + runtime.GOOS, "TARGETARCH=" + runtime.GOARCH}
+	words, err := shell.NewLex(parser.DefaultEscapeToken).ProcessWords(strings.Join(df.build.CmdLine, " "), shell.EnvsFromSlice(vars))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var env []string
+	for len(words) > 0 && strings.Contains(words[0], "=") && !strings.HasPrefix(words[0], "-") {
+		env, words = append(env, words[0]), words[1:]
+	}
+	if len(words) < 2 || words[0] != "go" || words[1] != "build" {
+		t.Fatalf("RUN line %v: want [VAR=value ...] go build ...", df.build.CmdLine)
+	}
+	out := filepath.Join(t.TempDir(), "loopcast")
+	i := slices.Index(words, "-o")
+	if i < 0 || i+1 >= len(words) {
+		t.Fatalf("go build %v: want -o PATH", words)
+	}
+	words[i+1] = out
+
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", words[1:]...)
+	cmd.Dir = repoRoot
+	cmd.Env = append(os.Environ(), env...)
+	start := time.Now()
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(append(env, words...), " "), err, b)
+	}
+	t.Logf("go build took %s", time.Since(start).Round(time.Millisecond))
+
+	f, err := elf.Open(out)
+	if err != nil {
+		t.Fatalf("not an ELF file: %v", err)
+	}
+	defer f.Close()
+	if f.Type != elf.ET_EXEC {
+		t.Errorf("ELF type %s, want ET_EXEC (static, not PIE)", f.Type)
+	}
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			t.Error("ELF has an interpreter (PT_INTERP): not static")
+		}
+		if p.Type == elf.PT_DYNAMIC {
+			t.Error("ELF has a dynamic section: not static")
+		}
+	}
+	if libs, _ := f.ImportedLibraries(); len(libs) > 0 {
+		t.Errorf("links %v", libs)
+	}
+	bi, err := buildinfo.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	settings := map[string]string{}
+	for _, s := range bi.Settings {
+		settings[s.Key] = s.Value
+	}
+	if settings["CGO_ENABLED"] != "0" || settings["-trimpath"] != "true" {
+		t.Errorf("build settings CGO_ENABLED=%q -trimpath=%q", settings["CGO_ENABLED"], settings["-trimpath"])
+	}
+	if file, err := exec.LookPath("file"); err == nil {
+		b, err := exec.Command(file, out).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), "statically linked") {
+			t.Errorf("file: %s", b)
+		}
+	}
+}
+
+// TestDockerignore: the build context holds what `go build ./cmd/loopcast`
+// reads and leaves out the repository's history, the peers' node_modules
+// and the rest.
+func TestDockerignore(t *testing.T) {
+	f, err := os.Open(filepath.Join(repoRoot, ".dockerignore"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	patterns, err := ignorefile.ReadAll(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pm, err := patternmatcher.New(patterns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	excluded := func(p string) bool {
+		ok, err := pm.MatchesOrParentMatches(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+
+	// Every Go file of the main module that the binary is built from.
+	cmd := exec.Command("go", "list", "-deps", "-f", "{{if .Module}}{{if .Module.Main}}{{$d := .Dir}}{{range .GoFiles}}{{$d}}/{{.}}\n{{end}}{{end}}{{end}}", "./cmd/loopcast")
+	cmd.Dir = repoRoot
+	b, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	root, err := filepath.Abs(repoRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	need := []string{"go.mod", "go.sum"}
+	for _, p := range strings.Fields(string(b)) {
+		rel, err := filepath.Rel(root, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		need = append(need, filepath.ToSlash(rel))
+	}
+	if len(need) < 5 {
+		t.Fatalf("go list found only %v", need)
+	}
+	for _, p := range need {
+		if excluded(p) {
+			t.Errorf(".dockerignore excludes %s, which the build needs", p)
+		}
+	}
+	for _, p := range []string{".git/config", "bench/peers/bun/node_modules/x/index.js", "bench/peers/go.mod", "web/node_modules/a.js", "deploy/base/deployment.yaml"} {
+		if !excluded(p) {
+			t.Errorf(".dockerignore lets %s into the build context", p)
+		}
+	}
+}
