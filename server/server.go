@@ -112,6 +112,9 @@ func (s *Server) Start() error {
 // Addr is the address the main listener is bound to (after Start).
 func (s *Server) Addr() net.Addr { return s.addr }
 
+// EventLoops is the number of gnet event loops the server runs.
+func (s *Server) EventLoops() int { return s.nloops }
+
 // Config returns the configuration the server runs with.
 func (s *Server) Config() Config { return s.cfg }
 

@@ -61,7 +61,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := srv.Start(); err != nil {
 		return err
 	}
-	log.Info("serving", "addr", srv.Addr().String(), "event_loops", cfg.EventLoops,
+	admin := "off"
+	if a := srv.AdminAddr(); a != nil {
+		admin = a.String()
+	}
+	log.Info("serving", "addr", srv.Addr().String(), "admin", admin, "event_loops", srv.EventLoops(),
 		"ping_interval", cfg.PingInterval, "idle_timeout", cfg.IdleTimeout)
 
 	<-ctx.Done()

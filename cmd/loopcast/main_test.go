@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +22,7 @@ import (
 	"time"
 
 	gorilla "github.com/gorilla/websocket"
+	"go.uber.org/goleak"
 )
 
 // End-to-end tests run the real binary, built once for the package.
@@ -39,6 +42,18 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	http.DefaultClient.CloseIdleConnections()
+	if code == 0 {
+		// gnet's shared worker pool (ants) starts its own goroutines
+		// when the package loads; they are not the tests'.
+		if err := goleak.Find(
+			goleak.IgnoreTopFunction("github.com/panjf2000/ants/v2.(*poolCommon).purgeStaleWorkers"),
+			goleak.IgnoreTopFunction("github.com/panjf2000/ants/v2.(*poolCommon).ticktock"),
+		); err != nil {
+			fmt.Fprintln(os.Stderr, "goroutine leak:", err)
+			code = 1
+		}
+	}
 	os.Exit(code)
 }
 
@@ -46,6 +61,7 @@ func TestMain(m *testing.M) {
 type proc struct {
 	cmd    *exec.Cmd
 	addr   string
+	admin  string // "off" without an admin listener
 	stderr *syncBuffer
 	exited chan error
 }
@@ -67,14 +83,15 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-var servingAddr = regexp.MustCompile(`msg=serving addr=(\S+)`)
+var servingAddr = regexp.MustCompile(`msg=serving addr=(\S+) admin=(\S+)`)
 
-// startBinary runs loopcast on 127.0.0.1:0 with extra flags and waits for
-// its "serving" log line, which names the bound address.
+// startBinary runs loopcast on 127.0.0.1:0 (admin listener too) with
+// extra flags and waits for its "serving" log line, which names the
+// bound addresses.
 func startBinary(t *testing.T, args ...string) *proc {
 	t.Helper()
 	p := &proc{stderr: &syncBuffer{}, exited: make(chan error, 1)}
-	p.cmd = exec.Command(binary, append([]string{"--addr", "127.0.0.1:0", "--admin-addr", ""}, args...)...)
+	p.cmd = exec.Command(binary, append([]string{"--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"}, args...)...)
 	p.cmd.Stderr = p.stderr
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -90,7 +107,7 @@ func startBinary(t *testing.T, args ...string) *proc {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if m := servingAddr.FindStringSubmatch(p.stderr.String()); m != nil {
-			p.addr = m[1]
+			p.addr, p.admin = m[1], m[2]
 			return p
 		}
 		if time.Now().After(deadline) {
@@ -224,8 +241,10 @@ func TestSIGTERMDrains(t *testing.T) {
 
 // TestHoldsManyIdleConnections opens 19,000 WebSockets to one server
 // process (this machine allows 20,000 open files per process), spread
-// over 127.0.0.x source addresses, checks that every handshake succeeded
-// and that the server still serves, then reports its RSS per connection.
+// over 127.0.0.x source addresses: half in one room, half in a room of
+// their own. It checks that every handshake succeeded and that the
+// server still serves, reports its RSS per connection, then closes them
+// all and checks that no connection, room or goroutine is left.
 func TestHoldsManyIdleConnections(t *testing.T) {
 	if testing.Short() {
 		t.Skip("opens 19,000 sockets")
@@ -251,7 +270,11 @@ func TestHoldsManyIdleConnections(t *testing.T) {
 				if i >= n {
 					return
 				}
-				c, err := handshake(p.addr, fmt.Sprintf("127.0.0.%d", 2+i%8))
+				room := "idle"
+				if i%2 == 1 {
+					room = fmt.Sprintf("solo-%d", i)
+				}
+				c, err := handshake(p.addr, fmt.Sprintf("127.0.0.%d", 2+i%8), room)
 				if err != nil {
 					failed.Add(1)
 					firstErr.CompareAndSwap(nil, err)
@@ -298,6 +321,63 @@ func TestHoldsManyIdleConnections(t *testing.T) {
 			t.Fatalf("idle connection %d: %v, want it open and silent", i, err)
 		}
 	}
+	st := stats(t, p)
+	if st.WebSockets != int64(n)+1 || st.Rooms != int64(n/2)+1 {
+		t.Fatalf("with %d open: %d websockets in %d rooms, want %d in %d", n, st.WebSockets, st.Rooms, n+1, n/2+1)
+	}
+	goroutines := goroutineCount(t, p)
+
+	for i, c := range conns {
+		c.Close()
+		conns[i] = nil
+	}
+	ws.Close()
+	deadline := time.Now().Add(20 * time.Second)
+	for st = stats(t, p); st.Connections != 0 || st.Rooms != 0; st = stats(t, p) {
+		if time.Now().After(deadline) {
+			t.Fatalf("after closing every client: %d connections, %d rooms left", st.Connections, st.Rooms)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if after := goroutineCount(t, p); after > goroutines {
+		t.Fatalf("server goroutines grew from %d to %d", goroutines, after)
+	}
+}
+
+type serverStats struct {
+	Connections, WebSockets, Rooms int64
+}
+
+func stats(t *testing.T, p *proc) serverStats {
+	t.Helper()
+	var st serverStats
+	out := adminGet(t, p, "/stats")
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("/stats: %v in %q", err, out)
+	}
+	return st
+}
+
+// goroutineCount reads the server's goroutine count from pprof.
+func goroutineCount(t *testing.T, p *proc) int {
+	t.Helper()
+	var n int
+	out := adminGet(t, p, "/debug/pprof/goroutine?debug=1")
+	if _, err := fmt.Sscanf(out, "goroutine profile: total %d", &n); err != nil {
+		t.Fatalf("goroutine profile: %v in %.100q", err, out)
+	}
+	return n
+}
+
+func adminGet(t *testing.T, p *proc, path string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + p.admin + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }
 
 func isTimeout(err error) bool {
@@ -307,14 +387,14 @@ func isTimeout(err error) bool {
 
 // handshake opens a WebSocket from a given local address with a raw
 // socket, reads the 101 and returns the open connection.
-func handshake(addr, local string) (net.Conn, error) {
+func handshake(addr, local, room string) (net.Conn, error) {
 	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
 	c, err := d.DialContext(context.Background(), "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	req := "GET /ws/idle HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+	req := "GET /ws/" + room + " HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
 		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
 	if _, err := io.WriteString(c, req); err != nil {
 		c.Close()
