@@ -341,8 +341,8 @@ func Generate(results []result.Result, o Options) ([]byte, error) {
 				l := r.Latency[result.LatencyDelivery]
 				check := "in order, no gaps"
 				if !r.OK() {
-					check = fmt.Sprintf("%g gaps, %g missing, %g reordered, %g closes", metric(r, result.Gaps),
-						metric(r, result.Missing), metric(r, result.Reordered), metric(r, result.UnexpectedCloses))
+					check = fmt.Sprintf("%g gaps, %g reordered, %g closes, %s undelivered at the end", metric(r, result.Gaps),
+						metric(r, result.Reordered), metric(r, result.UnexpectedCloses), num(metric(r, result.Undelivered)))
 				}
 				if !fixed {
 					ser.Y = append(ser.Y, metric(r, result.DeliveriesPerSec))

@@ -44,6 +44,7 @@ const (
 	Missing          = "missing"          // fanout: messages not received
 	Reordered        = "reordered"        // fanout: late arrivals
 	Duplicates       = "duplicates"       // fanout: duplicate arrivals
+	Undelivered      = "undelivered"      // fanout: deliveries still missing after the drain
 	UnexpectedCloses = "unexpected_closes"
 	HandshakesPerSec = "handshakes_per_s"
 	Connected        = "connected"

@@ -39,9 +39,11 @@ type FanoutConfig struct {
 // a publisher never has more undelivered messages than this.
 const ring = 4096
 
-// stallAfter ends a run whose delivery made no progress for this long (a
-// member that never gets a message would otherwise hold the window forever).
-const stallAfter = 3 * time.Second
+// stallAfter ends a run in which no message completed (reached every member)
+// for this long: a member that never gets a message would otherwise hold the
+// window forever. Long enough for an overloaded server to drain a full
+// window at 15k members (64 x 15k deliveries at 100k/s).
+const stallAfter = 10 * time.Second
 
 // pubState tracks one publisher's messages until every member has them.
 type pubState struct {
@@ -201,6 +203,7 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*result.Result, error) {
 	r.Metrics[result.Missing] = float64(f.totals.Missing)
 	r.Metrics[result.Reordered] = float64(f.totals.Late)
 	r.Metrics[result.Duplicates] = float64(f.totals.Duplicates)
+	r.Metrics[result.Undelivered] = float64(f.totals.Undelivered)
 	r.Metrics[result.UnexpectedCloses] = float64(f.closes.Load())
 	r.Latency[result.LatencyDelivery] = result.FromHist(&f.lat)
 	r.Latency[result.LatencyLast] = result.FromHist(&f.last)
@@ -215,6 +218,10 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*result.Result, error) {
 	if t := f.totals; t.DirtyStreams > 0 {
 		r.Errorf("%d of %d member streams not clean: %d gaps (%d messages missing), %d reordered, %d duplicates",
 			t.DirtyStreams, t.Streams, t.Gaps, t.Missing, t.Late, t.Duplicates)
+	}
+	if t := f.totals; t.Undelivered > 0 {
+		r.Errorf("%d deliveries still missing %s after the load ended, at %d of %d members (server too slow to drain, or lost)",
+			t.Undelivered, f.cfg.Drain, t.ShortStreams, t.Streams)
 	}
 	if n := f.badMsgs.Load(); n > 0 {
 		r.Errorf("%d messages with a wrong opcode, size or publisher", n)
@@ -261,7 +268,7 @@ func (f *fanout) publish(ctx context.Context, id int, c *wsclient.Conn, start, d
 				continue
 			case <-stall.C:
 				if n-p.done.Load() >= limit {
-					return fmt.Errorf("stalled: %d messages undelivered to some member for %s", n-p.done.Load(), stallAfter)
+					return fmt.Errorf("stalled: no message reached every member for %s (%d in the window)", stallAfter, n-p.done.Load())
 				}
 				continue
 			case <-ctx.Done():

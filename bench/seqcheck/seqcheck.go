@@ -16,11 +16,12 @@ type Tracker struct {
 	next uint64 // next expected sequence number
 	seen uint64 // bit i set: next-1-i has arrived (i < window)
 
-	Received   uint64 // messages observed, duplicates included
-	Gaps       uint64 // times a number arrived ahead of the expected one
-	Missing    uint64 // numbers skipped and not (yet) arrived late
-	Late       uint64 // numbers that arrived after a higher one (reordering)
-	Duplicates uint64 // numbers seen twice (within the window)
+	Received    uint64 // messages observed, duplicates included
+	Gaps        uint64 // times a number arrived ahead of the expected one
+	Missing     uint64 // numbers skipped and not (yet) arrived late
+	Late        uint64 // numbers that arrived after a higher one (reordering)
+	Duplicates  uint64 // numbers seen twice (within the window)
+	Undelivered uint64 // sent at the end of the stream but never arrived (see Finish)
 }
 
 // Kind classifies one observation.
@@ -93,32 +94,33 @@ func (t *Tracker) Observe(seq uint64) Kind {
 	}
 }
 
-// Finish accounts for messages the sender sent but that never arrived at the
+// Finish accounts for messages the sender sent that never arrived at the
 // tail of the stream: sent is the number of messages (sequence numbers
-// start..start+sent-1 from Start). It returns the tail shortfall, which is
-// added to Missing (and counted as one gap when non-zero).
+// start..start+sent-1 from Start). The shortfall is counted as Undelivered,
+// not as a gap: a slow server that is still delivering when the run ends has
+// not skipped anything. It returns the shortfall.
 func (t *Tracker) Finish(start, sent uint64) uint64 {
 	end := start + sent
 	if t.next >= end {
 		return 0
 	}
 	short := end - t.next
-	t.Missing += short
-	t.Gaps++
+	t.Undelivered += short
 	t.next = end
 	t.seen <<= min(short, window)
 	return short
 }
 
-// Clean reports whether the stream had no gap, reordering or duplicate.
+// Clean reports whether the stream had no gap, reordering or duplicate
+// (undelivered tail messages are reported apart).
 func (t *Tracker) Clean() bool {
 	return t.Gaps == 0 && t.Late == 0 && t.Duplicates == 0
 }
 
 // Totals sums many trackers' counters.
 type Totals struct {
-	Received, Gaps, Missing, Late, Duplicates uint64
-	Streams, DirtyStreams                     uint64
+	Received, Gaps, Missing, Late, Duplicates, Undelivered uint64
+	Streams, DirtyStreams, ShortStreams                    uint64
 }
 
 // Add folds t into the totals.
@@ -128,8 +130,12 @@ func (s *Totals) Add(t *Tracker) {
 	s.Missing += t.Missing
 	s.Late += t.Late
 	s.Duplicates += t.Duplicates
+	s.Undelivered += t.Undelivered
 	s.Streams++
 	if !t.Clean() {
 		s.DirtyStreams++
+	}
+	if t.Undelivered > 0 {
+		s.ShortStreams++
 	}
 }

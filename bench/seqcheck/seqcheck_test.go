@@ -19,6 +19,7 @@ func TestTracker(t *testing.T) {
 		gaps      uint64
 		missing   uint64
 		late, dup uint64
+		undeliv   uint64
 	}{
 		{name: "in order", seqs: []uint64{0, 1, 2, 3}, sent: 4,
 			kinds: []Kind{InOrder, InOrder, InOrder, InOrder}},
@@ -30,9 +31,11 @@ func TestTracker(t *testing.T) {
 			kinds: []Kind{InOrder, InOrder, Duplicate, InOrder}, dup: 1},
 		{name: "duplicate of a late one", seqs: []uint64{0, 3, 1, 1, 2}, sent: 4,
 			kinds: []Kind{InOrder, Gap, Late, Duplicate, Late}, gaps: 1, late: 2, dup: 1},
-		{name: "tail lost", seqs: []uint64{0, 1}, sent: 5,
-			kinds: []Kind{InOrder, InOrder}, gaps: 1, missing: 3},
-		{name: "nothing arrived", seqs: nil, sent: 3, kinds: []Kind{}, gaps: 1, missing: 3},
+		{name: "tail not delivered", seqs: []uint64{0, 1}, sent: 5,
+			kinds: []Kind{InOrder, InOrder}, undeliv: 3},
+		{name: "nothing arrived", seqs: nil, sent: 3, kinds: []Kind{}, undeliv: 3},
+		{name: "gap and tail", seqs: []uint64{0, 2}, sent: 4,
+			kinds: []Kind{InOrder, Gap}, gaps: 1, missing: 1, undeliv: 1},
 		{name: "first lost", seqs: []uint64{1, 2}, sent: 3,
 			kinds: []Kind{Gap, InOrder}, gaps: 1, missing: 1},
 		{name: "very late arrival beyond window", seqs: []uint64{0, 200, 1}, sent: 201,
@@ -48,9 +51,9 @@ func TestTracker(t *testing.T) {
 				}
 			}
 			tr.Finish(0, c.sent)
-			if tr.Gaps != c.gaps || tr.Missing != c.missing || tr.Late != c.late || tr.Duplicates != c.dup {
-				t.Fatalf("gaps/missing/late/dup = %d/%d/%d/%d, want %d/%d/%d/%d",
-					tr.Gaps, tr.Missing, tr.Late, tr.Duplicates, c.gaps, c.missing, c.late, c.dup)
+			if tr.Gaps != c.gaps || tr.Missing != c.missing || tr.Late != c.late || tr.Duplicates != c.dup || tr.Undelivered != c.undeliv {
+				t.Fatalf("gaps/missing/late/dup/undelivered = %d/%d/%d/%d/%d, want %d/%d/%d/%d/%d",
+					tr.Gaps, tr.Missing, tr.Late, tr.Duplicates, tr.Undelivered, c.gaps, c.missing, c.late, c.dup, c.undeliv)
 			}
 			if clean := c.gaps == 0 && c.late == 0 && c.dup == 0; tr.Clean() != clean {
 				t.Fatalf("Clean() = %v", tr.Clean())
@@ -72,7 +75,7 @@ func TestStartAndTotals(t *testing.T) {
 	var s Totals
 	s.Add(&a)
 	s.Add(&b)
-	if s.Streams != 2 || s.DirtyStreams != 1 || s.Received != 4 || s.Missing != 2 || s.Gaps != 2 {
+	if s.Streams != 2 || s.DirtyStreams != 1 || s.ShortStreams != 1 || s.Received != 4 || s.Missing != 1 || s.Gaps != 1 || s.Undelivered != 1 {
 		t.Fatalf("totals = %+v", s)
 	}
 }
