@@ -74,6 +74,10 @@ type Config struct {
 	// command sets it from --drain-delay.
 	DrainDelay time.Duration
 
+	// Broker, when set, fans rooms out across instances (see Broker).
+	// Not a flag: the command builds one from --nats-url.
+	Broker Broker
+
 	// DrainDuration spreads the 1001 "going away" closes of Shutdown over
 	// this long, with jitter, so clients do not all reconnect at once.
 	// Zero closes all at once.

@@ -70,11 +70,12 @@ type conn struct {
 // connection whose unsent bytes would pass MaxPending is a slow
 // consumer. A frame is always accepted when nothing is queued, so a
 // message larger than MaxPending still reaches a reading peer.
+//
+// Corked bytes do not count: they leave at the end of this loop turn (or
+// at corkLimit), so a burst within one turn is not mistaken for a slow
+// reader. What counts is what the socket did not take.
 func (cs *conn) pendingOK(n int) bool {
 	out := cs.gc.OutboundBuffered()
-	if cs.cork != nil {
-		out += len(cs.cork.B)
-	}
 	return out == 0 || out+n <= cs.loop.srv.cfg.MaxPending
 }
 

@@ -253,3 +253,32 @@ func TestInteropRoomOrder(t *testing.T) {
 		t.Fatalf("stats: published %d deliveries %d, want %d and %d", st.Published, st.Deliveries, total, total*len(members))
 	}
 }
+
+// Regression: with corking, a reading member that gets a burst larger
+// than MaxPending within one loop turn was mistaken for a slow consumer.
+func TestBurstWithinOneTurnIsNotSlowConsumer(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxPending = 16 << 10
+	srv := startServer(t, cfg)
+	c := dialGorilla(t, "ws://"+srv.Addr().String()+"/ws/burst", 0)
+	// 32 messages of 4 KiB (128 KiB, 8x MaxPending) in one write: they
+	// reach the server in one or a few reads and fan out in one turn.
+	var burst []byte
+	msg := bytes.Repeat([]byte{'b'}, 4<<10)
+	for range 32 {
+		burst = append(burst, maskedClientFrame(2, msg)...)
+	}
+	nc := c.NetConn()
+	if _, err := nc.Write(burst); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for i := range 32 {
+		if _, got, err := c.ReadMessage(); err != nil || len(got) != len(msg) {
+			t.Fatalf("message %d: %d bytes, %v", i, len(got), err)
+		}
+	}
+	if n := srv.Stats().SlowConsumers; n != 0 {
+		t.Fatalf("%d slow-consumer closes for a member that reads", n)
+	}
+}

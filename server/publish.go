@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/gobwas/ws"
 
@@ -23,6 +24,27 @@ var (
 // handed to its owner loop (0 when the room does not exist: nothing is
 // sent). Safe for concurrent use; payload is copied before it returns.
 func (s *Server) Publish(room string, op ws.OpCode, payload []byte) (int, error) {
+	n, err := s.publish(room, op, payload)
+	if err == nil && s.cfg.Broker != nil {
+		if err := s.cfg.Broker.Publish(room, op, payload); err != nil {
+			return n, fmt.Errorf("delivered to %d local members; not to other instances: %w", n, err)
+		}
+	}
+	return n, err
+}
+
+// DeliverRemote delivers a message that another instance published (it
+// came through the Broker) to this instance's members of room, without
+// publishing it again. It returns the local member count, like Publish.
+func (s *Server) DeliverRemote(room string, op ws.OpCode, payload []byte) (int, error) {
+	n, err := s.publish(room, op, payload)
+	if err == nil && n > 0 {
+		s.remote.Add(1)
+	}
+	return n, err
+}
+
+func (s *Server) publish(room string, op ws.OpCode, payload []byte) (int, error) {
 	if !ValidRoomName(room) {
 		return 0, ErrBadRoom
 	}

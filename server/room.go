@@ -43,6 +43,7 @@ type rooms struct {
 	mu     sync.Mutex
 	m      map[string]*room
 	nloops int
+	broker Broker // nil: rooms are in-process only
 }
 
 func (rs *rooms) count() int64 {
@@ -66,6 +67,9 @@ func (rs *rooms) join(cs *conn, name []byte) {
 	if r == nil {
 		r = &room{name: string(name), owner: cs.loop, shards: make([]shard, rs.nloops)}
 		rs.m[r.name] = r
+		if rs.broker != nil {
+			rs.broker.Subscribe(r.name)
+		}
 	}
 	r.members.Add(1)
 	rs.mu.Unlock()
@@ -93,6 +97,9 @@ func (rs *rooms) leave(cs *conn) {
 		rs.mu.Lock()
 		if r.members.Load() == 0 && rs.m[r.name] == r {
 			delete(rs.m, r.name)
+			if rs.broker != nil {
+				rs.broker.Unsubscribe(r.name)
+			}
 		}
 		rs.mu.Unlock()
 	}

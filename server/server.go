@@ -38,7 +38,8 @@ type Server struct {
 	loopsMu sync.Mutex
 	loops   atomic.Pointer[[]*loop] // indexed by loop idx; grows as loops appear
 
-	rooms rooms
+	rooms  rooms
+	remote atomic.Int64 // messages from other instances delivered here
 
 	admin     *http.Server // nil without an admin listener
 	adminAddr net.Addr
@@ -64,7 +65,7 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		tick:   tickFor(cfg),
 		booted: make(chan struct{}),
 		done:   make(chan struct{}),
-		rooms:  rooms{m: map[string]*room{}, nloops: n},
+		rooms:  rooms{m: map[string]*room{}, nloops: n, broker: cfg.Broker},
 	}
 	empty := []*loop{}
 	s.loops.Store(&empty)

@@ -38,19 +38,20 @@ func (r closeReason) String() string {
 // Stats may read them from any goroutine; with a single writer each
 // update is an uncontended atomic add, no lock and no allocation.
 type loopStats struct {
-	conns      atomic.Int64 // open TCP connections
-	websockets atomic.Int64 // open WebSocket sessions
-	accepted   atomic.Int64 // TCP connections accepted
-	upgrades   atomic.Int64 // successful handshakes
-	rejected   atomic.Int64 // handshakes answered with 4xx/5xx
-	health     atomic.Int64 // health responses
-	msgsIn     atomic.Int64 // data messages received
-	bytesIn    atomic.Int64 // payload bytes of data messages received
-	deliveries atomic.Int64 // frames written to members (echo included)
-	bytesOut   atomic.Int64 // bytes of those frames
-	published  atomic.Int64 // room messages sequenced by this loop
-	closes     [numCloseReasons]atomic.Int64
-	_          [64]byte // keep loops' counters off each other's cache lines
+	conns        atomic.Int64 // open TCP connections
+	websockets   atomic.Int64 // open WebSocket sessions
+	accepted     atomic.Int64 // TCP connections accepted
+	upgrades     atomic.Int64 // successful handshakes
+	rejected     atomic.Int64 // handshakes answered with 4xx/5xx
+	health       atomic.Int64 // health responses
+	msgsIn       atomic.Int64 // data messages received
+	bytesIn      atomic.Int64 // payload bytes of data messages received
+	deliveries   atomic.Int64 // frames written to members (echo included)
+	bytesOut     atomic.Int64 // bytes of those frames
+	published    atomic.Int64 // room messages sequenced by this loop
+	brokerErrors atomic.Int64 // messages the Broker refused
+	closes       [numCloseReasons]atomic.Int64
+	_            [64]byte // keep loops' counters off each other's cache lines
 }
 
 // Stats is a snapshot of the server's counters, summed over loops.
@@ -67,6 +68,8 @@ type Stats struct {
 	BytesOut      int64            `json:"bytes_out"`      // their bytes
 	Published     int64            `json:"published"`      // room messages sequenced
 	Rooms         int64            `json:"rooms"`          // rooms with members
+	BrokerErrors  int64            `json:"broker_errors"`  // messages the Broker refused
+	Remote        int64            `json:"remote"`         // messages from other instances
 	Closes        map[string]int64 `json:"closes"`         // closes by reason
 	SlowConsumers int64            `json:"slow_consumers"` // closes with 1013
 	Draining      bool             `json:"draining"`
@@ -89,11 +92,13 @@ func (s *Server) Stats() Stats {
 		st.Deliveries += ls.deliveries.Load()
 		st.BytesOut += ls.bytesOut.Load()
 		st.Published += ls.published.Load()
+		st.BrokerErrors += ls.brokerErrors.Load()
 		for r := range numCloseReasons {
 			st.Closes[r.String()] += ls.closes[r].Load()
 		}
 	}
 	st.SlowConsumers = st.Closes[closeSlowConsumer.String()]
 	st.Rooms = s.rooms.count()
+	st.Remote = s.remote.Load()
 	return st
 }

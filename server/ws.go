@@ -193,5 +193,6 @@ func (cs *conn) message(op ws.OpCode, payload []byte) {
 	}
 	if cs.room != nil {
 		l.publish(cs.room, op, payload)
+		l.forward(cs.room, op, payload)
 	}
 }

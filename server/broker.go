@@ -1,0 +1,32 @@
+package server
+
+import "github.com/gobwas/ws"
+
+// Broker carries room messages between loopcast instances, so members of
+// one room on different pods see each other's messages. Package cluster
+// implements it over NATS. Config.Broker nil (the default) keeps rooms
+// in-process.
+//
+// The server calls Subscribe when a room gets its first member on this
+// instance and Unsubscribe after its last member left, in that order for
+// a given room, under the room registry's lock: both must return quickly
+// and must not call back into the Server. It calls Publish for every
+// message published on this instance (by a member or by Server.Publish),
+// from event loops: Publish must not block, and payload is valid only
+// during the call. Messages from other instances come back through
+// Server.DeliverRemote, which does not publish them again.
+type Broker interface {
+	Subscribe(room string)
+	Unsubscribe(room string)
+	Publish(room string, op ws.OpCode, payload []byte) error
+}
+
+// forward hands a locally published message to the broker, if any, and
+// counts failures (the local members got the message regardless).
+func (l *loop) forward(r *room, op ws.OpCode, payload []byte) {
+	if b := l.srv.cfg.Broker; b != nil {
+		if err := b.Publish(r.name, op, payload); err != nil {
+			l.stats.brokerErrors.Add(1)
+		}
+	}
+}
