@@ -1080,6 +1080,29 @@ func TestConformanceHTTP(t *testing.T) {
 		c.closeHandshake()
 	})
 
+	t.Run("header-names-and-tokens-case-insensitive", func(t *testing.T) {
+		c := dialRaw(t, srv.Addr())
+		k := newKey()
+		c.write([]byte("GET /echo HTTP/1.1\r\nhost: a\r\nUPGRADE: WebSocket\r\nconnection: UPGRADE\r\n" +
+			"sec-websocket-key: " + k + "\r\nSEC-WEBSOCKET-VERSION: 13\r\n\r\n"))
+		c.expectSwitching(k)
+		c.closeHandshake()
+	})
+
+	t.Run("deflate-offer-not-accepted", func(t *testing.T) {
+		// No extension is negotiated, so RSV1 (compressed) stays illegal.
+		c := dialRaw(t, srv.Addr())
+		k := newKey()
+		c.write([]byte(strings.Replace(upgradeRequest("/echo", k), "\r\n\r\n",
+			"\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n", 1)))
+		r := c.readResponse(false)
+		if r.status != 101 || r.header.Get("Sec-WebSocket-Extensions") != "" || r.header.Get("Sec-WebSocket-Accept") != acceptFor(k) {
+			t.Fatalf("answer to a deflate offer: %+v", r)
+		}
+		c.write(frameSpec{fin: true, rsv: 4, op: opText, payload: []byte{0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00}}.encode())
+		c.expectClose(1002)
+	})
+
 	t.Run("pipelined", func(t *testing.T) {
 		c := dialRaw(t, srv.Addr())
 		c.write([]byte("GET / HTTP/1.1\r\nHost: a\r\n\r\n" +
@@ -1205,20 +1228,20 @@ func checkResponse(t *testing.T, r httpResponse, tc httpCase) {
 func TestBugPeerCloseDroppedQueuedFrames(t *testing.T) {
 	cfg := testConfig()
 	cfg.MaxPending = 16 << 20
-	cfg.HandshakeTimeout = time.Second // 100ms ticks; close grace 1s
+	cfg.HandshakeTimeout = 3 * time.Second // close grace: 2s to drain
 	srv := startServer(t, cfg)
 	c := dialWS(t, srv.Addr(), "/echo", dialOpts{rcvBuf: 4096})
 	p := textPayload(1 << 20)
 	var w [][]byte
-	for range 6 {
+	for range 4 {
 		w = append(w, fr(true, opText, p))
 	}
 	w = append(w, fr(true, opClose, closePayload(1000, "")))
 	c.write(concat(w...))
 	// Let the close frame arrive while the echoes are still queued.
-	waitFor(t, ioTimeout, "all messages received", func() bool { return srv.Stats().MessagesIn == 6 })
+	waitFor(t, ioTimeout, "all messages received", func() bool { return srv.Stats().MessagesIn == 4 })
 	time.Sleep(100 * time.Millisecond)
-	for range 6 {
+	for range 4 {
 		c.expectFrame(opText, p)
 	}
 	c.expectClose(1000)
