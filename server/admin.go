@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -148,7 +149,7 @@ func newCollector(s *Server) *collector {
 		rooms:      d("rooms", "Rooms with members."),
 		draining:   d("draining", "1 once shutdown began."),
 		accepted:   d("accepted_total", "TCP connections accepted."),
-		handshakes: d("handshakes_total", "WebSocket handshakes by result.", "result"),
+		handshakes: d("handshakes_total", "WebSocket handshakes by result: ok, or the status code of the refusal.", "result"),
 		health:     d("health_requests_total", "Health responses."),
 		msgsIn:     d("messages_in_total", "Data messages received."),
 		bytesIn:    d("bytes_in_total", "Payload bytes of data messages received."),
@@ -179,7 +180,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	g(c.draining, draining)
 	n(c.accepted, st.Accepted)
 	n(c.handshakes, st.Upgrades, "ok")
-	n(c.handshakes, st.Rejected, "rejected")
+	for status, v := range st.Rejects {
+		n(c.handshakes, v, strconv.Itoa(status))
+	}
 	n(c.health, st.Health)
 	n(c.msgsIn, st.MessagesIn)
 	n(c.bytesIn, st.BytesIn)

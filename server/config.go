@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 	"time"
 )
@@ -73,6 +74,28 @@ type Config struct {
 	// routing new clients here first. Default 0 in the library; the
 	// command sets it from --drain-delay.
 	DrainDelay time.Duration
+
+	// JWTSecret, when set, requires an HS256 JWT on every upgrade, from
+	// "Authorization: Bearer" or the token query parameter: 401 without
+	// a valid one, 403 when its rooms claim does not allow the room.
+	JWTSecret string
+
+	// JWTPublicKey, when set, accepts RS256 or ES256 tokens signed by the
+	// matching private key: a PEM file path, or the PEM text itself.
+	JWTPublicKey string
+
+	// MaxConns caps WebSocket sessions; upgrades beyond get 503. Zero
+	// (the default) means no cap besides the open-file limit.
+	MaxConns int
+
+	// MaxConnsPerIP caps WebSocket sessions per client address; upgrades
+	// beyond get 429. Zero (the default) means no cap. Behind a proxy,
+	// list it in TrustedProxies or every client shares its address.
+	MaxConnsPerIP int
+
+	// TrustedProxies are CIDRs (Application Gateway's subnet) whose
+	// X-Forwarded-For header names the client for MaxConnsPerIP.
+	TrustedProxies []string
 
 	// Broker, when set, fans rooms out across instances (see Broker).
 	// Not a flag: the command builds one from --nats-url.
@@ -146,6 +169,17 @@ func (c *Config) Validate() error {
 		if o == "" || strings.ContainsAny(o, " \t,") {
 			bad("allowed-origins entry %q: want an origin like https://app.example.com or *", o)
 		}
+	}
+	if c.MaxConns < 0 || c.MaxConnsPerIP < 0 {
+		bad("max-conns %d and max-conns-per-ip %d: must not be negative (0 = no cap)", c.MaxConns, c.MaxConnsPerIP)
+	}
+	for _, p := range c.TrustedProxies {
+		if _, err := netip.ParsePrefix(p); err != nil {
+			bad("trusted-proxies entry %q: want a CIDR such as 10.1.0.0/24", p)
+		}
+	}
+	if _, err := newAuthenticator(*c); err != nil {
+		bad("%v", err)
 	}
 	if c.DrainDelay < 0 || c.DrainDuration < 0 {
 		bad("drain-delay %s and drain-duration %s: must not be negative", c.DrainDelay, c.DrainDuration)

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"net/netip"
+
 	"github.com/gobwas/ws"
 	"github.com/panjf2000/gnet/v2"
 	"github.com/valyala/bytebufferpool"
@@ -34,6 +36,7 @@ type conn struct {
 	// while output was still queued: see closeAfterFlush.
 	peerClosed bool
 
+	ip       netip.Addr // client address counted by admission (WebSockets only)
 	room     *room
 	roomSlot int32 // index in room.shards[loop.idx].members
 

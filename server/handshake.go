@@ -123,6 +123,11 @@ func (s *Server) checkUpgrade(h *reqhead.Head) (target, *rejection) {
 	case s.draining.Load():
 		return t, rejDraining
 	}
+	if s.auth != nil {
+		if rej := s.auth.check(h, t); rej != nil {
+			return t, rej
+		}
+	}
 	return t, nil
 }
 

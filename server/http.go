@@ -43,6 +43,11 @@ func (cs *conn) serveHTTP() gnet.Action {
 			if h.ContentLength > 0 || h.Chunked {
 				return cs.reject(rejBody)
 			}
+			ip := l.srv.admit.clientIP(c.RemoteAddr(), &h)
+			if rej := l.srv.admit.admit(ip); rej != nil {
+				return cs.reject(rej)
+			}
+			cs.ip = ip
 			return cs.upgrade(&h, t)
 		}
 
@@ -81,6 +86,7 @@ func (cs *conn) serveHTTP() gnet.Action {
 // reject answers with rej and closes the connection.
 func (cs *conn) reject(rej *rejection) gnet.Action {
 	cs.loop.stats.rejected.Add(1)
+	cs.loop.stats.rejects[rej.idx].Add(1)
 	_, _ = cs.gc.Write(rej.resp)
 	if cs.state != stateHTTP {
 		return gnet.None

@@ -74,6 +74,8 @@ func statusText(code int) string {
 		return "Forbidden"
 	case 404:
 		return "Not Found"
+	case 429:
+		return "Too Many Requests"
 	case 405:
 		return "Method Not Allowed"
 	case 426:
@@ -91,11 +93,24 @@ func statusText(code int) string {
 // A rejection is an error answer followed by closing the connection.
 type rejection struct {
 	status int
+	idx    int    // index of status in rejectStatuses, for counting
 	resp   []byte // complete response, Connection: close
 }
 
+// rejectStatuses are the status codes a refusal can have; counted apart.
+var rejectStatuses = [...]int{400, 401, 403, 404, 405, 426, 429, 431, 503, 505}
+
 func newRejection(status int, reason, extraHeaders string) *rejection {
-	return &rejection{status, buildResponse(status, extraHeaders+"Connection: close\r\n", reason+"\n", false)}
+	idx := -1
+	for i, st := range rejectStatuses {
+		if st == status {
+			idx = i
+		}
+	}
+	if idx < 0 {
+		panic("loopcast: rejection status not in rejectStatuses")
+	}
+	return &rejection{status, idx, buildResponse(status, extraHeaders+"Connection: close\r\n", reason+"\n", false)}
 }
 
 // exampleKey is RFC 6455's own example of a valid Sec-WebSocket-Key.
@@ -117,6 +132,12 @@ var (
 	rejOrigin        = newRejection(403, "origin not allowed", "")
 	rejDraining      = newRejection(503, "draining: reconnect to another instance", "Retry-After: 1\r\n")
 	rejBody          = newRejection(400, "GET and HEAD requests must not carry a body", "")
+	rejAuthMissing   = newRejection(401, "missing token: send Authorization: Bearer <JWT>, or ?token=<JWT> from a browser", "WWW-Authenticate: Bearer realm=\"loopcast\"\r\n")
+	rejAuthInvalid   = newRejection(401, "invalid token", "WWW-Authenticate: Bearer realm=\"loopcast\", error=\"invalid_token\"\r\n")
+	rejAuthExpired   = newRejection(401, "token expired", "WWW-Authenticate: Bearer realm=\"loopcast\", error=\"invalid_token\", error_description=\"expired\"\r\n")
+	rejRoomForbidden = newRejection(403, "the token's rooms claim does not allow this room", "")
+	rejFull          = newRejection(503, "server full (max-conns): retry on another instance", "Retry-After: 1\r\n")
+	rejPerIP         = newRejection(429, "too many connections from this address (max-conns-per-ip)", "Retry-After: 5\r\n")
 )
 
 // parseRejections maps the request parser's errors to their answers.

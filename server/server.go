@@ -39,6 +39,8 @@ type Server struct {
 	loops   atomic.Pointer[[]*loop] // indexed by loop idx; grows as loops appear
 
 	rooms  rooms
+	auth   *authenticator // nil: no token required
+	admit  *admission
 	remote atomic.Int64 // messages from other instances delivered here
 
 	admin     *http.Server // nil without an admin listener
@@ -66,6 +68,13 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		booted: make(chan struct{}),
 		done:   make(chan struct{}),
 		rooms:  rooms{m: map[string]*room{}, nloops: n, broker: cfg.Broker},
+	}
+	var err error
+	if s.auth, err = newAuthenticator(cfg); err != nil {
+		return nil, err
+	}
+	if s.admit, err = newAdmission(cfg); err != nil {
+		return nil, err
 	}
 	empty := []*loop{}
 	s.loops.Store(&empty)
@@ -279,6 +288,7 @@ func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
 	l.stats.closes[r].Add(1)
 	if cs.state == stateOpen || cs.state == stateClosing {
 		l.stats.websockets.Add(-1)
+		s.admit.release(cs.ip)
 	}
 	cs.leaveRoom()
 	cs.dropMessage()

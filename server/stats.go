@@ -51,7 +51,8 @@ type loopStats struct {
 	published    atomic.Int64 // room messages sequenced by this loop
 	brokerErrors atomic.Int64 // messages the Broker refused
 	closes       [numCloseReasons]atomic.Int64
-	_            [64]byte // keep loops' counters off each other's cache lines
+	rejects      [len(rejectStatuses)]atomic.Int64 // refusals by status
+	_            [64]byte                          // keep loops' counters off each other's cache lines
 }
 
 // Stats is a snapshot of the server's counters, summed over loops.
@@ -71,6 +72,7 @@ type Stats struct {
 	BrokerErrors  int64            `json:"broker_errors"`  // messages the Broker refused
 	Remote        int64            `json:"remote"`         // messages from other instances
 	Closes        map[string]int64 `json:"closes"`         // closes by reason
+	Rejects       map[int]int64    `json:"rejects"`        // refused requests by status
 	SlowConsumers int64            `json:"slow_consumers"` // closes with 1013
 	Draining      bool             `json:"draining"`
 }
@@ -78,7 +80,7 @@ type Stats struct {
 // Stats returns current counters. Safe for concurrent use; it allocates
 // and is meant for monitoring, not the hot path.
 func (s *Server) Stats() Stats {
-	st := Stats{Closes: make(map[string]int64, numCloseReasons), Draining: s.draining.Load()}
+	st := Stats{Closes: make(map[string]int64, numCloseReasons), Rejects: map[int]int64{}, Draining: s.draining.Load()}
 	for _, l := range s.loopList() {
 		ls := &l.stats
 		st.Connections += ls.conns.Load()
@@ -93,6 +95,11 @@ func (s *Server) Stats() Stats {
 		st.BytesOut += ls.bytesOut.Load()
 		st.Published += ls.published.Load()
 		st.BrokerErrors += ls.brokerErrors.Load()
+		for i, status := range rejectStatuses {
+			if v := ls.rejects[i].Load(); v > 0 {
+				st.Rejects[status] += v
+			}
+		}
 		for r := range numCloseReasons {
 			st.Closes[r.String()] += ls.closes[r].Load()
 		}
