@@ -35,6 +35,9 @@ import (
 func (s *Server) AdminHandler() http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(newCollector(s))
+	if c, ok := s.cfg.Broker.(prometheus.Collector); ok {
+		reg.MustRegister(c) // the broker's own metrics (package cluster)
+	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, s.Stats()) })
@@ -90,7 +93,11 @@ func (s *Server) Rooms() []RoomInfo {
 
 func (s *Server) serveRooms(w http.ResponseWriter, _ *http.Request) {
 	rooms := s.Rooms()
-	writeJSON(w, 200, map[string]any{"count": len(rooms), "rooms": rooms})
+	body := map[string]any{"count": len(rooms), "rooms": rooms}
+	if b, ok := s.cfg.Broker.(BrokerStatus); ok {
+		body["cluster"] = b.ClusterStatus()
+	}
+	writeJSON(w, 200, body)
 }
 
 func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {

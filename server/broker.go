@@ -21,6 +21,14 @@ type Broker interface {
 	Publish(room string, op ws.OpCode, payload []byte) error
 }
 
+// BrokerStatus is optionally implemented by a Broker: GET /rooms shows
+// ClusterStatus() under "cluster" (the rooms listed are this instance's,
+// with local member counts). A Broker that is also a prometheus.Collector
+// adds its metrics to GET /metrics.
+type BrokerStatus interface {
+	ClusterStatus() any
+}
+
 // forward hands a locally published message to the broker, if any, and
 // counts failures (the local members got the message regardless).
 func (l *loop) forward(r *room, op ws.OpCode, payload []byte) {

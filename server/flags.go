@@ -86,6 +86,10 @@ type Options struct {
 	LogFormat string
 	// LogLevel is "debug", "info" (default), "warn" or "error".
 	LogLevel string
+	// NATSURL, when set, fans rooms out across instances over NATS
+	// (package cluster builds Config.Broker from it). Empty (the
+	// default): rooms are in-process only.
+	NATSURL string
 }
 
 // LoadConfig builds a Config from command-line flags over LOOPCAST_*
@@ -116,6 +120,7 @@ func LoadConfig(args []string, getenv func(string) string, out io.Writer) (Confi
 	fs.Var(stringList{&cfg.TrustedProxies}, "trusted-proxies", "comma-separated CIDRs whose X-Forwarded-For names the client (the gateway's subnet)")
 	fs.DurationVar(&cfg.DrainDelay, "drain-delay", cfg.DrainDelay, "on SIGTERM, keep serving this long after readiness fails")
 	fs.DurationVar(&cfg.DrainDuration, "drain-duration", cfg.DrainDuration, "spread the 1001 closes of a drain over this long")
+	fs.StringVar(&opts.NATSURL, "nats-url", opts.NATSURL, "NATS URL(s), comma-separated, to fan rooms out across replicas; empty = rooms in-process only")
 	fs.BoolVar(&opts.Check, "check", false, "validate the configuration and exit")
 	fs.StringVar(&opts.LogFormat, "log-format", opts.LogFormat, "text or json")
 	fs.StringVar(&opts.LogLevel, "log-level", opts.LogLevel, "debug, info, warn or error")
