@@ -82,9 +82,13 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 }
 
 // tickFor picks the timing wheel's resolution: a tenth of the shortest
-// timeout, between 1 ms and 1 s, so deadlines fire within 10% late.
+// timeout, between 1 ms and 1 s, so deadlines fire within 10% late; and
+// fine enough to spread a drain's closes over at least 20 ticks.
 func tickFor(cfg Config) time.Duration {
 	d := min(cfg.PingInterval, cfg.IdleTimeout, cfg.HandshakeTimeout) / 10
+	if cfg.DrainDuration > 0 {
+		d = min(d, cfg.DrainDuration/20)
+	}
 	return min(max(d, time.Millisecond), time.Second)
 }
 

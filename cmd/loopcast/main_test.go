@@ -186,18 +186,40 @@ func TestFlagsAndEnvironment(t *testing.T) {
 }
 
 // TestSIGTERMDrains: readiness turns 503 at once, sessions keep working
-// for the drain delay, then get 1001, and the process exits 0.
+// for the drain delay, then get 1001 spread over the drain duration, and
+// the process exits 0.
 func TestSIGTERMDrains(t *testing.T) {
-	p := startBinary(t, "--drain-delay", "400ms", "--drain-duration", "300ms")
-	ws, _, err := gorilla.DefaultDialer.Dial("ws://"+p.addr+"/ws/drain", nil)
-	if err != nil {
-		t.Fatal(err)
+	const delay, spread = 400 * time.Millisecond, 800 * time.Millisecond
+	p := startBinary(t, "--drain-delay", delay.String(), "--drain-duration", spread.String())
+	const clients = 24
+	conns := make([]*gorilla.Conn, clients)
+	for i := range conns {
+		path := "/ws/drain" // conns[0] echoes, so the others get nothing but the close
+		if i == 0 {
+			path = "/echo"
+		}
+		c, _, err := gorilla.DefaultDialer.Dial("ws://"+p.addr+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns[i] = c
 	}
-	defer ws.Close()
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	sent := time.Now()
+	closedAt := make(chan time.Duration, clients)
+	for i, c := range conns[1:] {
+		go func() {
+			_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			_, _, err := c.ReadMessage()
+			if !gorilla.IsCloseError(err, gorilla.CloseGoingAway) {
+				t.Errorf("client %d: want close 1001, got %v", i+1, err)
+			}
+			closedAt <- time.Since(sent)
+		}()
+	}
 	waitStatus := func(path string, want int) {
 		deadline := time.Now().Add(2 * time.Second)
 		for {
@@ -214,6 +236,7 @@ func TestSIGTERMDrains(t *testing.T) {
 	waitStatus("/", 503)
 	waitStatus("/livez", 200)
 	// Still served during the drain delay.
+	ws := conns[0]
 	_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if err := ws.WriteMessage(gorilla.TextMessage, []byte("still here")); err != nil {
 		t.Fatal(err)
@@ -221,12 +244,20 @@ func TestSIGTERMDrains(t *testing.T) {
 	if _, msg, err := ws.ReadMessage(); err != nil || string(msg) != "still here" {
 		t.Fatalf("during drain delay: %q %v", msg, err)
 	}
-	_, _, err = ws.ReadMessage()
-	if !gorilla.IsCloseError(err, gorilla.CloseGoingAway) {
+	if _, _, err := ws.ReadMessage(); !gorilla.IsCloseError(err, gorilla.CloseGoingAway) {
 		t.Fatalf("want close 1001, got %v", err)
 	}
-	if waited := time.Since(sent); waited < 350*time.Millisecond {
-		t.Errorf("1001 came %s after SIGTERM, before the 400ms drain delay", waited)
+	first, last := time.Hour, time.Duration(0)
+	for range clients - 1 {
+		d := <-closedAt
+		first, last = min(first, d), max(last, d)
+	}
+	t.Logf("1001 closes from %s to %s after SIGTERM", first.Round(time.Millisecond), last.Round(time.Millisecond))
+	if first < delay-50*time.Millisecond {
+		t.Errorf("first 1001 came %s after SIGTERM, before the %s drain delay", first, delay)
+	}
+	if last-first < spread/3 || last > delay+spread+time.Second {
+		t.Errorf("1001 closes spread from %s to %s; want them spread over about %s after %s", first, last, spread, delay)
 	}
 	select {
 	case err := <-p.exited:
@@ -431,4 +462,28 @@ func rssBytes(t *testing.T, pid int) int64 {
 	}
 	t.Fatal("no VmRSS")
 	return 0
+}
+
+// TestSecondSignalExitsAtOnce: during a long drain, a second SIGTERM ends
+// the process without waiting.
+func TestSecondSignalExitsAtOnce(t *testing.T) {
+	p := startBinary(t, "--drain-delay", "1m")
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(p.stderr.String(), "msg=draining") {
+		if time.Now().After(deadline) {
+			t.Fatal("no drain after the first signal")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.exited:
+		p.exited <- err
+		if err == nil {
+			t.Fatal("exit status 0 after an interrupted drain; want the signal's")
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("still running 3s after the second signal (drain delay 1m)")
+	}
 }
