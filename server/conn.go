@@ -105,10 +105,10 @@ func (cs *conn) uncork() {
 	cs.loop.putCork(b)
 }
 
-// send corks a complete data frame for a WebSocket and counts it as a
-// delivery; the loop writes it at the end of its turn (or sooner past
-// corkLimit). A slow consumer is closed with 1013 instead. It reports
-// whether the connection is still open.
+// send corks a complete data frame for a WebSocket; the loop writes it at
+// the end of its turn (or sooner past corkLimit). A slow consumer is
+// closed with 1013 instead. It reports whether the frame was queued; the
+// caller counts deliveries (once per batch, not per member).
 func (cs *conn) send(b []byte) bool {
 	if cs.state != stateOpen {
 		return false
@@ -125,10 +125,7 @@ func (cs *conn) send(b []byte) bool {
 	if len(cs.cork.B) >= corkLimit {
 		cs.uncork() // stays in dirty; flush skips it
 	}
-	st := &cs.loop.stats
-	st.deliveries.Add(1)
-	st.bytesOut.Add(int64(len(b)))
-	return cs.state == stateOpen
+	return true
 }
 
 // closeWith starts the closing handshake from the server's side: it

@@ -266,12 +266,15 @@ func (l *loop) fanout(r *room, f *sharedFrame) {
 func (l *loop) deliver(r *room, f *sharedFrame) {
 	sh := &r.shards[l.idx]
 	sh.delivering = true
+	n := 0
 	for _, m := range sh.members {
-		if m != nil {
-			m.send(f.buf.B)
+		if m != nil && m.send(f.buf.B) {
+			n++
 		}
 	}
 	sh.delivering = false
+	l.stats.deliveries.Add(int64(n))
+	l.stats.bytesOut.Add(int64(n * len(f.buf.B)))
 	if sh.holes > 0 {
 		sh.compact()
 	}

@@ -185,7 +185,10 @@ func (cs *conn) message(op ws.OpCode, payload []byte) {
 	if cs.echo {
 		l.out = frame.AppendHeader(l.out[:0], true, op, len(payload))
 		l.out = append(l.out, payload...)
-		cs.send(l.out)
+		if cs.send(l.out) {
+			l.stats.deliveries.Add(1)
+			l.stats.bytesOut.Add(int64(len(l.out)))
+		}
 		if cap(l.out) > 1<<16 {
 			l.out = nil // do not pin a large echo buffer per loop
 		}
