@@ -267,6 +267,7 @@ func (s *Server) OnTick() (time.Duration, gnet.Action) {
 // OnOpen gives a new connection its state and its handshake deadline.
 func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	l := s.loopFor(c.EventLoop())
+	l.now = s.ticksNow() // a busy loop's last tick may be long past
 	cs := &conn{gc: c, loop: l, since: l.now, wslot: -1}
 	c.SetContext(cs)
 	l.stats.conns.Add(1)
@@ -309,6 +310,10 @@ func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
 // OnTraffic serves whatever the connection's state expects.
 func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 	cs := c.Context().(*conn)
+	// Timestamps taken below (request start, last activity) must not
+	// lag: on a busy loop the tick that advances now may be queued
+	// behind this read. One monotonic clock read per read event.
+	cs.loop.now = s.ticksNow()
 	for {
 		switch cs.state {
 		case stateHTTP:
