@@ -235,10 +235,9 @@ func (h *Head) parseField(line []byte) error {
 	}
 	switch {
 	case equalFold(name, "host"):
-		if h.Host != nil {
+		if !setOnce(&h.Host, value) {
 			return ErrDuplicate
 		}
-		h.Host = value
 	case equalFold(name, "connection"):
 		forEachToken(value, func(t []byte) {
 			switch {
@@ -263,25 +262,21 @@ func (h *Head) parseField(line []byte) error {
 			}
 		})
 	case equalFold(name, "sec-websocket-key"):
-		if h.Key != nil {
+		if !setOnce(&h.Key, value) {
 			return ErrDuplicate
 		}
-		h.Key = value
 	case equalFold(name, "sec-websocket-version"):
-		if h.Version != nil {
+		if !setOnce(&h.Version, value) {
 			return ErrDuplicate
 		}
-		h.Version = value
 	case equalFold(name, "origin"):
-		if h.Origin != nil {
+		if !setOnce(&h.Origin, value) {
 			return ErrDuplicate
 		}
-		h.Origin = value
 	case equalFold(name, "authorization"):
-		if h.Authorization != nil {
+		if !setOnce(&h.Authorization, value) {
 			return ErrDuplicate
 		}
-		h.Authorization = value
 	case equalFold(name, "x-forwarded-for"):
 		if h.ForwardedFor == nil {
 			h.ForwardedFor = value
@@ -296,6 +291,16 @@ func (h *Head) parseField(line []byte) error {
 		h.Chunked = true
 	}
 	return nil
+}
+
+// setOnce stores the value of a header that must appear once; it
+// reports false for a second occurrence.
+func setOnce(field *[]byte, value []byte) bool {
+	if *field != nil {
+		return false
+	}
+	*field = value
+	return true
 }
 
 // forEachToken calls fn with each element of a comma-separated list,
