@@ -39,9 +39,9 @@ func fmtNum(v float64) string {
 	a := math.Abs(v)
 	switch {
 	case a >= 1e6:
-		return strconv.FormatFloat(v/1e6, 'f', -1, 64) + "M"
+		return strconv.FormatFloat(v/1e6, 'g', 3, 64) + "M"
 	case a >= 1e3:
-		return strconv.FormatFloat(v/1e3, 'f', -1, 64) + "k"
+		return strconv.FormatFloat(v/1e3, 'g', 3, 64) + "k"
 	default:
 		return strconv.FormatFloat(v, 'g', 3, 64)
 	}
