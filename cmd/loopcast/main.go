@@ -15,8 +15,10 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/loopcast/loopcast/server"
+	"github.com/loopcast/loopcast/server/cluster"
 )
 
 func main() {
@@ -49,16 +51,50 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return usageError{err}
 	}
+	if opts.NATSURL != "" {
+		if err := cluster.ValidateURL(opts.NATSURL); err != nil {
+			return usageError{fmt.Errorf("%s: %w", server.EnvName("nats-url"), err)}
+		}
+	}
 	if opts.Check {
 		fmt.Fprintln(stdout, "configuration ok")
 		return nil
 	}
 	log := newLogger(stderr, opts)
+
+	// The NATS bridge comes first (it is part of the server's
+	// configuration) and goes last, after the WebSockets are closed. An
+	// unreachable NATS does not stop the start: local rooms are served
+	// while the bridge keeps trying.
+	var bridge *cluster.Bridge
+	closeBridge := func() {
+		if bridge != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := bridge.Close(ctx); err != nil {
+				log.Warn("NATS drain cut short", "err", err)
+			}
+		}
+	}
+	clusterMode := "off"
+	if opts.NATSURL != "" {
+		bridge, err = newBridge(opts.NATSURL, cfg, log)
+		if err != nil {
+			return usageError{err}
+		}
+		cfg.Broker = bridge
+		clusterMode = "nats"
+	}
 	srv, err := server.New(cfg, log)
 	if err != nil {
+		closeBridge()
 		return usageError{err}
 	}
+	if bridge != nil {
+		bridge.Attach(srv)
+	}
 	if err := srv.Start(); err != nil {
+		closeBridge()
 		return err
 	}
 	admin := "off"
@@ -66,16 +102,28 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		admin = a.String()
 	}
 	log.Info("serving", "addr", srv.Addr().String(), "admin", admin, "event_loops", srv.EventLoops(),
-		"ping_interval", cfg.PingInterval, "idle_timeout", cfg.IdleTimeout)
+		"ping_interval", cfg.PingInterval, "idle_timeout", cfg.IdleTimeout, "cluster", clusterMode)
 
 	<-ctx.Done()
 	unhook()
 	log.Info("draining", "drain_delay", cfg.DrainDelay, "drain_duration", cfg.DrainDuration)
-	if err := srv.Shutdown(context.Background()); err != nil {
+	err = srv.Shutdown(context.Background())
+	closeBridge()
+	if err != nil {
 		return err
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// newBridge connects to NATS for --nats-url; the connection name carries
+// the host name (the pod's), which NATS's monitoring shows.
+func newBridge(url string, cfg server.Config, log *slog.Logger) (*cluster.Bridge, error) {
+	name := "loopcast"
+	if h, err := os.Hostname(); err == nil {
+		name += " " + h
+	}
+	return cluster.New(cluster.Options{URL: url, Name: name, Logger: log, MaxMessage: cfg.MaxMessage})
 }
 
 func newLogger(w io.Writer, opts server.Options) *slog.Logger {

@@ -1,0 +1,133 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	gorilla "github.com/gorilla/websocket"
+	natstest "github.com/nats-io/nats-server/v2/test"
+)
+
+// TestClusterEndToEnd runs two loopcast binaries against a NATS server in
+// the test process: a member on either one gets the other's messages
+// (and admin publishes made on the other) exactly once, in order; /rooms
+// and /metrics show the cluster; SIGTERM drains and closes the bridge.
+func TestClusterEndToEnd(t *testing.T) {
+	opts := natstest.DefaultTestOptions
+	opts.Port = -1
+	ns := natstest.RunServer(&opts)
+	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	url := "nats://" + ns.Addr().String()
+
+	a := startBinary(t, "--nats-url", url)
+	b := startBinary(t, "--nats-url", url, "--drain-delay", "0s")
+	dial := func(p *proc) *gorilla.Conn {
+		c, _, err := gorilla.DefaultDialer.Dial("ws://"+p.addr+"/ws/e2e", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	ca, cb := dial(a), dial(b)
+	deadline := time.Now().Add(5 * time.Second)
+	for ns.GlobalAccount().Interest("loopcast.room.e2e.text") != 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the two instances did not subscribe to room e2e")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	const n = 100
+	for i := range n {
+		if err := ca.WriteMessage(gorilla.TextMessage, fmt.Appendf(nil, "a:%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := func(c *gorilla.Conn, want []string) {
+		t.Helper()
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for _, w := range want {
+			_, m, err := c.ReadMessage()
+			if err != nil || string(m) != w {
+				t.Fatalf("got %q %v, want %q", m, err, w)
+			}
+		}
+	}
+	var fromA []string
+	for i := range n {
+		fromA = append(fromA, fmt.Sprintf("a:%d", i))
+	}
+	read(ca, fromA) // its own messages once (local fan-out; NoEcho)
+	read(cb, fromA) // through NATS
+
+	resp, err := http.Post("http://"+b.admin+"/publish/e2e", "text/plain", strings.NewReader("admin:0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 202 {
+		t.Fatalf("admin publish on b: %s", resp.Status)
+	}
+	read(ca, []string{"admin:0"})
+	read(cb, []string{"admin:0"})
+
+	if out := adminGet(t, a, "/rooms"); !strings.Contains(out, `"cluster":{"connected":true`) || !strings.Contains(out, `"subscriptions":1`) {
+		t.Errorf("/rooms on a: %s", out)
+	}
+	if out := adminGet(t, b, "/metrics"); !strings.Contains(out, "loopcast_cluster_connected 1") || !strings.Contains(out, fmt.Sprintf("loopcast_cluster_received_total %d", n)) {
+		t.Errorf("/metrics on b lacks the cluster's state")
+	}
+	if !strings.Contains(a.stderr.String(), "cluster=nats") || !strings.Contains(a.stderr.String(), "NATS connected") {
+		t.Errorf("start-up log:\n%s", a.stderr.String())
+	}
+
+	// b drains: its member is closed with 1001, its subscription goes.
+	if err := b.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	_ = cb.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, _, err := cb.ReadMessage(); !gorilla.IsCloseError(err, gorilla.CloseGoingAway) {
+		t.Errorf("b's member: %v, want 1001", err)
+	}
+	select {
+	case err := <-b.exited:
+		b.exited <- err
+		if err != nil {
+			t.Fatalf("b exit: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("b did not exit")
+	}
+	if ns.GlobalAccount().Interest("loopcast.room.e2e.text") != 1 {
+		t.Error("b's subscription outlived it")
+	}
+	// a is unaffected.
+	if err := ca.WriteMessage(gorilla.TextMessage, []byte("a:after")); err != nil {
+		t.Fatal(err)
+	}
+	read(ca, []string{"a:after"})
+}
+
+// TestNATSURLChecked: a malformed --nats-url is a usage error (exit 2),
+// also with --check; an unreachable NATS is not (it starts and retries).
+func TestNATSURLChecked(t *testing.T) {
+	out, err := exec.Command(binary, "--check", "--nats-url", "http://nats:4222").CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), "LOOPCAST_NATS_URL") {
+		t.Errorf("--check with an http URL: %v\n%s", err, out)
+	}
+	cmd := exec.Command(binary, "--check")
+	cmd.Env = append(cmd.Environ(), "LOOPCAST_NATS_URL=nats://nats.nats.svc:4222")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("--check with LOOPCAST_NATS_URL: %v\n%s", err, out)
+	}
+	p := startBinary(t, "--nats-url", "nats://127.0.0.1:1")
+	if !strings.Contains(p.stderr.String(), "NATS unreachable") {
+		t.Errorf("log:\n%s", p.stderr.String())
+	}
+}
