@@ -19,6 +19,12 @@ func (cs *conn) serveHTTP() gnet.Action {
 		if avail == 0 {
 			return gnet.None
 		}
+		// A client that pipelines requests and never reads the answers
+		// would have them buffered without bound (gnet keeps reading):
+		// past MaxPending unsent bytes it is dropped.
+		if c.OutboundBuffered() > l.srv.cfg.MaxPending {
+			return gnet.Close
+		}
 		b, _ := c.Peek(min(avail, MaxHeadBytes+1))
 		var h reqhead.Head
 		switch err := reqhead.Parse(b, MaxHeadBytes, &h); err {
