@@ -25,6 +25,7 @@ var overlays = map[string][]string{
 	"base": {"ConfigMap", "Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Service"},
 	"agic": {"ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Ingress", "PodDisruptionBudget", "Service"},
 	"agc":  {"ConfigMap", "Deployment", "Gateway", "HTTPRoute", "HealthCheckPolicy", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Service"},
+	"nats": {"ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Ingress", "PodDisruptionBudget", "Service"},
 }
 
 // rendered holds one overlay's objects, each decoded strictly into its type.
