@@ -75,8 +75,8 @@ func (cs *conn) serveHTTP() gnet.Action {
 		case h.Minor == 0:
 			mode = keepAlive10
 		}
+		l.stats.health.Add(1) // before the write: a reader of Stats after the answer sees it
 		_, _ = c.Write(healthResponses[draining][headOnly][mode])
-		l.stats.health.Add(1)
 		if cs.state != stateHTTP {
 			return gnet.None // the write failed and closed it
 		}
@@ -120,21 +120,24 @@ func (cs *conn) linger() gnet.Action {
 // connection a WebSocket of its target.
 func (cs *conn) upgrade(h *reqhead.Head, t target) gnet.Action {
 	c, l := cs.gc, cs.loop
-	l.scratch = appendSwitching(l.scratch[:0], h.Key)
-	_, _ = c.Write(l.scratch)
-	if cs.state != stateHTTP {
-		return gnet.None
-	}
+	// Become a WebSocket (and count it) before the 101 leaves, so that
+	// whoever sees the 101 sees the counters move, and a failed write
+	// is cleaned up by OnClose like any session.
 	cs.state = stateOpen
 	cs.echo = t.echo
 	if !t.echo {
 		l.srv.rooms.join(cs, t.room) // copies the name when it creates the room
 	}
-	_, _ = c.Discard(h.Len)
 	l.stats.upgrades.Add(1)
 	l.stats.websockets.Add(1)
 	cs.seen = l.now
 	cs.nextPing = l.now + l.pingTicks
 	l.wheel.add(cs, cs.nextPing)
+	l.scratch = appendSwitching(l.scratch[:0], h.Key)
+	_, _ = c.Write(l.scratch)
+	if cs.state == stateClosed {
+		return gnet.None
+	}
+	_, _ = c.Discard(h.Len)
 	return gnet.None
 }
