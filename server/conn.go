@@ -26,6 +26,7 @@ const (
 // of its own (gnet's buffers are allocated on demand).
 type conn struct {
 	gc    gnet.Conn
+	fd    int // gc.Fd(), for the raw write fast path
 	loop  *loop
 	state connState
 	echo  bool // /echo session; otherwise a room member
@@ -100,7 +101,15 @@ func (cs *conn) uncork() {
 	}
 	cs.cork = nil // before writing: a failed write closes cs and runs OnClose
 	if cs.state == stateOpen || cs.state == stateClosing {
-		_, _ = cs.gc.Write(b.B)
+		p := b.B
+		if cs.gc.OutboundBuffered() == 0 {
+			// Fast path: straight to the socket. What it does not
+			// take (or an error) goes through gnet below.
+			p = p[rawWrite(cs.fd, p):]
+		}
+		if len(p) > 0 {
+			_, _ = cs.gc.Write(p)
+		}
 	}
 	cs.loop.putCork(b)
 }

@@ -39,8 +39,10 @@ type loop struct {
 	// flush at the end of the loop turn. corkFree keeps cork buffers for
 	// reuse: a loop-local free list, which unlike sync.Pool survives
 	// garbage collections, so steady fan-out allocates nothing.
-	dirty    []*conn
-	corkFree []*bytebufferpool.ByteBuffer
+	dirty       []*conn
+	corkFree    []*bytebufferpool.ByteBuffer
+	flushQueued bool // a flushTask is queued on the loop
+	flushTask   gnet.Runnable
 
 	stats loopStats
 }
@@ -61,6 +63,11 @@ func newLoop(s *Server, idx int, el gnet.EventLoop) *loop {
 	l.tickTask = gnet.RunnableFunc(func(context.Context) error {
 		l.tickQueued.Store(false)
 		l.onTick()
+		return nil
+	})
+	l.flushTask = gnet.RunnableFunc(func(context.Context) error {
+		l.flushQueued = false
+		l.flush()
 		return nil
 	})
 	l.drainTask = gnet.RunnableFunc(func(context.Context) error {
@@ -94,6 +101,22 @@ func (l *loop) putCork(b *bytebufferpool.ByteBuffer) {
 	}
 	b.B = b.B[:0]
 	l.corkFree = append(l.corkFree, b)
+}
+
+// flushLater schedules flush after the other events of this poll cycle
+// (gnet runs queued tasks once its epoll batch is done), so frames for
+// one member from several readers' events, or from consecutive reads,
+// leave in one write: uWebSockets' cork-until-the-end-of-the-iteration.
+// One hand-off per cycle with output, not per message.
+func (l *loop) flushLater() {
+	if len(l.dirty) == 0 || l.flushQueued {
+		return
+	}
+	l.flushQueued = true
+	if err := l.el.Execute(context.Background(), l.flushTask); err != nil {
+		l.flushQueued = false
+		l.flush() // engine stopping: write now
+	}
 }
 
 // flush writes every corked connection's frames with one write each:

@@ -268,7 +268,7 @@ func (s *Server) OnTick() (time.Duration, gnet.Action) {
 func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	l := s.loopFor(c.EventLoop())
 	l.now = s.ticksNow() // a busy loop's last tick may be long past
-	cs := &conn{gc: c, loop: l, since: l.now, wslot: -1}
+	cs := &conn{gc: c, fd: c.Fd(), loop: l, since: l.now, wslot: -1}
 	c.SetContext(cs)
 	l.stats.conns.Add(1)
 	l.stats.accepted.Add(1)
@@ -323,7 +323,7 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 			// Upgraded: frames may follow the head in the same read.
 		case stateOpen, stateClosing:
 			a := cs.serveFrames()
-			cs.loop.flush()
+			cs.loop.flushLater()
 			return a
 		default: // lingering or closed: drop input
 			_, _ = c.Discard(-1)
