@@ -221,6 +221,29 @@ func notes(r *result.Result) string {
 	return s
 }
 
+// cpuPerOp is the server's CPU time per operation (delivery, round trip)
+// in nanoseconds, or NaN when the server's CPU was not measured. When the
+// load generator is the bottleneck (client-bound), throughput ties but
+// this still tells which server does the work more cheaply.
+func cpuPerOp(r *result.Result, countMetric string) float64 {
+	if r == nil {
+		return math.NaN()
+	}
+	cpu, ok := r.Metric(result.ServerCPUSeconds)
+	n, ok2 := r.Metric(countMetric)
+	if !ok || !ok2 || n <= 0 {
+		return math.NaN()
+	}
+	return cpu / n * 1e9
+}
+
+func nsStr(ns float64) string {
+	if math.IsNaN(ns) {
+		return "—"
+	}
+	return fmt.Sprintf("%.0f ns", ns)
+}
+
 func cpuPct(r *result.Result) string {
 	v, ok := r.Metric(result.ServerCPUSeconds)
 	if !ok || r.ElapsedS <= 0 {
@@ -284,7 +307,7 @@ func Generate(results []result.Result, o Options) ([]byte, error) {
 	}
 
 	// Echo.
-	if t := (table{header: []string{"server", "round trips/s", "loopcast ×", "p50", "p90", "p99", "p99.9", "max", "server CPU", "notes"}}); true {
+	if t := (table{header: []string{"server", "round trips/s", "loopcast ×", "p50", "p90", "p99", "p99.9", "max", "server CPU", "server CPU per round trip", "loopcast ×", "notes"}}); true {
 		for _, s := range servers {
 			r := latest[key{scenario: result.Echo, server: s}]
 			if r == nil {
@@ -293,7 +316,8 @@ func Generate(results []result.Result, o Options) ([]byte, error) {
 			br := base(key{scenario: result.Echo})
 			l := r.Latency[result.LatencyRTT]
 			t.add(s, num(metric(r, result.MsgsPerSec)), ratio(metric(br, result.MsgsPerSec), metric(r, result.MsgsPerSec)),
-				dur(l.P50Us), dur(l.P90Us), dur(l.P99Us), dur(l.P999Us), dur(l.MaxUs), cpuPct(r), notes(r))
+				dur(l.P50Us), dur(l.P90Us), dur(l.P99Us), dur(l.P999Us), dur(l.MaxUs), cpuPct(r),
+				nsStr(cpuPerOp(r, result.Messages)), ratio(cpuPerOp(br, result.Messages), cpuPerOp(r, result.Messages)), notes(r))
 		}
 		if len(t.rows) > 0 {
 			p := firstParams(latest, result.Echo)
@@ -321,7 +345,7 @@ func Generate(results []result.Result, o Options) ([]byte, error) {
 	for _, fixed := range []bool{false, true} {
 		var t table
 		if !fixed {
-			t.header = []string{"subscribers", "server", "deliveries/s", "loopcast ×", "p50", "p99", "p99 to last member", "server CPU", "checks", "notes"}
+			t.header = []string{"subscribers", "server", "deliveries/s", "loopcast ×", "p50", "p99", "p99 to last member", "server CPU", "server CPU per delivery", "loopcast ×", "checks", "notes"}
 		} else {
 			t.header = []string{"subscribers", "rate (msg/s)", "server", "deliveries/s", "p50", "p99", "p99.9", "loopcast p99 ×", "checks", "notes"}
 		}
@@ -348,7 +372,8 @@ func Generate(results []result.Result, o Options) ([]byte, error) {
 					ser.Y = append(ser.Y, metric(r, result.DeliveriesPerSec))
 					t.add(count(n), s, num(metric(r, result.DeliveriesPerSec)),
 						ratio(metric(br, result.DeliveriesPerSec), metric(r, result.DeliveriesPerSec)),
-						dur(l.P50Us), dur(l.P99Us), dur(r.Latency[result.LatencyLast].P99Us), cpuPct(r), check, notes(r))
+						dur(l.P50Us), dur(l.P99Us), dur(r.Latency[result.LatencyLast].P99Us), cpuPct(r),
+						nsStr(cpuPerOp(r, result.Deliveries)), ratio(cpuPerOp(br, result.Deliveries), cpuPerOp(r, result.Deliveries)), check, notes(r))
 				} else {
 					ser.Y = append(ser.Y, l.P99Us/1000)
 					t.add(count(n), result.Human(r.Params.Rate), s, num(metric(r, result.DeliveriesPerSec)),
