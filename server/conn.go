@@ -141,25 +141,12 @@ func (cs *conn) send(b []byte) bool {
 // sends the reason's close frame and waits up to closeGrace for the
 // peer's close frame before dropping the TCP connection.
 func (cs *conn) closeWith(r closeReason) {
-	if cs.state != stateOpen {
-		return
-	}
-	cs.setReason(r)
-	cs.leaveRoom()
-	cs.dropMessage()
-	cs.state = stateClosing
-	cs.write(closeFrames[r])
-	if cs.state == stateClosing {
-		cs.loop.wheel.add(cs, cs.loop.now+cs.loop.closeGraceTicks)
-	}
+	cs.startClose(r, closeFrames[r])
 }
 
 // failWith closes after a protocol violation: the close frame carries the
 // violation's code and reason.
 func (cs *conn) failWith(e *frame.CloseError) {
-	if cs.state != stateOpen {
-		return
-	}
 	r := closeProtocol
 	switch e.Code {
 	case ws.StatusInvalidFramePayloadData:
@@ -169,14 +156,25 @@ func (cs *conn) failWith(e *frame.CloseError) {
 	case ws.StatusPolicyViolation:
 		r = closePolicy
 	}
+	l := cs.loop
+	l.scratch = frame.AppendClose(l.scratch[:0], e.Code, e.Reason)
+	cs.startClose(r, l.scratch)
+}
+
+// startClose leaves the room, queues closeFrame behind anything already
+// queued and arms the close grace period. A no-op unless the session is
+// open.
+func (cs *conn) startClose(r closeReason, closeFrame []byte) {
+	if cs.state != stateOpen {
+		return
+	}
 	cs.setReason(r)
 	cs.leaveRoom()
 	cs.dropMessage()
 	cs.state = stateClosing
-	l := cs.loop
-	l.scratch = frame.AppendClose(l.scratch[:0], e.Code, e.Reason)
-	cs.write(l.scratch)
+	cs.write(closeFrame)
 	if cs.state == stateClosing {
+		l := cs.loop
 		l.wheel.add(cs, l.now+l.closeGraceTicks)
 	}
 }
