@@ -1,6 +1,7 @@
 package server
 
 import (
+	"net/http"
 	"strconv"
 
 	"github.com/loopcast/loopcast/server/reqhead"
@@ -50,7 +51,7 @@ var healthResponses = func() (t [2][2][numConnModes][]byte) {
 // With headOnly the body is left out but Content-Length still counts it
 // (RFC 9110 §9.3.2).
 func buildResponse(status int, extraHeaders, body string, headOnly bool) []byte {
-	b := []byte("HTTP/1.1 " + strconv.Itoa(status) + " " + statusText(status) + "\r\n")
+	b := []byte("HTTP/1.1 " + strconv.Itoa(status) + " " + http.StatusText(status) + "\r\n")
 	b = append(b, "Content-Type: text/plain; charset=utf-8\r\n"...)
 	b = append(b, "Cache-Control: no-store\r\n"...)
 	b = append(b, "Content-Length: "+strconv.Itoa(len(body))+"\r\n"...)
@@ -62,33 +63,6 @@ func buildResponse(status int, extraHeaders, body string, headOnly bool) []byte 
 	return b
 }
 
-func statusText(code int) string {
-	switch code {
-	case 200:
-		return "OK"
-	case 400:
-		return "Bad Request"
-	case 401:
-		return "Unauthorized"
-	case 403:
-		return "Forbidden"
-	case 404:
-		return "Not Found"
-	case 429:
-		return "Too Many Requests"
-	case 405:
-		return "Method Not Allowed"
-	case 426:
-		return "Upgrade Required"
-	case 431:
-		return "Request Header Fields Too Large"
-	case 503:
-		return "Service Unavailable"
-	case 505:
-		return "HTTP Version Not Supported"
-	}
-	return "Error"
-}
 
 // A rejection is an error answer followed by closing the connection.
 type rejection struct {
