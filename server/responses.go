@@ -63,7 +63,6 @@ func buildResponse(status int, extraHeaders, body string, headOnly bool) []byte 
 	return b
 }
 
-
 // A rejection is an error answer followed by closing the connection.
 type rejection struct {
 	status int
