@@ -40,6 +40,10 @@ type conn struct {
 	ip       netip.Addr // client address counted by admission (WebSockets only)
 	room     *room
 	roomSlot int32 // index in room.shards[loop.idx].members
+	// batchFrom is where this member's unwritten part of its shard's
+	// batch starts (bytes; 0 at the start of a turn), batchFromN the
+	// number of frames before it. See shard.batch.
+	batchFrom, batchFromN int32
 
 	// A fragmented message in progress: its opcode (0 when none), the
 	// fragments so far (nil until the second fragment: the first stays
@@ -83,9 +87,11 @@ func (cs *conn) pendingOK(n int) bool {
 	return out == 0 || out+n <= cs.loop.srv.cfg.MaxPending
 }
 
-// write sends b after any corked frames: appended to the cork when there
-// is one, written at once otherwise. An error closes the connection.
+// write sends b after any corked frames and after the room frames
+// delivered to the member this turn: appended to the cork when there is
+// one, written at once otherwise. An error closes the connection.
 func (cs *conn) write(b []byte) {
+	cs.takeBatch()
 	if cs.cork != nil {
 		cs.cork.B = append(cs.cork.B, b...)
 		return
@@ -114,10 +120,61 @@ func (cs *conn) uncork() {
 	cs.loop.putCork(b)
 }
 
-// send corks a complete data frame for a WebSocket; the loop writes it at
-// the end of its turn (or sooner past corkLimit). A slow consumer is
-// closed with 1013 instead. It reports whether the frame was queued; the
-// caller counts deliveries (once per batch, not per member).
+// takeBatch moves the member's unwritten part of its room shard's batch
+// into its cork, so that what it writes next (a pong, a close frame)
+// follows the room frames delivered before it. A no-op unless the
+// member has such a part.
+func (cs *conn) takeBatch() {
+	if cs.room == nil {
+		return
+	}
+	sh := &cs.room.shards[cs.loop.idx]
+	if sh.batch == nil || int(cs.batchFrom) >= len(sh.batch.B) {
+		return
+	}
+	part := sh.batch.B[cs.batchFrom:]
+	l := cs.loop
+	l.stats.deliveries.Add(int64(sh.frames - cs.batchFromN))
+	l.stats.bytesOut.Add(int64(len(part)))
+	cs.batchFrom, cs.batchFromN = int32(len(sh.batch.B)), sh.frames
+	if cs.cork == nil {
+		cs.cork = l.getCork()
+		l.dirty = append(l.dirty, cs)
+	}
+	cs.cork.B = append(cs.cork.B, part...)
+}
+
+// writeShared writes p, the member's part of its shard's batch, after
+// anything the member has corked: straight to the socket when gnet has
+// nothing queued for it, into gnet's outbound buffer otherwise. A member
+// whose unsent bytes would pass MaxPending is closed with 1013 instead
+// (what the socket did not take counts, not the batch of this turn, so
+// a burst is not mistaken for a slow reader). It reports whether p was
+// written or queued. p is only read during the call.
+func (cs *conn) writeShared(p []byte) bool {
+	if cs.cork != nil {
+		cs.uncork()
+	}
+	if cs.state != stateOpen {
+		return false
+	}
+	out := cs.gc.OutboundBuffered()
+	if out == 0 {
+		if p = p[rawWrite(cs.fd, p):]; len(p) == 0 {
+			return true
+		}
+	} else if out+len(p) > cs.loop.srv.cfg.MaxPending {
+		cs.closeWith(closeSlowConsumer)
+		return false
+	}
+	_, _ = cs.gc.Write(p)
+	return true
+}
+
+// send corks a complete data frame for an echo session; the loop writes
+// it at the end of its turn (or sooner past corkLimit). A slow consumer
+// is closed with 1013 instead. It reports whether the frame was queued;
+// the caller counts deliveries.
 func (cs *conn) send(b []byte) bool {
 	if cs.state != stateOpen {
 		return false
@@ -197,9 +254,12 @@ func (cs *conn) dropMessage() {
 	cs.text.Reset()
 }
 
-// leaveRoom removes a member from its room; a no-op for others.
+// leaveRoom removes a member from its room, keeping the room frames
+// delivered to it so far this turn (they leave before its close frame);
+// a no-op for others.
 func (cs *conn) leaveRoom() {
 	if cs.room != nil {
+		cs.takeBatch()
 		cs.loop.srv.rooms.leave(cs)
 	}
 }

@@ -40,6 +40,7 @@ type loop struct {
 	// reuse: a loop-local free list, which unlike sync.Pool survives
 	// garbage collections, so steady fan-out allocates nothing.
 	dirty       []*conn
+	batched     []*shard // room shards with a batch this turn
 	corkFree    []*bytebufferpool.ByteBuffer
 	flushQueued bool // a flushTask is queued on the loop
 	flushTask   gnet.Runnable
@@ -109,7 +110,7 @@ func (l *loop) putCork(b *bytebufferpool.ByteBuffer) {
 // leave in one write: uWebSockets' cork-until-the-end-of-the-iteration.
 // One hand-off per cycle with output, not per message.
 func (l *loop) flushLater() {
-	if len(l.dirty) == 0 || l.flushQueued {
+	if len(l.dirty) == 0 && len(l.batched) == 0 || l.flushQueued {
 		return
 	}
 	l.flushQueued = true
@@ -119,10 +120,20 @@ func (l *loop) flushLater() {
 	}
 }
 
-// flush writes every corked connection's frames with one write each:
+// flush writes each room shard's batch to its members and every corked
+// connection's frames, one write per member (or connection) and turn:
 // several messages for one member within a loop turn leave together,
-// like uWebSockets' corking.
+// like uWebSockets' corking. A member with both writes its cork first.
 func (l *loop) flush() {
+	for i, sh := range l.batched {
+		l.batched[i] = nil
+		if len(sh.batch.B) > 0 {
+			l.flushShard(sh)
+		}
+		l.putCork(sh.batch)
+		sh.batch = nil
+	}
+	l.batched = l.batched[:0]
 	for i, cs := range l.dirty {
 		l.dirty[i] = nil
 		cs.uncork()

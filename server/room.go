@@ -31,10 +31,19 @@ type room struct {
 type shard struct {
 	members []*conn
 	live    atomic.Int32 // len(members) minus holes; read by the owner loop
-	// While delivering, leaving members leave a nil hole instead of
+	// While flushing, leaving members leave a nil hole instead of
 	// moving others; the holes are compacted afterwards.
 	delivering bool
 	holes      int
+
+	// batch holds the frames delivered to this shard in the current
+	// loop turn, back to back (nil when none; listed in loop.batched).
+	// At the end of the turn each member is written its part,
+	// batch.B[member.batchFrom:], straight from this one buffer: the
+	// frames are not copied per member. frames counts them. The buffer
+	// goes back to the loop's free list after the flush.
+	batch  *bytebufferpool.ByteBuffer
+	frames int32
 }
 
 // rooms is the registry of rooms that have members. Its lock is taken on
@@ -76,12 +85,19 @@ func (rs *rooms) join(cs *conn, name []byte) {
 
 	sh := &r.shards[cs.loop.idx]
 	cs.room, cs.roomSlot = r, int32(len(sh.members))
+	cs.batchFrom, cs.batchFromN = 0, 0
+	if sh.batch != nil {
+		// Frames delivered earlier in this turn are not for cs.
+		cs.batchFrom, cs.batchFromN = int32(len(sh.batch.B)), sh.frames
+	}
 	sh.members = append(sh.members, cs)
 	sh.live.Add(1)
 }
 
 // leave removes cs from its room, and the room from the registry when it
-// was the last member. Runs on cs's loop.
+// was the last member. Frames of the shard's batch not yet written to cs
+// are dropped: conn.leaveRoom takes them first when cs is to get them.
+// Runs on cs's loop.
 func (rs *rooms) leave(cs *conn) {
 	r := cs.room
 	cs.room = nil
@@ -262,20 +278,54 @@ func (l *loop) fanout(r *room, f *sharedFrame) {
 	l.deliver(r, f)
 }
 
-// deliver writes f to r's members on this loop.
+// deliver appends f to the batch of r's shard on this loop; flush writes
+// it to the members at the end of the turn (or at once past corkLimit).
+// The cost per frame is one copy, whatever the number of members.
 func (l *loop) deliver(r *room, f *sharedFrame) {
 	sh := &r.shards[l.idx]
+	if sh.live.Load() == 0 {
+		return
+	}
+	if sh.batch == nil {
+		sh.batch = l.getCork()
+		l.batched = append(l.batched, sh)
+	}
+	sh.batch.B = append(sh.batch.B, f.buf.B...)
+	sh.frames++
+	if len(sh.batch.B) >= corkLimit {
+		l.flushShard(sh) // stays listed in batched; its batch is empty now
+	}
+}
+
+// flushShard writes every member of sh its part of the batch (the frames
+// delivered since it joined, or since it last took its part) and empties
+// the batch. A member whose unsent bytes would pass MaxPending is closed
+// with 1013 instead.
+func (l *loop) flushShard(sh *shard) {
+	b := sh.batch.B
+	frames := sh.frames
 	sh.delivering = true
-	n := 0
+	var delivered, sent int64
 	for _, m := range sh.members {
-		if m != nil && m.send(f.buf.B) {
-			n++
+		if m == nil {
+			continue
 		}
+		from, fromN := m.batchFrom, m.batchFromN
+		// Taken before writing: a write that fails closes m, and
+		// leaving must not take the part again.
+		m.batchFrom, m.batchFromN = int32(len(b)), frames
+		if int(from) < len(b) && m.writeShared(b[from:]) {
+			delivered += int64(frames - fromN)
+			sent += int64(len(b) - int(from))
+		}
+		m.batchFrom, m.batchFromN = 0, 0
 	}
 	sh.delivering = false
-	l.stats.deliveries.Add(int64(n))
-	l.stats.bytesOut.Add(int64(n * len(f.buf.B)))
 	if sh.holes > 0 {
 		sh.compact()
 	}
+	sh.batch.B = sh.batch.B[:0]
+	sh.frames = 0
+	l.stats.deliveries.Add(delivered)
+	l.stats.bytesOut.Add(sent)
 }

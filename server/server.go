@@ -295,7 +295,9 @@ func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
 		l.stats.websockets.Add(-1)
 		s.admit.release(cs.ip)
 	}
-	cs.leaveRoom()
+	if cs.room != nil {
+		s.rooms.leave(cs) // gone: its unwritten room frames with it
+	}
 	cs.dropMessage()
 	if cs.cork != nil {
 		l.putCork(cs.cork)
