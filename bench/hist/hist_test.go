@@ -133,3 +133,31 @@ func BenchmarkRecord(b *testing.B) {
 		h.Record(int64(i&0xfffff) * 1000)
 	}
 }
+
+// A Local recording the same values as a Histogram gives the same
+// quantiles, count, sum, min and max once flushed, across several flushes.
+func TestLocalMatchesShared(t *testing.T) {
+	var direct, shared Histogram
+	l := NewLocal(&shared)
+	rng := rand.New(rand.NewPCG(7, 9))
+	n := 3*FlushEvery + 123
+	for i := 0; i < n; i++ {
+		v := int64(rng.ExpFloat64() * 1e6)
+		direct.Record(v)
+		l.Record(v)
+	}
+	if shared.Count() != uint64(3*FlushEvery) {
+		t.Fatalf("before Flush: shared has %d values, want the %d of three automatic flushes", shared.Count(), 3*FlushEvery)
+	}
+	l.Flush()
+	l.Flush() // nothing new: a no-op
+	if shared.Count() != direct.Count() || shared.Mean() != direct.Mean() || shared.Min() != direct.Min() || shared.Max() != direct.Max() {
+		t.Fatalf("shared n=%d mean=%v min=%d max=%d; direct n=%d mean=%v min=%d max=%d",
+			shared.Count(), shared.Mean(), shared.Min(), shared.Max(), direct.Count(), direct.Mean(), direct.Min(), direct.Max())
+	}
+	for _, q := range []float64{0.01, 0.5, 0.9, 0.99, 0.999} {
+		if a, b := shared.Quantile(q), direct.Quantile(q); a != b {
+			t.Errorf("q%v: local %d, direct %d", q, a, b)
+		}
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -60,21 +61,31 @@ type Options struct {
 	Timeout time.Duration
 }
 
-// Conn is a client WebSocket connection. Reading is for one goroutine;
-// writing is safe from several (a mutex, uncontended in the usual case of a
-// reader answering pings while one writer sends).
+// Conn is a client WebSocket connection. Reading is for one goroutine (or
+// a Poller); writing is safe from several (a mutex, uncontended in the
+// usual case of a reader answering pings while one writer sends).
 type Conn struct {
-	nc   net.Conn
-	rbuf []byte
-	r, w int // unread bytes are rbuf[r:w]
-	frag []byte
+	nc     net.Conn
+	rbuf   []byte
+	r, w   int  // unread bytes are rbuf[r:w]
+	fragOp byte // opcode of the fragmented message being read, 0 if none
+	frag   []byte
+
+	// polled says a Poller took the connection over: nc is closed and
+	// fd is the socket's own descriptor. closed guards closing it once.
+	polled bool
+	fd     int
+	closed atomic.Bool
+	// Tag is the caller's: a Poller hands the Conn back with every
+	// message, and Tag says which of the caller's connections it is.
+	Tag int
 
 	wmu  sync.Mutex
 	wbuf []byte
 	rng  uint64
 }
 
-// NetConn is the underlying connection.
+// NetConn is the underlying connection; nil once a Poller took it over.
 func (c *Conn) NetConn() net.Conn { return c.nc }
 
 // Dial connects to addr (host:port) and upgrades on path.
@@ -205,9 +216,9 @@ func checkResponse(url string, head, rest []byte, key string) error {
 	return nil
 }
 
-// fill reads more bytes, compacting or growing the buffer so that at least
-// need unread bytes fit.
-func (c *Conn) fill(need int) error {
+// makeRoom compacts or grows the read buffer so that at least need
+// unread bytes fit.
+func (c *Conn) makeRoom(need int) {
 	if need > len(c.rbuf) {
 		b := make([]byte, need)
 		c.w = copy(b, c.rbuf[c.r:c.w])
@@ -217,6 +228,11 @@ func (c *Conn) fill(need int) error {
 		c.w = copy(c.rbuf, c.rbuf[c.r:c.w])
 		c.r = 0
 	}
+}
+
+// fill reads more bytes, making room for at least need unread bytes.
+func (c *Conn) fill(need int) error {
+	c.makeRoom(need)
 	n, err := c.nc.Read(c.rbuf[c.w:])
 	c.w += n
 	if n > 0 {
@@ -228,36 +244,43 @@ func (c *Conn) fill(need int) error {
 	return err
 }
 
+// bufferedFrame returns the next frame if the read buffer holds all of
+// it (need 0), or how many unread bytes it needs first (need > 0). The
+// payload aliases the read buffer and is valid until the next read.
+func (c *Conn) bufferedFrame() (h Header, payload []byte, need int, err error) {
+	h, n, err := ParseHeader(c.rbuf[c.r:c.w])
+	if err == ErrShort {
+		return h, nil, maxHeader, nil
+	}
+	if h.Masked {
+		return h, nil, 0, fmt.Errorf("%w: masked frame from server", ErrProtocol)
+	}
+	if h.Length > 1<<30 {
+		return h, nil, 0, fmt.Errorf("%w: frame length %d", ErrProtocol, h.Length)
+	}
+	total := n + int(h.Length)
+	if c.w-c.r < total {
+		return h, nil, total, nil
+	}
+	payload = c.rbuf[c.r+n : c.r+total]
+	c.r += total
+	if c.r == c.w {
+		c.r, c.w = 0, 0
+	}
+	return h, payload, 0, nil
+}
+
 // ReadFrame returns the next frame. The payload aliases the read buffer and
 // is valid until the next read. Control frames are returned too.
 func (c *Conn) ReadFrame() (Header, []byte, error) {
 	for {
-		h, n, err := ParseHeader(c.rbuf[c.r:c.w])
-		if err == ErrShort {
-			if err := c.fill(maxHeader); err != nil {
-				return Header{}, nil, err
-			}
-			continue
+		h, p, need, err := c.bufferedFrame()
+		if err != nil || need == 0 {
+			return h, p, err
 		}
-		if h.Masked {
-			return h, nil, fmt.Errorf("%w: masked frame from server", ErrProtocol)
+		if err := c.fill(need); err != nil {
+			return Header{}, nil, err
 		}
-		if h.Length > 1<<30 {
-			return h, nil, fmt.Errorf("%w: frame length %d", ErrProtocol, h.Length)
-		}
-		total := n + int(h.Length)
-		if c.w-c.r < total {
-			if err := c.fill(total); err != nil {
-				return Header{}, nil, err
-			}
-			continue
-		}
-		p := c.rbuf[c.r+n : c.r+total]
-		c.r += total
-		if c.r == c.w {
-			c.r, c.w = 0, 0
-		}
-		return h, p, nil
 	}
 }
 
@@ -265,48 +288,58 @@ func (c *Conn) ReadFrame() (Header, []byte, error) {
 // the way. The payload is valid until the next read. A close from the server
 // is returned as *CloseError.
 func (c *Conn) ReadMessage() (op byte, payload []byte, err error) {
-	var fragOp byte
 	for {
 		h, p, err := c.ReadFrame()
 		if err != nil {
 			return 0, nil, err
 		}
-		switch h.Op {
-		case OpPing:
-			if err := c.WriteFrame(OpPong, p); err != nil {
-				return 0, nil, err
-			}
-			continue
-		case OpPong:
-			continue
-		case OpClose:
-			ce := &CloseError{Code: 1005}
-			if len(p) >= 2 {
-				ce.Code = int(binary.BigEndian.Uint16(p))
-				ce.Reason = string(p[2:])
-			}
-			c.WriteClose(ce.Code, "")
-			return 0, nil, ce
-		case OpText, OpBinary:
-			if fragOp != 0 {
-				return 0, nil, fmt.Errorf("%w: new message inside a fragmented one", ErrProtocol)
-			}
-			if h.Fin {
-				return h.Op, p, nil
-			}
-			fragOp = h.Op
-			c.frag = append(c.frag[:0], p...)
-		case OpContinuation:
-			if fragOp == 0 {
-				return 0, nil, fmt.Errorf("%w: continuation without a start", ErrProtocol)
-			}
-			c.frag = append(c.frag, p...)
-			if h.Fin {
-				return fragOp, c.frag, nil
-			}
-		default:
-			return 0, nil, fmt.Errorf("%w: opcode %#x", ErrProtocol, h.Op)
+		if op, msg, ok, err := c.onFrame(h, p); err != nil || ok {
+			return op, msg, err
 		}
+	}
+}
+
+// onFrame takes one frame: ok with a complete data message (which
+// aliases the frame or the fragment buffer), nothing for a control frame
+// or a fragment (a ping is answered), an error for a close (as
+// *CloseError, answered) or a protocol violation.
+func (c *Conn) onFrame(h Header, p []byte) (op byte, msg []byte, ok bool, err error) {
+	switch h.Op {
+	case OpPing:
+		return 0, nil, false, c.WriteFrame(OpPong, p)
+	case OpPong:
+		return 0, nil, false, nil
+	case OpClose:
+		ce := &CloseError{Code: 1005}
+		if len(p) >= 2 {
+			ce.Code = int(binary.BigEndian.Uint16(p))
+			ce.Reason = string(p[2:])
+		}
+		c.WriteClose(ce.Code, "")
+		return 0, nil, false, ce
+	case OpText, OpBinary:
+		if c.fragOp != 0 {
+			return 0, nil, false, fmt.Errorf("%w: new message inside a fragmented one", ErrProtocol)
+		}
+		if h.Fin {
+			return h.Op, p, true, nil
+		}
+		c.fragOp = h.Op
+		c.frag = append(c.frag[:0], p...)
+		return 0, nil, false, nil
+	case OpContinuation:
+		if c.fragOp == 0 {
+			return 0, nil, false, fmt.Errorf("%w: continuation without a start", ErrProtocol)
+		}
+		c.frag = append(c.frag, p...)
+		if !h.Fin {
+			return 0, nil, false, nil
+		}
+		op := c.fragOp
+		c.fragOp = 0
+		return op, c.frag, true, nil
+	default:
+		return 0, nil, false, fmt.Errorf("%w: opcode %#x", ErrProtocol, h.Op)
 	}
 }
 
@@ -336,6 +369,9 @@ func (c *Conn) WriteFrame(op byte, payload []byte) error {
 	n := PutHeader(b, h)
 	copy(b[n:], payload)
 	Mask(b[n:n+len(payload)], h.Mask)
+	if c.polled {
+		return c.writeFd(b[:n+len(payload)])
+	}
 	_, err := c.nc.Write(b[:n+len(payload)])
 	return err
 }
@@ -349,13 +385,20 @@ func (c *Conn) WriteClose(code int, reason string) error {
 }
 
 // Close closes the TCP connection without a close handshake.
-func (c *Conn) Close() error { return c.nc.Close() }
+func (c *Conn) Close() error {
+	if c.polled {
+		return c.closeFd()
+	}
+	return c.nc.Close()
+}
 
 // CloseGracefully sends a 1000 close frame and closes the connection.
 func (c *Conn) CloseGracefully() error {
-	c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+	if !c.polled {
+		c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+	}
 	c.WriteClose(1000, "")
-	return c.nc.Close()
+	return c.Close()
 }
 
 // IsClosedByPeer reports whether err means the server ended the connection
