@@ -3,6 +3,7 @@ package scenario
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,6 +21,7 @@ type EchoConfig struct {
 	Conns    int // default 50
 	Size     int // bytes, at least 16; default 64
 	Inflight int // messages in flight per connection; default 1
+	Pollers  int // goroutines reading the connections (epoll loops); default GOMAXPROCS
 }
 
 // Echo runs the echo scenario.
@@ -51,106 +53,155 @@ func Echo(ctx context.Context, cfg EchoConfig) (*result.Result, error) {
 		r.Errorf("%d of %d connections failed: %v", failed, cfg.Conns, err)
 	}
 
-	var (
-		stopping   atomic.Bool
-		mismatched atomic.Uint64
-		codes      closeCodes
-		closes     atomic.Uint64
-		sent       atomic.Uint64
-		wg         sync.WaitGroup
-	)
+	var live []*wsclient.Conn
+	for _, c := range conns {
+		if c != nil {
+			live = append(live, c)
+		}
+	}
+	e := &echo{size: cfg.Size, inflight: cfg.Inflight, conns: make([]echoConn, len(live))}
+	pollers := make([]*wsclient.Poller, max(1, orDefault(cfg.Pollers, runtime.GOMAXPROCS(0))))
+	for i := range pollers {
+		if pollers[i], err = wsclient.NewPoller(e.receive, e.ended); err != nil {
+			return nil, err
+		}
+		e.rtts = append(e.rtts, hist.NewLocal(&rtt))
+	}
+	for i, c := range live {
+		c.Tag = i
+		e.conns[i].buf = make([]byte, cfg.Size)
+		if err := pollers[i%len(pollers)].Add(c); err != nil {
+			return nil, fmt.Errorf("echo: %w", err)
+		}
+	}
+
 	u := startUsage(cfg.PID)
 	start := time.Now()
-	deadline := start.Add(cfg.Duration)
+	e.deadline = start.Add(cfg.Duration).UnixNano()
 	pr.set(func() string {
 		el := time.Since(start)
 		return fmt.Sprintf("%.0f msg/s  p99 %s", perSec(rtt.Count(), el), fmtNs(rtt.Quantile(0.99)))
 	})
-	for _, c := range conns {
-		if c == nil {
-			continue
-		}
-		wg.Add(1)
-		go func(c *wsclient.Conn) {
-			defer wg.Done()
-			err := echoLoop(c, cfg.Size, cfg.Inflight, deadline, &rtt, &sent, &mismatched)
-			if err != nil && !stopping.Load() {
-				closes.Add(1)
-				codes.add(err)
+	for _, c := range live {
+		for range cfg.Inflight {
+			e.outstanding.Add(1)
+			if err := e.send(c); err != nil {
+				e.ended(c, err)
+				break
 			}
-		}(c)
+		}
 	}
-	stopTimer := time.AfterFunc(time.Until(deadline)+5*time.Second, func() {
-		// Bound the drain: echoes still missing 5 s after the end are lost.
-		stopping.Store(true)
-		for _, c := range conns {
-			if c != nil {
-				c.NetConn().SetReadDeadline(time.Now())
+	var wg sync.WaitGroup
+	for _, p := range pollers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := p.Run(); err != nil {
+				e.closes.Add(1)
+				e.codes.add(err)
 			}
-		}
-	})
+		}()
+	}
+	// Run until every echo came back after the deadline; echoes still
+	// missing 5 s after it are lost.
+	drainEnd := time.Unix(0, e.deadline).Add(5 * time.Second)
+	for time.Now().Before(drainEnd) && !(time.Now().UnixNano() >= e.deadline && e.outstanding.Load() == 0) {
+		time.Sleep(2 * time.Millisecond)
+	}
+	e.stopping.Store(true)
+	for _, p := range pollers {
+		p.Stop()
+	}
 	wg.Wait()
-	stopTimer.Stop()
-	stopping.Store(true)
+	for _, l := range e.rtts {
+		l.Flush()
+	}
 	// The interval includes the drain of the last in-flight echoes, which
 	// were counted too.
 	elapsed := time.Since(start)
 	u.finish(r)
 	r.ElapsedS = round3(elapsed.Seconds())
 	r.Metrics[result.MsgsPerSec] = perSec(rtt.Count(), elapsed)
-	r.Metrics[result.Messages] = float64(sent.Load())
-	r.Metrics[result.UnexpectedCloses] = float64(closes.Load())
+	r.Metrics[result.Messages] = float64(e.sent.Load())
+	r.Metrics[result.UnexpectedCloses] = float64(e.closes.Load())
 	r.Latency[result.LatencyRTT] = result.FromHist(&rtt)
-	if n := closes.Load(); n > 0 {
-		r.Errorf("%d connections ended early: %s", n, codes.String())
+	if n := e.closes.Load(); n > 0 {
+		r.Errorf("%d connections ended early: %s", n, e.codes.String())
 	}
-	if n := mismatched.Load(); n > 0 {
+	if n := e.mismatched.Load(); n > 0 {
 		r.Errorf("%d echoes differed from what was sent (opcode or size)", n)
 	}
-	if lost := sent.Load() - rtt.Count() - mismatched.Load(); lost > 0 && closes.Load() == 0 {
+	if lost := e.sent.Load() - rtt.Count() - e.mismatched.Load(); lost > 0 && e.closes.Load() == 0 {
 		r.Errorf("%d messages sent but not echoed within 5 s of the end", lost)
 	}
 	return r, nil
 }
 
-// echoLoop keeps inflight messages outstanding until deadline, then collects
-// the outstanding echoes. It allocates nothing per message.
-func echoLoop(c *wsclient.Conn, size, inflight int, deadline time.Time, rtt *hist.Histogram, sent, mismatched *atomic.Uint64) error {
-	buf := make([]byte, size)
-	var n uint64
-	send := func() error {
-		putHeader(buf, 0, n, time.Now().UnixNano())
-		n++
-		sent.Add(1)
-		return c.WriteFrame(wsclient.OpBinary, buf)
+// echo is the state of an echo run shared by its pollers.
+type echo struct {
+	size, inflight int
+	deadline       int64 // UnixNano: no new message after it
+	conns          []echoConn
+	rtts           []*hist.Local // one per poller (Tag % len)
+	outstanding    atomic.Int64  // messages sent and not yet echoed, on live connections
+	sent           atomic.Uint64
+	mismatched     atomic.Uint64
+	closes         atomic.Uint64
+	codes          closeCodes
+	stopping       atomic.Bool
+}
+
+// echoConn is one connection's state, touched by its poller (and by the
+// first sends before the pollers start).
+type echoConn struct {
+	buf         []byte
+	n           uint64 // messages sent
+	outstanding int
+	ended       bool
+}
+
+// send writes c's next message, stamped with its send time.
+func (e *echo) send(c *wsclient.Conn) error {
+	ec := &e.conns[c.Tag]
+	putHeader(ec.buf, 0, ec.n, time.Now().UnixNano())
+	ec.n++
+	ec.outstanding++
+	e.sent.Add(1)
+	return c.WriteFrame(wsclient.OpBinary, ec.buf)
+}
+
+// receive times an echo and, before the deadline, answers it with the
+// next message. It allocates nothing.
+func (e *echo) receive(c *wsclient.Conn, op byte, p []byte, now int64) {
+	ec := &e.conns[c.Tag]
+	if _, _, ns, ok := readHeader(p); op != wsclient.OpBinary || len(p) != e.size || !ok {
+		e.mismatched.Add(1)
+	} else {
+		e.rtts[c.Tag%len(e.rtts)].Record(now - ns)
 	}
-	for i := 0; i < inflight; i++ {
-		if err := send(); err != nil {
-			return err
+	ec.outstanding--
+	if now < e.deadline {
+		if err := e.send(c); err != nil {
+			e.ended(c, err)
 		}
+		return
 	}
-	outstanding := inflight
-	for outstanding > 0 {
-		op, p, err := c.ReadMessage()
-		if err != nil {
-			return err
-		}
-		now := time.Now()
-		_, _, ns, ok := readHeader(p)
-		if op != wsclient.OpBinary || len(p) != size || !ok {
-			mismatched.Add(1)
-		} else {
-			rtt.Record(now.UnixNano() - ns)
-		}
-		outstanding--
-		if now.Before(deadline) {
-			if err := send(); err != nil {
-				return err
-			}
-			outstanding++
-		}
+	e.outstanding.Add(-1)
+}
+
+// ended records a connection that ended (or failed a write) early; its
+// outstanding messages are not waited for.
+func (e *echo) ended(c *wsclient.Conn, err error) {
+	ec := &e.conns[c.Tag]
+	if ec.ended {
+		return
 	}
-	return nil
+	ec.ended = true
+	if !e.stopping.Load() {
+		e.closes.Add(1)
+		e.codes.add(err)
+	}
+	e.outstanding.Add(-int64(ec.outstanding))
 }
 
 func orDefault(v, d int) int {

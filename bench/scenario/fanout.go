@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,6 +34,9 @@ type FanoutConfig struct {
 	// Drain bounds the wait, after the load period, for messages still on
 	// their way; default 5 s. Undelivered after that means missing.
 	Drain time.Duration
+	// Pollers is the number of goroutines reading the members (each an
+	// epoll loop over its share); default GOMAXPROCS.
+	Pollers int
 }
 
 // ring is the number of in-flight sequence numbers tracked per publisher;
@@ -66,8 +70,14 @@ type fanout struct {
 	closes   atomic.Uint64
 	codes    closeCodes
 	badMsgs  atomic.Uint64
-	totals   seqcheck.Totals
-	totalsMu sync.Mutex
+	// Per member (wsclient.Conn.Tag), touched only by the member's
+	// poller: order checks per publisher, and whether a warm-up
+	// message came.
+	trackers [][]seqcheck.Tracker
+	warmed   []bool
+	// lats records into lat, one per poller (member Tag % len).
+	lats   []*hist.Local
+	totals seqcheck.Totals
 }
 
 // Fanout runs the fanout scenario.
@@ -119,13 +129,44 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*result.Result, error) {
 	}
 	pubConns := conns[:cfg.Publishers]
 
+	f.trackers = make([][]seqcheck.Tracker, len(conns))
+	defer func() {
+		for _, l := range f.lats {
+			l.Flush()
+		}
+	}()
+	f.warmed = make([]bool, len(conns))
+	pollers := make([]*wsclient.Poller, max(1, orDefault(cfg.Pollers, runtime.GOMAXPROCS(0))))
+	for i := range pollers {
+		if pollers[i], err = wsclient.NewPoller(f.receive, f.ended); err != nil {
+			return nil, err
+		}
+		f.lats = append(f.lats, hist.NewLocal(&f.lat))
+	}
+	for i, c := range conns {
+		c.Tag = i
+		f.trackers[i] = make([]seqcheck.Tracker, len(f.pubs))
+		if err := pollers[i%len(pollers)].Add(c); err != nil {
+			return nil, fmt.Errorf("fanout: %w", err)
+		}
+	}
 	var readers sync.WaitGroup
-	for _, c := range conns {
+	stopReaders := func() {
+		for _, p := range pollers {
+			p.Stop()
+		}
+		readers.Wait()
+	}
+	defer stopReaders() // before closeAll: no poller reads a closed socket
+	for _, p := range pollers {
 		readers.Add(1)
-		go func(c *wsclient.Conn) {
+		go func() {
 			defer readers.Done()
-			f.receive(c)
-		}(c)
+			if err := p.Run(); err != nil {
+				f.codes.add(err)
+				f.closes.Add(1)
+			}
+		}()
 	}
 
 	// Warm up: publisher 0 sends marker messages until every member has one
@@ -136,8 +177,7 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*result.Result, error) {
 	for i := uint64(0); f.warm.Load() < int64(f.members); i++ {
 		if time.Now().After(warmDeadline) || f.closes.Load() > 0 {
 			f.stopping.Store(true)
-			closeAll(conns)
-			readers.Wait()
+			stopReaders()
 			return nil, fmt.Errorf("fanout: warm-up: only %d of %d members got a message within 30 s (closes: %s)",
 				f.warm.Load(), f.members, f.codes.String())
 		}
@@ -185,10 +225,19 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*result.Result, error) {
 	}
 	f.stopping.Store(true)
 	u.finish(r)
+	stopReaders()
+	for _, l := range f.lats {
+		l.Flush()
+	}
 	for _, c := range conns {
 		c.CloseGracefully()
 	}
-	readers.Wait()
+	for i := range f.trackers {
+		for j := range f.trackers[i] {
+			f.trackers[i][j].Finish(0, f.pubs[j].sent.Load())
+			f.totals.Add(&f.trackers[i][j])
+		}
+	}
 
 	var sent uint64
 	for _, p := range f.pubs {
@@ -295,69 +344,54 @@ func (f *fanout) publish(ctx context.Context, id int, c *wsclient.Conn, start, d
 	}
 }
 
-// receive reads one member's messages until the connection ends.
-func (f *fanout) receive(c *wsclient.Conn) {
-	trackers := make([]seqcheck.Tracker, len(f.pubs))
-	warmed := false
-	var err error
-	for {
-		var (
-			op byte
-			p  []byte
-		)
-		op, p, err = c.ReadMessage()
-		if err != nil {
-			break
+// receive checks one message of member c.Tag (on its poller).
+func (f *fanout) receive(c *wsclient.Conn, op byte, p []byte, now int64) {
+	pub, n, ns, ok := readHeader(p)
+	if !ok || op != wsclient.OpBinary || len(p) != f.cfg.Size {
+		f.badMsgs.Add(1)
+		return
+	}
+	if pub == warmupPub {
+		if !f.warmed[c.Tag] {
+			f.warmed[c.Tag] = true
+			f.warm.Add(1)
 		}
-		now := time.Now().UnixNano()
-		pub, n, ns, ok := readHeader(p)
-		if !ok || op != wsclient.OpBinary || len(p) != f.cfg.Size {
-			f.badMsgs.Add(1)
-			continue
-		}
-		if pub == warmupPub {
-			if !warmed {
-				warmed = true
-				f.warm.Add(1)
+		return
+	}
+	trackers := f.trackers[c.Tag]
+	if int(pub) >= len(trackers) || !f.measured.Load() {
+		f.badMsgs.Add(1)
+		return
+	}
+	kind := trackers[pub].Observe(n)
+	lat := now - ns
+	f.lats[c.Tag%len(f.lats)].Record(lat)
+	if kind == seqcheck.Duplicate {
+		return
+	}
+	ps := f.pubs[pub]
+	slot := &ps.counts[n%ring]
+	if slot.Add(1) == f.members {
+		slot.Store(0)
+		f.last.Record(lat)
+		for {
+			d := ps.done.Load()
+			if n+1 <= d || ps.done.CompareAndSwap(d, n+1) {
+				break
 			}
-			continue
 		}
-		if int(pub) >= len(trackers) || !f.measured.Load() {
-			f.badMsgs.Add(1)
-			continue
-		}
-		kind := trackers[pub].Observe(n)
-		lat := now - ns
-		f.lat.Record(lat)
-		if kind == seqcheck.Duplicate {
-			continue
-		}
-		ps := f.pubs[pub]
-		slot := &ps.counts[n%ring]
-		if slot.Add(1) == f.members {
-			slot.Store(0)
-			f.last.Record(lat)
-			for {
-				d := ps.done.Load()
-				if n+1 <= d || ps.done.CompareAndSwap(d, n+1) {
-					break
-				}
-			}
-			f.lastDone.Store(now)
-			select {
-			case ps.wake <- struct{}{}:
-			default:
-			}
+		f.lastDone.Store(now)
+		select {
+		case ps.wake <- struct{}{}:
+		default:
 		}
 	}
+}
+
+// ended records a member's connection ending before the run is over.
+func (f *fanout) ended(c *wsclient.Conn, err error) {
 	if !f.stopping.Load() {
 		f.closes.Add(1)
 		f.codes.add(err)
 	}
-	f.totalsMu.Lock()
-	for i := range trackers {
-		trackers[i].Finish(0, f.pubs[i].sent.Load())
-		f.totals.Add(&trackers[i])
-	}
-	f.totalsMu.Unlock()
 }
