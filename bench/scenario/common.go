@@ -2,10 +2,13 @@
 // storm, health). Each takes a config, runs against one server for a bounded
 // time, and returns a result.Result; the caller prints it.
 //
-// Every scenario keeps one goroutine per connection with a plain socket and
-// the wsclient framer: no allocation per message, so that on one pinned core
-// the load generator measures the server and not itself. Each run records the
-// load generator's own CPU time and warns when it used most of its core.
+// The fanout and echo scenarios read their connections through
+// wsclient.Poller, one epoll loop per GOMAXPROCS, as an event-loop server
+// would; the others keep one goroutine per connection with a plain socket.
+// Either way the wsclient framer allocates nothing per message, so that on
+// one pinned core the load generator measures the server and not itself.
+// Each run records the load generator's own CPU time and warns when it used
+// most of its core.
 package scenario
 
 import (
