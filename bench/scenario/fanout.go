@@ -32,12 +32,17 @@ type FanoutConfig struct {
 	Rate        float64 // messages per second over all publishers; 0: closed loop
 	Room        string  // default: a fresh random name
 	// Drain bounds the wait, after the load period, for messages still on
-	// their way; default 5 s. Undelivered after that means missing.
+	// their way: the wait ends when no message completed (reached every
+	// member) for Drain, default 5 s, or after maxDrain. Undelivered
+	// then means missing.
 	Drain time.Duration
 	// Pollers is the number of goroutines reading the members (each an
 	// epoll loop over its share); default GOMAXPROCS.
 	Pollers int
 }
+
+// maxDrain caps the wait for the last messages after the load period.
+const maxDrain = time.Minute
 
 // ring is the number of in-flight sequence numbers tracked per publisher;
 // a publisher never has more undelivered messages than this.
@@ -51,9 +56,9 @@ const stallAfter = 10 * time.Second
 
 // pubState tracks one publisher's messages until every member has them.
 type pubState struct {
-	sent   atomic.Uint64 // messages sent
-	done   atomic.Uint64 // messages delivered to every member (in-order prefix)
-	counts [ring]atomic.Int32
+	sent   atomic.Uint64      // messages sent
+	done   atomic.Uint64      // messages delivered to every member (in-order prefix)
+	counts [ring]atomic.Int32 // pollers whose members all have the message
 	wake   chan struct{}
 }
 
@@ -75,8 +80,8 @@ type fanout struct {
 	// message came.
 	trackers [][]seqcheck.Tracker
 	warmed   []bool
-	// lats records into lat, one per poller (member Tag % len).
-	lats   []*hist.Local
+	// shares is each poller's state (member Tag % len).
+	shares []*pollerShare
 	totals seqcheck.Totals
 }
 
@@ -131,21 +136,22 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*result.Result, error) {
 
 	f.trackers = make([][]seqcheck.Tracker, len(conns))
 	defer func() {
-		for _, l := range f.lats {
-			l.Flush()
+		for _, sh := range f.shares {
+			sh.lat.Flush()
 		}
 	}()
 	f.warmed = make([]bool, len(conns))
-	pollers := make([]*wsclient.Poller, max(1, orDefault(cfg.Pollers, runtime.GOMAXPROCS(0))))
+	pollers := make([]*wsclient.Poller, min(len(conns), max(1, orDefault(cfg.Pollers, runtime.GOMAXPROCS(0)))))
 	for i := range pollers {
 		if pollers[i], err = wsclient.NewPoller(f.receive, f.ended); err != nil {
 			return nil, err
 		}
-		f.lats = append(f.lats, hist.NewLocal(&f.lat))
+		f.shares = append(f.shares, &pollerShare{lat: hist.NewLocal(&f.lat), counts: make([][ring]int32, len(f.pubs))})
 	}
 	for i, c := range conns {
 		c.Tag = i
 		f.trackers[i] = make([]seqcheck.Tracker, len(f.pubs))
+		f.shares[i%len(pollers)].members++
 		if err := pollers[i%len(pollers)].Add(c); err != nil {
 			return nil, fmt.Errorf("fanout: %w", err)
 		}
@@ -214,9 +220,15 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*result.Result, error) {
 	}
 	pubWG.Wait()
 
-	// Drain: wait until every message reached every member, or give up.
-	drainEnd := time.Now().Add(cfg.Drain)
-	for !f.allDone() && time.Now().Before(drainEnd) && f.closes.Load() == 0 {
+	// Drain: wait until every message reached every member, as long as
+	// messages keep completing (a slow server drains a full window of a
+	// large room for several seconds), or give up.
+	drainStart := time.Now()
+	for !f.allDone() && f.closes.Load() == 0 && time.Since(drainStart) < maxDrain {
+		progress := time.Unix(0, max(f.lastDone.Load(), drainStart.UnixNano()))
+		if time.Since(progress) >= cfg.Drain {
+			break
+		}
 		time.Sleep(5 * time.Millisecond)
 	}
 	elapsed := time.Duration(f.lastDone.Load() - start.UnixNano())
@@ -226,8 +238,8 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*result.Result, error) {
 	f.stopping.Store(true)
 	u.finish(r)
 	stopReaders()
-	for _, l := range f.lats {
-		l.Flush()
+	for _, sh := range f.shares {
+		sh.lat.Flush()
 	}
 	for _, c := range conns {
 		c.CloseGracefully()
@@ -269,8 +281,8 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*result.Result, error) {
 			t.DirtyStreams, t.Streams, t.Gaps, t.Missing, t.Late, t.Duplicates)
 	}
 	if t := f.totals; t.Undelivered > 0 {
-		r.Errorf("%d deliveries still missing %s after the load ended, at %d of %d members (server too slow to drain, or lost)",
-			t.Undelivered, f.cfg.Drain, t.ShortStreams, t.Streams)
+		r.Errorf("%d deliveries still missing after the load ended (no message completed for %s, or %s passed), at %d of %d members (lost, or the server stalled)",
+			t.Undelivered, f.cfg.Drain, maxDrain, t.ShortStreams, t.Streams)
 	}
 	if n := f.badMsgs.Load(); n > 0 {
 		r.Errorf("%d messages with a wrong opcode, size or publisher", n)
@@ -365,13 +377,21 @@ func (f *fanout) receive(c *wsclient.Conn, op byte, p []byte, now int64) {
 	}
 	kind := trackers[pub].Observe(n)
 	lat := now - ns
-	f.lats[c.Tag%len(f.lats)].Record(lat)
+	share := f.shares[c.Tag%len(f.shares)]
+	share.lat.Record(lat)
 	if kind == seqcheck.Duplicate {
 		return
 	}
 	ps := f.pubs[pub]
+	// Counted per poller without atomics; the poller whose members
+	// all have the message counts once in the shared slot.
+	local := &share.counts[pub][n%ring]
+	if *local++; *local < share.members {
+		return
+	}
+	*local = 0
 	slot := &ps.counts[n%ring]
-	if slot.Add(1) == f.members {
+	if slot.Add(1) == int32(len(f.shares)) {
 		slot.Store(0)
 		f.last.Record(lat)
 		for {
@@ -386,6 +406,13 @@ func (f *fanout) receive(c *wsclient.Conn, op byte, p []byte, now int64) {
 		default:
 		}
 	}
+}
+
+// pollerShare is what one poller's members record without atomics.
+type pollerShare struct {
+	members int32         // members read by this poller
+	counts  [][ring]int32 // per publisher: members here that have the message
+	lat     *hist.Local   // into fanout.lat
 }
 
 // ended records a member's connection ending before the run is over.
