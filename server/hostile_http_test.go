@@ -127,11 +127,18 @@ func TestBugStaleClockClosesNewConnections(t *testing.T) {
 				return nil // this client itself was too slow to judge
 			}
 			err = c.tryWrite([]byte("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"))
+			written := time.Since(start)
 			if err == nil {
 				var r httpResponse
 				if r, err = c.tryReadResponse(false); err == nil && r.status == 200 {
 					return nil
 				}
+			}
+			if written >= hostileHandshakeTimeout-hostileTick {
+				// Descheduled between the check above and the write
+				// (seen under -race on 2 cores): the request may have
+				// come after the deadline, so the close proves nothing.
+				return nil
 			}
 			early.Add(1)
 			return fmt.Errorf("request sent %s after dialing: %v (closed before the %s handshake timeout)",
