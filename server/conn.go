@@ -36,6 +36,9 @@ type conn struct {
 	// peerClosed marks a closing WebSocket whose peer's close frame came
 	// while output was still queued: see closeAfterFlush.
 	peerClosed bool
+	// graced marks an HTTP connection whose handshake deadline found
+	// unread bytes in its socket once: see loop.expire.
+	graced bool
 
 	ip       netip.Addr // client address counted by admission (WebSockets only)
 	room     *room

@@ -157,6 +157,14 @@ func (l *loop) expire(cs *conn) {
 			l.wheel.add(cs, due)
 			return
 		}
+		if !cs.graced && unreadBytes(cs.fd) > 0 {
+			// Bytes came in time but this loop, busy with other
+			// events, has not read them yet: read them before judging
+			// (one tick, once; a trickling client still times out).
+			cs.graced = true
+			l.wheel.add(cs, l.now+1)
+			return
+		}
 		cs.setReason(closeHandshakeTimeout)
 		_ = l.el.Close(cs.gc)
 	case stateOpen:

@@ -1,3 +1,5 @@
+// Raw system calls on a connection's socket, next to gnet's own.
+
 package server
 
 import (
@@ -22,4 +24,14 @@ func rawWrite(fd int, b []byte) int {
 		return 0
 	}
 	return int(n)
+}
+
+// unreadBytes is how many bytes wait in the socket's receive queue, not
+// yet read by gnet; 0 on any error.
+func unreadBytes(fd int) int {
+	n, err := unix.IoctlGetInt(fd, unix.SIOCINQ)
+	if err != nil {
+		return 0
+	}
+	return n
 }
