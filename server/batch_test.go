@@ -6,6 +6,7 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/panjf2000/gnet/v2"
+	"github.com/valyala/bytebufferpool"
 	"golang.org/x/sys/unix"
 
 	"github.com/loopcast/loopcast/server/frame"
@@ -203,3 +204,59 @@ func TestBatchWritesAtCorkLimit(t *testing.T) {
 }
 
 func concatBytes(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+
+// The loop's free list of cork and batch buffers keeps what recent turns
+// used, gives back each tick what no turn needed since the last one, and
+// never holds more than maxCorkFreeBytes.
+func TestCorkFreeListTrimsAndBounds(t *testing.T) {
+	l := &loop{}
+	take := func(n, size int) []*bytebufferpool.ByteBuffer {
+		var bs []*bytebufferpool.ByteBuffer
+		for range n {
+			b := l.getCork()
+			b.B = append(b.B[:0], make([]byte, size)...)
+			bs = append(bs, b)
+		}
+		return bs
+	}
+	give := func(bs []*bytebufferpool.ByteBuffer) {
+		for _, b := range bs {
+			l.putCork(b)
+		}
+	}
+	check := func(step string, n int) {
+		t.Helper()
+		held := 0
+		for _, b := range l.corkFree {
+			held += cap(b.B)
+		}
+		if len(l.corkFree) != n || l.corkFreeBytes != held {
+			t.Fatalf("%s: %d free buffers (%d bytes counted, %d held), want %d", step, len(l.corkFree), l.corkFreeBytes, held, n)
+		}
+	}
+	give(take(100, 1000)) // a burst
+	l.trimCorks()         // the burst emptied the list: all were needed
+	check("after the burst's tick", 100)
+	for range 5 { // steady turns of 3 buffers
+		give(take(3, 1000))
+	}
+	l.trimCorks()
+	check("after a tick of steady turns", 3)
+	l.trimCorks()
+	check("after an idle tick", 0)
+
+	big := take(maxCorkFreeBytes/(32<<10)+10, 32<<10)
+	give(big)
+	if l.corkFreeBytes > maxCorkFreeBytes {
+		t.Fatalf("free list holds %d bytes, over %d", l.corkFreeBytes, maxCorkFreeBytes)
+	}
+	if len(l.corkFree) >= len(big) {
+		t.Fatalf("free list kept all %d buffers of 32 KiB", len(big))
+	}
+	give(take(1, 3*corkLimit)) // oversized: never kept
+	for _, b := range l.corkFree {
+		if cap(b.B) > 2*corkLimit {
+			t.Fatalf("kept an oversized buffer of %d bytes", cap(b.B))
+		}
+	}
+}

@@ -36,14 +36,18 @@ type loop struct {
 	drainTask gnet.Runnable
 
 	// dirty lists the connections with corked frames, written out by
-	// flush at the end of the loop turn. corkFree keeps cork buffers for
-	// reuse: a loop-local free list, which unlike sync.Pool survives
-	// garbage collections, so steady fan-out allocates nothing.
-	dirty       []*conn
-	batched     []*shard // room shards with a batch this turn
-	corkFree    []*bytebufferpool.ByteBuffer
-	flushQueued bool // a flushTask is queued on the loop
-	flushTask   gnet.Runnable
+	// flush at the end of the loop turn. corkFree keeps cork and batch
+	// buffers for reuse: a loop-local free list, which unlike sync.Pool
+	// survives garbage collections, so steady fan-out allocates nothing.
+	// It holds at most maxCorkFreeBytes of capacity, and trimCorks gives
+	// back, each tick, the buffers no turn needed since the last one.
+	dirty         []*conn
+	batched       []*shard // room shards with a batch this turn
+	corkFree      []*bytebufferpool.ByteBuffer
+	corkFreeBytes int  // capacity held by corkFree
+	corkFreeLow   int  // fewest buffers corkFree held since the last trim
+	flushQueued   bool // a flushTask is queued on the loop
+	flushTask     gnet.Runnable
 
 	stats loopStats
 }
@@ -82,26 +86,51 @@ func newLoop(s *Server, idx int, el gnet.EventLoop) *loop {
 // without waiting for the end of the loop turn.
 const corkLimit = 64 << 10
 
-// maxCorkFree bounds the cork buffers a loop keeps for reuse: enough for
-// a burst to every member of large rooms, at most corkLimit bytes each.
-const maxCorkFree = 16 << 10
+// maxCorkFreeBytes bounds the buffer capacity a loop keeps for reuse:
+// with 64-byte messages, enough for a turn's writes to tens of thousands
+// of members or rooms.
+const maxCorkFreeBytes = 8 << 20
 
 func (l *loop) getCork() *bytebufferpool.ByteBuffer {
-	if n := len(l.corkFree); n > 0 {
-		b := l.corkFree[n-1]
-		l.corkFree[n-1] = nil
-		l.corkFree = l.corkFree[:n-1]
-		return b
+	n := len(l.corkFree)
+	if n == 0 {
+		l.corkFreeLow = 0
+		return new(bytebufferpool.ByteBuffer)
 	}
-	return new(bytebufferpool.ByteBuffer)
+	b := l.corkFree[n-1]
+	l.corkFree[n-1] = nil
+	l.corkFree = l.corkFree[:n-1]
+	l.corkFreeBytes -= cap(b.B)
+	l.corkFreeLow = min(l.corkFreeLow, n-1)
+	return b
 }
 
 func (l *loop) putCork(b *bytebufferpool.ByteBuffer) {
-	if cap(b.B) > 2*corkLimit || len(l.corkFree) >= maxCorkFree {
+	if c := cap(b.B); c > 2*corkLimit || l.corkFreeBytes+c > maxCorkFreeBytes {
 		return // let the garbage collector have an oversized or surplus one
 	}
 	b.B = b.B[:0]
 	l.corkFree = append(l.corkFree, b)
+	l.corkFreeBytes += cap(b.B)
+}
+
+// trimCorks gives the garbage collector the free buffers that stayed
+// unused since the last trim (the bottom of the stack, below the
+// low-water mark), so the memory of a burst does not stay with an idle
+// loop. Runs each tick.
+func (l *loop) trimCorks() {
+	if drop := l.corkFreeLow; drop > 0 {
+		for _, b := range l.corkFree[:drop] {
+			l.corkFreeBytes -= cap(b.B)
+		}
+		n := copy(l.corkFree, l.corkFree[drop:])
+		clear(l.corkFree[n:])
+		l.corkFree = l.corkFree[:n]
+		if c := cap(l.corkFree); c > 64 && n < c/4 {
+			l.corkFree = append(make([]*bytebufferpool.ByteBuffer, 0, c/2), l.corkFree...)
+		}
+	}
+	l.corkFreeLow = len(l.corkFree)
 }
 
 // flushLater schedules flush after the other events of this poll cycle
@@ -146,6 +175,7 @@ func (l *loop) flush() {
 func (l *loop) onTick() {
 	l.now = l.srv.ticksNow()
 	l.wheel.advance(l.now, l.expire)
+	l.trimCorks()
 }
 
 // expire handles a connection whose deadline came; it re-arms it when
