@@ -18,6 +18,14 @@
 // members, so every member sees the same order. A message is encoded
 // once into a pooled, reference-counted frame shared by all members.
 //
+// Writes are corked to the end of the poll cycle. On each loop a room's
+// frames of the cycle are appended once to the room's batch (shard.batch),
+// and flush writes every member its part of that one buffer with one
+// non-blocking write (or hands the rest to gnet, where it counts against
+// MaxPending): no copy per member, one system call per member per cycle.
+// Frames a member writes itself (pongs, close frames) go to its own cork,
+// after its part of the batch.
+//
 // Timers (handshake timeout, pings, idle timeout, close grace) live in a
 // timing wheel per loop, advanced by gnet's ticker: O(1) per connection,
 // no timer or goroutine per connection.
@@ -28,4 +36,7 @@
 // callback that obtained them. Anything that must outlive it (fragments
 // of a message, a frame handed to other loops) is copied into a buffer
 // from bytebufferpool and returned to the pool when the last user is done.
+// Batch and cork buffers live for one poll cycle (or until corkLimit) and
+// go back to the loop's free list, which keeps at most maxCorkFreeBytes
+// and each tick gives back what no cycle needed.
 package server
