@@ -57,27 +57,31 @@ func bounds(i int) (lo, hi uint64) {
 	return m << e, (m+1)<<e - 1
 }
 
+// clamp maps a recorded value into [0, MaxValue].
+func clamp(v int64) uint64 {
+	return uint64(min(max(v, 0), MaxValue))
+}
+
 // Record counts one value, clamped to [0, MaxValue]. It does not allocate.
 func (h *Histogram) Record(v int64) {
-	if v < 0 {
-		v = 0
-	}
-	u := uint64(v)
-	if u > MaxValue {
-		u = MaxValue
-	}
+	u := clamp(v)
 	h.counts[index(u)].Add(1)
 	h.n.Add(1)
 	h.sum.Add(u)
+	h.widen(u, u)
+}
+
+// widen makes h's min and max cover [lo, hi].
+func (h *Histogram) widen(lo, hi uint64) {
 	for {
 		cur := h.max.Load()
-		if u <= cur || h.max.CompareAndSwap(cur, u) {
+		if hi <= cur || h.max.CompareAndSwap(cur, hi) {
 			break
 		}
 	}
 	for {
 		cur := h.min.Load()
-		if (cur != 0 && u >= ^cur) || h.min.CompareAndSwap(cur, ^u) {
+		if (cur != 0 && lo >= ^cur) || h.min.CompareAndSwap(cur, ^lo) {
 			break
 		}
 	}
@@ -156,19 +160,7 @@ func (h *Histogram) Merge(o *Histogram) {
 	if o.n.Load() == 0 {
 		return
 	}
-	omax, omin := uint64(o.Max()), uint64(o.Min())
-	for {
-		cur := h.max.Load()
-		if omax <= cur || h.max.CompareAndSwap(cur, omax) {
-			break
-		}
-	}
-	for {
-		cur := h.min.Load()
-		if (cur != 0 && omin >= ^cur) || h.min.CompareAndSwap(cur, ^omin) {
-			break
-		}
-	}
+	h.widen(uint64(o.Min()), uint64(o.Max()))
 }
 
 // Reset empties h. Not atomic as a whole: call it while nothing records.

@@ -24,13 +24,7 @@ func NewLocal(to *Histogram) *Local { return &Local{to: to, lo: buckets} }
 // Record counts one value, clamped to [0, MaxValue]. Not safe for
 // concurrent use.
 func (l *Local) Record(v int64) {
-	if v < 0 {
-		v = 0
-	}
-	u := uint64(v)
-	if u > MaxValue {
-		u = MaxValue
-	}
+	u := clamp(v)
 	i := index(u)
 	l.counts[i]++
 	l.lo, l.hi = min(l.lo, i), max(l.hi, i)
@@ -59,18 +53,7 @@ func (l *Local) Flush() {
 		}
 	}
 	h.sum.Add(l.sum)
-	for {
-		cur := h.max.Load()
-		if l.max <= cur || h.max.CompareAndSwap(cur, l.max) {
-			break
-		}
-	}
-	for {
-		cur := h.min.Load()
-		if (cur != 0 && l.min >= ^cur) || h.min.CompareAndSwap(cur, ^l.min) {
-			break
-		}
-	}
+	h.widen(l.min, l.max)
 	// The count last: a reader that sees it sees the buckets too.
 	h.n.Add(l.n)
 	l.n, l.sum, l.min, l.max = 0, 0, 0, 0

@@ -95,6 +95,20 @@ func frame(fin bool, op byte, p string) []byte {
 	return append(b[:n], p...)
 }
 
+// readPong reads the client's answer to a ping and returns its
+// unmasked payload, or "bad" if it is not a masked pong.
+func readPong(br *bufio.Reader) string {
+	var b [64]byte
+	n, _ := br.Read(b[:])
+	h, m, err := ParseHeader(b[:n])
+	if err != nil || !h.Masked || h.Op != OpPong {
+		return "bad"
+	}
+	p := b[m : m+int(h.Length)]
+	Mask(p, h.Mask)
+	return string(p)
+}
+
 func TestReadMessages(t *testing.T) {
 	big := strings.Repeat("x", 70000) // grows the read buffer
 	pong := make(chan string, 1)
@@ -106,16 +120,7 @@ func TestReadMessages(t *testing.T) {
 		frame(true, OpBinary, big),
 		frame(true, OpClose, "\x03\xf5bye"), // 1013
 	}, func(c net.Conn, br *bufio.Reader) {
-		var b [64]byte
-		n, _ := br.Read(b[:])
-		h, m, err := ParseHeader(b[:n])
-		if err != nil || !h.Masked || h.Op != OpPong {
-			pong <- "bad"
-			return
-		}
-		p := b[m : m+int(h.Length)]
-		Mask(p, h.Mask)
-		pong <- string(p)
+		pong <- readPong(br)
 	})
 	c, err := Dial(context.Background(), addr, "/ws/x", Options{ReadBuffer: 512})
 	if err != nil {

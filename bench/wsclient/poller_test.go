@@ -76,16 +76,7 @@ func TestPollerReadsMessages(t *testing.T) {
 		frame(true, OpClose, "\x03\xf5bye"), // 1013
 	)
 	addr := serve(t, 101, frames, func(c net.Conn, br *bufio.Reader) {
-		var b [64]byte
-		n, _ := br.Read(b[:])
-		h, m, err := ParseHeader(b[:n])
-		if err != nil || !h.Masked || h.Op != OpPong {
-			pong <- "bad"
-			return
-		}
-		p := b[m : m+int(h.Length)]
-		Mask(p, h.Mask)
-		pong <- string(p)
+		pong <- readPong(br)
 	})
 	c, err := Dial(context.Background(), addr, "/ws/x", Options{ReadBuffer: 512})
 	if err != nil {
