@@ -2,11 +2,11 @@ package server_test
 
 import (
 	"testing"
-	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/loopcast/loopcast/server"
+	"github.com/loopcast/loopcast/server/testutil"
 )
 
 // TestMain fails the package if a test leaves goroutines behind. gnet's
@@ -49,16 +49,7 @@ func startServer(t testing.TB, cfg server.Config) *server.Server {
 }
 
 // waitFor polls cond until it holds or the timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+var waitFor = testutil.WaitFor
 
 func TestStartServesHealth(t *testing.T) {
 	srv := startServer(t, testConfig())

@@ -1,7 +1,6 @@
 package cluster_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/loopcast/loopcast/server"
 	"github.com/loopcast/loopcast/server/cluster"
+	"github.com/loopcast/loopcast/server/testutil"
 )
 
 // TestMain fails the package if a test leaves goroutines behind. gnet's
@@ -70,22 +70,7 @@ type node struct {
 	stop   sync.Once
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testutil.SyncBuffer
 
 // startNode runs a server on 127.0.0.1:0 (two event loops, no admin
 // listener) bridged to NATS at url, the way cmd/loopcast wires them.
@@ -203,16 +188,7 @@ func (m *member) received() []string {
 }
 
 // waitFor polls cond until it holds or the timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+var waitFor = testutil.WaitFor
 
 // waitInterest waits until want instances subscribe to room on NATS, so
 // that a message published next reaches all of them.
