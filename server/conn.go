@@ -110,17 +110,23 @@ func (cs *conn) uncork() {
 	}
 	cs.cork = nil // before writing: a failed write closes cs and runs OnClose
 	if cs.state == stateOpen || cs.state == stateClosing {
-		p := b.B
-		if cs.gc.OutboundBuffered() == 0 {
-			// Fast path: straight to the socket. What it does not
-			// take (or an error) goes through gnet below.
-			p = p[rawWrite(cs.fd, p):]
-		}
-		if len(p) > 0 {
-			_, _ = cs.gc.Write(p)
-		}
+		cs.writeOut(b.B, cs.gc.OutboundBuffered())
 	}
 	cs.loop.putCork(b)
+}
+
+// writeOut writes p now, given the bytes gnet still has queued for the
+// connection: straight to the socket when none (the fast path, no
+// scheduler hand-off), and what the socket does not take, or everything
+// behind a queue, through gnet, which queues it or closes the connection
+// on an error. p is only read during the call.
+func (cs *conn) writeOut(p []byte, queued int) {
+	if queued == 0 {
+		p = p[rawWrite(cs.fd, p):]
+	}
+	if len(p) > 0 {
+		_, _ = cs.gc.Write(p)
+	}
 }
 
 // takeBatch moves the member's unwritten part of its room shard's batch
@@ -162,15 +168,11 @@ func (cs *conn) writeShared(p []byte) bool {
 		return false
 	}
 	out := cs.gc.OutboundBuffered()
-	if out == 0 {
-		if p = p[rawWrite(cs.fd, p):]; len(p) == 0 {
-			return true
-		}
-	} else if out+len(p) > cs.loop.srv.cfg.MaxPending {
+	if out > 0 && out+len(p) > cs.loop.srv.cfg.MaxPending {
 		cs.closeWith(closeSlowConsumer)
 		return false
 	}
-	_, _ = cs.gc.Write(p)
+	cs.writeOut(p, out)
 	return true
 }
 
