@@ -338,3 +338,55 @@ func (c *closeCodes) String() string {
 func isResetErr(err error) bool {
 	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
+
+// pollerSet reads connections through wsclient.Pollers, one goroutine
+// each: connection i gets Tag i and is read by poller i % len.
+type pollerSet struct {
+	pollers []*wsclient.Poller
+	wg      sync.WaitGroup
+}
+
+// newPollerSet makes n pollers (0: GOMAXPROCS; never more than there are
+// connections) and hands them conns. Nothing is read until start.
+func newPollerSet(conns []*wsclient.Conn, n int, onMessage func(*wsclient.Conn, byte, []byte, int64), onClose func(*wsclient.Conn, error)) (*pollerSet, error) {
+	s := &pollerSet{pollers: make([]*wsclient.Poller, max(1, min(len(conns), orDefault(n, runtime.GOMAXPROCS(0)))))}
+	for i := range s.pollers {
+		p, err := wsclient.NewPoller(onMessage, onClose)
+		if err != nil {
+			return nil, err
+		}
+		s.pollers[i] = p
+	}
+	for i, c := range conns {
+		c.Tag = i
+		if err := s.pollers[i%len(s.pollers)].Add(c); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// len is the number of pollers.
+func (s *pollerSet) len() int { return len(s.pollers) }
+
+// start runs the pollers; onErr gets a poller's own failure (epoll).
+func (s *pollerSet) start(onErr func(error)) {
+	for _, p := range s.pollers {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := p.Run(); err != nil {
+				onErr(err)
+			}
+		}()
+	}
+}
+
+// stop ends the pollers and waits for them; the connections stay open.
+// Safe to call more than once.
+func (s *pollerSet) stop() {
+	for _, p := range s.pollers {
+		p.Stop()
+	}
+	s.wg.Wait()
+}

@@ -3,8 +3,6 @@ package scenario
 import (
 	"context"
 	"fmt"
-	"runtime"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -60,19 +58,15 @@ func Echo(ctx context.Context, cfg EchoConfig) (*result.Result, error) {
 		}
 	}
 	e := &echo{size: cfg.Size, inflight: cfg.Inflight, conns: make([]echoConn, len(live))}
-	pollers := make([]*wsclient.Poller, max(1, orDefault(cfg.Pollers, runtime.GOMAXPROCS(0))))
-	for i := range pollers {
-		if pollers[i], err = wsclient.NewPoller(e.receive, e.ended); err != nil {
-			return nil, err
-		}
+	readers, err := newPollerSet(live, cfg.Pollers, e.receive, e.ended)
+	if err != nil {
+		return nil, fmt.Errorf("echo: %w", err)
+	}
+	for range readers.len() {
 		e.rtts = append(e.rtts, hist.NewLocal(&rtt))
 	}
-	for i, c := range live {
-		c.Tag = i
+	for i := range live {
 		e.conns[i].buf = make([]byte, cfg.Size)
-		if err := pollers[i%len(pollers)].Add(c); err != nil {
-			return nil, fmt.Errorf("echo: %w", err)
-		}
 	}
 
 	u := startUsage(cfg.PID)
@@ -91,17 +85,10 @@ func Echo(ctx context.Context, cfg EchoConfig) (*result.Result, error) {
 			}
 		}
 	}
-	var wg sync.WaitGroup
-	for _, p := range pollers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := p.Run(); err != nil {
-				e.closes.Add(1)
-				e.codes.add(err)
-			}
-		}()
-	}
+	readers.start(func(err error) {
+		e.closes.Add(1)
+		e.codes.add(err)
+	})
 	// Run until every echo came back after the deadline; echoes still
 	// missing 5 s after it are lost.
 	drainEnd := time.Unix(0, e.deadline).Add(5 * time.Second)
@@ -109,10 +96,7 @@ func Echo(ctx context.Context, cfg EchoConfig) (*result.Result, error) {
 		time.Sleep(2 * time.Millisecond)
 	}
 	e.stopping.Store(true)
-	for _, p := range pollers {
-		p.Stop()
-	}
-	wg.Wait()
+	readers.stop()
 	for _, l := range e.rtts {
 		l.Flush()
 	}

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -141,39 +140,22 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*result.Result, error) {
 		}
 	}()
 	f.warmed = make([]bool, len(conns))
-	pollers := make([]*wsclient.Poller, min(len(conns), max(1, orDefault(cfg.Pollers, runtime.GOMAXPROCS(0)))))
-	for i := range pollers {
-		if pollers[i], err = wsclient.NewPoller(f.receive, f.ended); err != nil {
-			return nil, err
-		}
+	readers, err := newPollerSet(conns, cfg.Pollers, f.receive, f.ended)
+	if err != nil {
+		return nil, fmt.Errorf("fanout: %w", err)
+	}
+	for range readers.len() {
 		f.shares = append(f.shares, &pollerShare{lat: hist.NewLocal(&f.lat), counts: make([][ring]int32, len(f.pubs))})
 	}
-	for i, c := range conns {
-		c.Tag = i
+	for i := range conns {
 		f.trackers[i] = make([]seqcheck.Tracker, len(f.pubs))
-		f.shares[i%len(pollers)].members++
-		if err := pollers[i%len(pollers)].Add(c); err != nil {
-			return nil, fmt.Errorf("fanout: %w", err)
-		}
+		f.shares[i%readers.len()].members++
 	}
-	var readers sync.WaitGroup
-	stopReaders := func() {
-		for _, p := range pollers {
-			p.Stop()
-		}
-		readers.Wait()
-	}
-	defer stopReaders() // before closeAll: no poller reads a closed socket
-	for _, p := range pollers {
-		readers.Add(1)
-		go func() {
-			defer readers.Done()
-			if err := p.Run(); err != nil {
-				f.codes.add(err)
-				f.closes.Add(1)
-			}
-		}()
-	}
+	defer readers.stop() // before closeAll: no poller reads a closed socket
+	readers.start(func(err error) {
+		f.codes.add(err)
+		f.closes.Add(1)
+	})
 
 	// Warm up: publisher 0 sends marker messages until every member has one
 	// (the server may register members a little after the 101).
@@ -183,7 +165,7 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*result.Result, error) {
 	for i := uint64(0); f.warm.Load() < int64(f.members); i++ {
 		if time.Now().After(warmDeadline) || f.closes.Load() > 0 {
 			f.stopping.Store(true)
-			stopReaders()
+			readers.stop()
 			return nil, fmt.Errorf("fanout: warm-up: only %d of %d members got a message within 30 s (closes: %s)",
 				f.warm.Load(), f.members, f.codes.String())
 		}
@@ -237,7 +219,7 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*result.Result, error) {
 	}
 	f.stopping.Store(true)
 	u.finish(r)
-	stopReaders()
+	readers.stop()
 	for _, sh := range f.shares {
 		sh.lat.Flush()
 	}
