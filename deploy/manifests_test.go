@@ -17,14 +17,15 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/yaml"
 
+	"github.com/loopcast/loopcast/cmd/loopcast/flags"
 	"github.com/loopcast/loopcast/server"
 )
 
 // config parses the pod's LOOPCAST_* environment with the server's own
-// LoadConfig, exactly as the binary does at start.
+// flags.Load, exactly as the binary does at start.
 func (p pod) config(t *testing.T) server.Config {
 	t.Helper()
-	cfg, _, err := server.LoadConfig(nil, func(k string) string { return p.env[k] }, io.Discard)
+	cfg, _, err := flags.Load(nil, func(k string) string { return p.env[k] }, io.Discard)
 	if err != nil {
 		t.Fatalf("the manifest's environment does not load: %v", err)
 	}
@@ -51,10 +52,10 @@ func TestPortsAgree(t *testing.T) {
 		t.Fatalf("container ports %v: want named ports http and admin", p.port)
 	}
 	if got := addrPort(t, cfg.Addr); got != http {
-		t.Errorf("server listens on %d (%s), containerPort http is %d", got, server.EnvName("addr"), http)
+		t.Errorf("server listens on %d (%s), containerPort http is %d", got, flags.EnvName("addr"), http)
 	}
 	if got := addrPort(t, cfg.AdminAddr); got != admin {
-		t.Errorf("admin listens on %d (%s), containerPort admin is %d", got, server.EnvName("admin-addr"), admin)
+		t.Errorf("admin listens on %d (%s), containerPort admin is %d", got, flags.EnvName("admin-addr"), admin)
 	}
 	for name, pr := range map[string]*corev1.Probe{"readiness": p.c.ReadinessProbe, "liveness": p.c.LivenessProbe} {
 		if pr == nil || pr.HTTPGet == nil {

@@ -7,7 +7,7 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/loopcast/loopcast/server"
+	"github.com/loopcast/loopcast/cmd/loopcast/flags"
 	"github.com/loopcast/loopcast/server/cluster"
 )
 
@@ -17,36 +17,36 @@ import (
 const natsDefaultMaxPayload = 1 << 20
 
 // TestNATSOverlay: deploy/nats is the agic overlay plus LOOPCAST_NATS_URL,
-// which the server's own LoadConfig reads into --nats-url and the NATS
+// which the command's own flags.Load reads into --nats-url and the NATS
 // bridge accepts; nothing else changes (readiness stays independent of
 // NATS); a message of --max-message fits NATS's default max_payload.
 func TestNATSOverlay(t *testing.T) {
 	nats, agic := render(t, "nats"), render(t, "agic")
 	p, a := podOf(t, nats), podOf(t, agic)
 
-	raw := p.env[server.EnvName("nats-url")]
+	raw := p.env[flags.EnvName("nats-url")]
 	if raw == "" {
-		t.Fatalf("%s is not set", server.EnvName("nats-url"))
+		t.Fatalf("%s is not set", flags.EnvName("nats-url"))
 	}
-	cfg, opts, err := server.LoadConfig(nil, func(k string) string { return p.env[k] }, io.Discard)
+	cfg, opts, err := flags.Load(nil, func(k string) string { return p.env[k] }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if opts.NATSURL != raw {
-		t.Errorf("LoadConfig read --nats-url %q, the manifest sets %q", opts.NATSURL, raw)
+		t.Errorf("flags.Load read --nats-url %q, the manifest sets %q", opts.NATSURL, raw)
 	}
 	if err := cluster.ValidateURL(opts.NATSURL); err != nil {
 		t.Error(err)
 	}
 	if u, err := url.Parse(raw); err != nil || u.Scheme != "nats" || u.Port() != "4222" || u.Hostname() != "nats.nats.svc.cluster.local" {
-		t.Errorf("%s = %q: want the Helm chart's Service, nats://nats.nats.svc.cluster.local:4222 (README.md)", server.EnvName("nats-url"), raw)
+		t.Errorf("%s = %q: want the Helm chart's Service, nats://nats.nats.svc.cluster.local:4222 (README.md)", flags.EnvName("nats-url"), raw)
 	}
 	if cfg.MaxMessage > natsDefaultMaxPayload {
 		t.Errorf("max-message %d is over NATS's default max_payload %d: such messages would stay on one pod", cfg.MaxMessage, natsDefaultMaxPayload)
 	}
 
 	rest := maps.Clone(p.env)
-	delete(rest, server.EnvName("nats-url"))
+	delete(rest, flags.EnvName("nats-url"))
 	if !maps.Equal(rest, a.env) {
 		t.Errorf("the overlay changes more than the NATS URL:\nnats %v\nagic %v", rest, a.env)
 	}

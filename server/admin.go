@@ -13,9 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
-	"github.com/gobwas/ws"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -61,7 +59,7 @@ func (s *Server) startAdmin() error {
 		return fmt.Errorf("admin listener %s: %w", s.cfg.AdminAddr, err)
 	}
 	s.adminAddr = ln.Addr()
-	s.admin = &http.Server{Handler: s.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	s.admin = &http.Server{Handler: s.AdminHandler(), ReadHeaderTimeout: adminReadHeaderTimeout}
 	go func() {
 		if err := s.admin.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("admin listener stopped", "err", err)
@@ -81,12 +79,8 @@ type RoomInfo struct {
 
 // Rooms lists the rooms that have members, by name.
 func (s *Server) Rooms() []RoomInfo {
-	s.rooms.mu.Lock()
-	out := make([]RoomInfo, 0, len(s.rooms.m))
-	for name, r := range s.rooms.m {
-		out = append(out, RoomInfo{name, r.members.Load()})
-	}
-	s.rooms.mu.Unlock()
+	out := []RoomInfo{}
+	s.fan.EachRoom(func(name string, members int64) { out = append(out, RoomInfo{name, members}) })
 	slices.SortFunc(out, func(a, b RoomInfo) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
@@ -115,11 +109,11 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 413, map[string]string{"error": fmt.Sprintf("body over max-message (%d bytes)", s.cfg.MaxMessage)})
 		return
 	}
-	op := ws.OpBinary
+	t := Binary
 	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); strings.HasPrefix(mt, "text/") {
-		op = ws.OpText
+		t = Text
 	}
-	n, err := s.Publish(room, op, body)
+	n, err := s.Publish(room, t, body)
 	switch {
 	case errors.Is(err, ErrNotRunning):
 		writeJSON(w, 503, map[string]string{"error": err.Error()})

@@ -8,11 +8,10 @@ import (
 	"os"
 	"path"
 	"strings"
-	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/loopcast/loopcast/server/reqhead"
+	"github.com/loopcast/loopcast/server/internal/reqhead"
 )
 
 // authenticator checks the JWT of an upgrade before it is accepted. It is
@@ -33,9 +32,6 @@ type tokenClaims struct {
 	jwt.RegisteredClaims
 	Rooms *[]string `json:"rooms,omitempty"`
 }
-
-// clockSkew is the leeway for exp and nbf between token issuer and server.
-const clockSkew = 30 * time.Second
 
 func newAuthenticator(cfg Config) (*authenticator, error) {
 	if cfg.JWTSecret == "" && cfg.JWTPublicKey == "" {
@@ -65,7 +61,7 @@ func newAuthenticator(cfg Config) (*authenticator, error) {
 			return nil, errors.New("jwt-public-key: not a PEM RSA or ECDSA public key")
 		}
 	}
-	a.parser = jwt.NewParser(jwt.WithValidMethods(methods), jwt.WithLeeway(clockSkew))
+	a.parser = jwt.NewParser(jwt.WithValidMethods(methods), jwt.WithLeeway(jwtLeeway))
 	return a, nil
 }
 

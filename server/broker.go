@@ -18,7 +18,7 @@ import "github.com/gobwas/ws"
 type Broker interface {
 	Subscribe(room string)
 	Unsubscribe(room string)
-	Publish(room string, op ws.OpCode, payload []byte) error
+	Publish(room string, t MessageType, payload []byte) error
 }
 
 // BrokerStatus is optionally implemented by a Broker: GET /rooms shows
@@ -29,11 +29,11 @@ type BrokerStatus interface {
 	ClusterStatus() any
 }
 
-// forward hands a locally published message to the broker, if any, and
+// forward hands a message a member published to the broker, if any, and
 // counts failures (the local members got the message regardless).
-func (l *loop) forward(r *room, op ws.OpCode, payload []byte) {
+func (l *loop) forward(room string, op ws.OpCode, payload []byte) {
 	if b := l.srv.cfg.Broker; b != nil {
-		if err := b.Publish(r.name, op, payload); err != nil {
+		if err := b.Publish(room, MessageType(op), payload); err != nil {
 			l.stats.brokerErrors.Add(1)
 		}
 	}

@@ -9,8 +9,8 @@ import (
 	"time"
 )
 
-// Config holds every knob of a Server. Build one with DefaultConfig (or
-// LoadConfig for flags and environment), adjust fields, then call Validate;
+// Config holds every knob of a Server. Build one with DefaultConfig,
+// adjust fields, then call Validate (the command's flags fill it too);
 // New validates again. A zero duration or size is invalid unless the field
 // says what zero means.
 type Config struct {
@@ -107,18 +107,6 @@ type Config struct {
 	DrainDuration time.Duration
 }
 
-// Limits that are not knobs.
-const (
-	// MaxHeadBytes is the largest HTTP request head accepted, request
-	// line and headers with their CRLFs. A larger head gets 431 and the
-	// connection is closed.
-	MaxHeadBytes = 8 << 10
-
-	// maxMessageCeiling bounds --max-message so that lengths always fit
-	// in an int on every platform and buffers stay sane.
-	maxMessageCeiling = 1 << 30
-)
-
 // DefaultConfig returns the defaults documented on each Config field.
 func DefaultConfig() Config {
 	return Config{
@@ -145,8 +133,8 @@ func (c *Config) Validate() error {
 			bad("admin-addr %q: want host:port, e.g. :9090, or empty to disable", c.AdminAddr)
 		}
 	}
-	if c.EventLoops < 0 || c.EventLoops > 1024 {
-		bad("event-loops %d: want 0 (GOMAXPROCS) to 1024", c.EventLoops)
+	if c.EventLoops < 0 || c.EventLoops > maxEventLoops {
+		bad("event-loops %d: want 0 (GOMAXPROCS) to %d", c.EventLoops, maxEventLoops)
 	}
 	if c.PingInterval <= 0 {
 		bad("ping-interval %s: must be positive", c.PingInterval)

@@ -144,7 +144,7 @@ func TestConformanceFraming(t *testing.T) {
 
 	t.Run("max-message-1MiB", func(t *testing.T) {
 		// Exactly the default --max-message: accepted, echoed whole.
-		p := binaryPayload(srv.Config().MaxMessage)
+		p := binaryPayload(testConfig().MaxMessage)
 		c := dialWS(t, addr, "/echo")
 		c.send(true, opBinary, p)
 		c.expectFrame(opBinary, p)

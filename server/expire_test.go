@@ -1,21 +1,73 @@
 package server
 
 import (
+	"bytes"
+	"context"
 	"testing"
 
 	"github.com/panjf2000/gnet/v2"
 	"golang.org/x/sys/unix"
+
+	"github.com/loopcast/loopcast/server/internal/fanout"
 )
 
-// fakeEventLoop records the connections the loop closes.
+// fakeGnetConn stands in for gnet's connection: the socket is one end of
+// a real socketpair (the raw write path writes to it), and what goes
+// through gnet's Write is recorded as queued output, as gnet queues what
+// the socket does not take.
+type fakeGnetConn struct {
+	gnet.Conn // nil: the tests call only the methods below
+	queued    []byte
+	backlog   int // extra unsent bytes to report (a slow reader)
+}
+
+func (f *fakeGnetConn) OutboundBuffered() int { return len(f.queued) + f.backlog }
+
+func (f *fakeGnetConn) Write(b []byte) (int, error) {
+	f.queued = append(f.queued, b...)
+	return len(b), nil
+}
+
+// fakeEventLoop records the connections the loop closes and the tasks
+// handed to it (run by runTasks, the end of a poll cycle).
 type fakeEventLoop struct {
-	gnet.EventLoop // nil: only Close is called
+	gnet.EventLoop // nil: only the methods below are called
 	closed         []gnet.Conn
+	tasks          []gnet.Runnable
 }
 
 func (f *fakeEventLoop) Close(c gnet.Conn) error {
 	f.closed = append(f.closed, c)
 	return nil
+}
+
+func (f *fakeEventLoop) Execute(_ context.Context, r gnet.Runnable) error {
+	f.tasks = append(f.tasks, r)
+	return nil
+}
+
+// testLoop is a loop of a Server that is never started, on el.
+func testLoop(t *testing.T, cfg Config, el *fakeEventLoop) *loop {
+	t.Helper()
+	s, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newLoop(s, 0, el)
+}
+
+// testConn is a connection on l whose socket is one end of a socketpair;
+// the other end is returned for the test to read or write.
+func testConn(t *testing.T, l *loop, state connState) (*conn, int) {
+	t.Helper()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fds[0]); unix.Close(fds[1]) })
+	cs := &conn{gc: &fakeGnetConn{}, fd: fds[0], loop: l, state: state, wslot: -1}
+	cs.out.Init(l.fan, cs)
+	return cs, fds[1]
 }
 
 // A handshake deadline that finds the request waiting unread in the
@@ -31,21 +83,17 @@ func TestHandshakeDeadlineGraceForUnreadRequest(t *testing.T) {
 		{"request unread", true, []bool{false, true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer unix.Close(fds[0])
-			defer unix.Close(fds[1])
+			el := &fakeEventLoop{}
+			cfg := DefaultConfig()
+			l := testLoop(t, cfg, el)
+			l.handshakeTicks, l.now, l.wheel.cur = 10, 100, 100
+			cs, peer := testConn(t, l, stateHTTP)
+			cs.since = 90
 			if tc.unread {
-				if _, err := unix.Write(fds[1], []byte("GET / HTTP/1.1\r\n\r\n")); err != nil {
+				if _, err := unix.Write(peer, []byte("GET / HTTP/1.1\r\n\r\n")); err != nil {
 					t.Fatal(err)
 				}
 			}
-			el := &fakeEventLoop{}
-			l := &loop{el: el, handshakeTicks: 10, now: 100}
-			l.wheel.cur = 100
-			cs := &conn{gc: &fakeGnetConn{}, fd: fds[0], loop: l, state: stateHTTP, since: 90, wslot: -1}
 			for i, want := range tc.wantClosed {
 				l.expire(cs)
 				if closed := len(el.closed) > 0; closed != want {
@@ -66,3 +114,41 @@ func TestHandshakeDeadlineGraceForUnreadRequest(t *testing.T) {
 		})
 	}
 }
+
+// A ping due on a connection whose unsent bytes would pass MaxPending is
+// not skipped: the slow-consumer rule closes the connection with 1013,
+// like any other outbound bytes, and the ping is not queued. Below the
+// limit the ping is queued behind the backlog.
+func TestPingOverMaxPendingClosesSlowConsumer(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		backlog   int
+		wantQueue []byte
+		wantState connState
+	}{
+		{"fits behind the backlog", 1000 - len(pingFrame), pingFrame, stateOpen},
+		{"over max-pending", 1000 - len(pingFrame) + 1, closeFrames[closeSlowConsumer], stateClosing},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.MaxPending = 1000
+			l := testLoop(t, cfg, &fakeEventLoop{})
+			cs, _ := testConn(t, l, stateOpen)
+			gc := cs.gc.(*fakeGnetConn)
+			gc.backlog = tc.backlog
+			cs.seen, cs.nextPing = l.now, l.now
+			l.expire(cs)
+			if !bytes.Equal(gc.queued, tc.wantQueue) {
+				t.Fatalf("queued %q, want %q", gc.queued, tc.wantQueue)
+			}
+			if cs.state != tc.wantState {
+				t.Fatalf("state %d, want %d", cs.state, tc.wantState)
+			}
+			if tc.wantState == stateClosing && cs.reason != closeSlowConsumer {
+				t.Fatalf("reason %s, want slow_consumer", cs.reason)
+			}
+		})
+	}
+}
+
+var _ fanout.Conn = (*conn)(nil)

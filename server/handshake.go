@@ -4,7 +4,7 @@ import (
 	"crypto/sha1"
 	"encoding/base64"
 
-	"github.com/loopcast/loopcast/server/reqhead"
+	"github.com/loopcast/loopcast/server/internal/reqhead"
 )
 
 // acceptGUID is appended to the client's key (RFC 6455 §1.3).
@@ -54,9 +54,6 @@ type target struct {
 	echo bool
 	room []byte // aliases the request; copy before keeping
 }
-
-// MaxRoomName is the longest room name; names are [A-Za-z0-9._-]{1,64}.
-const MaxRoomName = 64
 
 // route maps an upgrade path to its target.
 func route(path []byte) (target, *rejection) {

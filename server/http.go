@@ -4,7 +4,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 	"golang.org/x/sys/unix"
 
-	"github.com/loopcast/loopcast/server/reqhead"
+	"github.com/loopcast/loopcast/server/internal/reqhead"
 )
 
 // serveHTTP answers the request heads buffered on an HTTP connection:
@@ -18,12 +18,6 @@ func (cs *conn) serveHTTP() gnet.Action {
 		avail := c.InboundBuffered()
 		if avail == 0 {
 			return gnet.None
-		}
-		// A client that pipelines requests and never reads the answers
-		// would have them buffered without bound (gnet keeps reading):
-		// past MaxPending unsent bytes it is dropped.
-		if c.OutboundBuffered() > l.srv.cfg.MaxPending {
-			return gnet.Close
 		}
 		b, _ := c.Peek(min(avail, MaxHeadBytes+1))
 		var h reqhead.Head
@@ -76,9 +70,12 @@ func (cs *conn) serveHTTP() gnet.Action {
 			mode = keepAlive10
 		}
 		l.stats.health.Add(1) // before the write: a reader of Stats after the answer sees it
-		_, _ = c.Write(healthResponses[draining][headOnly][mode])
+		// A client that pipelines requests and never reads the answers
+		// would have them queued without bound (gnet keeps reading): the
+		// slow-consumer rule closes it instead.
+		cs.out.Send(healthResponses[draining][headOnly][mode])
 		if cs.state != stateHTTP {
-			return gnet.None // the write failed and closed it
+			return gnet.None // closed: as a slow consumer, or by a failed write
 		}
 		_, _ = c.Discard(h.Len)
 		if !keep {
@@ -93,7 +90,7 @@ func (cs *conn) serveHTTP() gnet.Action {
 func (cs *conn) reject(rej *rejection) gnet.Action {
 	cs.loop.stats.rejected.Add(1)
 	cs.loop.stats.rejects[rej.idx].Add(1)
-	_, _ = cs.gc.Write(rej.resp)
+	cs.out.Send(rej.resp)
 	if cs.state != stateHTTP {
 		return gnet.None
 	}
@@ -120,21 +117,24 @@ func (cs *conn) linger() gnet.Action {
 // connection a WebSocket of its target.
 func (cs *conn) upgrade(h *reqhead.Head, t target) gnet.Action {
 	c, l := cs.gc, cs.loop
+	l.scratch = appendSwitching(l.scratch[:0], h.Key)
+	if !cs.out.Admit(len(l.scratch)) {
+		return gnet.None // closed as a slow consumer, before it became a WebSocket
+	}
 	// Become a WebSocket (and count it) before the 101 leaves, so that
 	// whoever sees the 101 sees the counters move, and a failed write
 	// is cleaned up by OnClose like any session.
 	cs.state = stateOpen
 	cs.echo = t.echo
 	if !t.echo {
-		l.srv.rooms.join(cs, t.room) // copies the name when it creates the room
+		cs.out.Join(t.room) // copies the name when it creates the room
 	}
 	l.stats.upgrades.Add(1)
 	l.stats.websockets.Add(1)
 	cs.seen = l.now
 	cs.nextPing = l.now + l.pingTicks
 	l.wheel.add(cs, cs.nextPing)
-	l.scratch = appendSwitching(l.scratch[:0], h.Key)
-	_, _ = c.Write(l.scratch)
+	cs.out.Queue(l.scratch) // admitted above
 	if cs.state == stateClosed {
 		return gnet.None
 	}

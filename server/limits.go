@@ -1,109 +1,94 @@
 package server
 
-import (
-	"net"
-	"net/netip"
-	"strings"
-	"sync"
+import "time"
 
-	"github.com/loopcast/loopcast/server/reqhead"
+// Every limit of the server that is not a Config knob, with its unit, its
+// reason and what happens when it is reached. Config's fields document
+// the knobs (MaxMessage, MaxPending, the timeouts, MaxConns); the wire
+// format's own limits (a 14-byte frame header, 125-byte control
+// payloads, RFC 6455 §5.2 and §5.5) are in internal/frame.
+
+// Request heads and names.
+const (
+	// MaxHeadBytes is the largest HTTP request head accepted, request
+	// line and headers with their CRLFs, in bytes. A larger head gets 431
+	// (RFC 6585 §5) and the connection is closed. 8 KiB is what common
+	// proxies (nginx, Application Gateway) allow by default.
+	MaxHeadBytes = 8 << 10
+
+	// MaxRoomName is the longest room name in bytes; names are
+	// [A-Za-z0-9._-]{1,64}. A longer one gets 400 at the upgrade and
+	// ErrBadRoom from Publish.
+	MaxRoomName = 64
+
+	// maxMessageCeiling bounds Config.MaxMessage (bytes) so that lengths
+	// fit in an int on every platform and buffers stay sane; Validate
+	// refuses more.
+	maxMessageCeiling = 1 << 30
+
+	// maxEventLoops bounds Config.EventLoops; Validate refuses more.
+	maxEventLoops = 1024
 )
 
-// admission enforces the connection limits at the handshake: MaxConns
-// WebSocket sessions in all, MaxConnsPerIP per client address. Counting
-// happens once per handshake and once per close, never per message.
-type admission struct {
-	maxConns, maxPerIP int
-	trusted            []netip.Prefix
+// Timing.
+const (
+	// closeGrace is how long the server waits for the peer's close frame,
+	// or lingers on an HTTP connection it is closing, before dropping
+	// TCP (never longer than Config.HandshakeTimeout).
+	closeGrace = 2 * time.Second
 
-	mu    sync.Mutex
-	total int
-	perIP map[netip.Addr]int
-}
+	// jwtLeeway is the clock skew allowed between token issuer and
+	// server for exp and nbf.
+	jwtLeeway = 30 * time.Second
 
-func newAdmission(cfg Config) (*admission, error) {
-	a := &admission{maxConns: cfg.MaxConns, maxPerIP: cfg.MaxConnsPerIP, perIP: map[netip.Addr]int{}}
-	for _, s := range cfg.TrustedProxies {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return nil, err
-		}
-		a.trusted = append(a.trusted, p.Masked())
-	}
-	return a, nil
-}
+	// minTick and maxTick bound the timing wheel's resolution, which is
+	// a tenth (tickDivisor) of the shortest timeout, so deadlines fire
+	// within 10% late, and fine enough to spread a drain's 1001 closes
+	// over at least drainTicks ticks.
+	minTick     = time.Millisecond
+	maxTick     = time.Second
+	tickDivisor = 10
+	drainTicks  = 20
 
-// admit counts a new session from ip, or returns the answer that refuses
-// it: 503 when the server is full, 429 when the address has its share.
-func (a *admission) admit(ip netip.Addr) *rejection {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.maxConns > 0 && a.total >= a.maxConns {
-		return rejFull
-	}
-	if a.maxPerIP > 0 && a.perIP[ip] >= a.maxPerIP {
-		return rejPerIP
-	}
-	a.total++
-	if a.maxPerIP > 0 {
-		a.perIP[ip]++
-	}
-	return nil
-}
+	// wheelSlots is the number of slots of a loop's timing wheel (a power
+	// of two). A deadline further than wheelSlots ticks away waits in its
+	// slot for later rounds: correct, at one extra look per round.
+	wheelSlots = 512
 
-// release uncounts a session admitted from ip.
-func (a *admission) release(ip netip.Addr) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.total--
-	if a.maxPerIP > 0 {
-		if n := a.perIP[ip] - 1; n > 0 {
-			a.perIP[ip] = n
-		} else {
-			delete(a.perIP, ip)
-		}
-	}
-}
+	// stopTimeout bounds Close: connections gnet has not closed by then
+	// are abandoned with the engine.
+	stopTimeout = 10 * time.Second
 
-func (a *admission) isTrusted(ip netip.Addr) bool {
-	for _, p := range a.trusted {
-		if p.Contains(ip) {
-			return true
-		}
-	}
-	return false
-}
+	// drainPollInterval is how often Shutdown checks whether every
+	// WebSocket is closed.
+	drainPollInterval = 10 * time.Millisecond
 
-// clientIP is the address a limit applies to: the peer's, unless the peer
-// is a trusted proxy (Application Gateway's subnet), in which case the
-// right-most X-Forwarded-For entry that is not itself a trusted proxy.
-// Entries may carry a port, as Application Gateway adds ("1.2.3.4:5678").
-// Untrusted peers cannot choose their address by sending the header.
-func (a *admission) clientIP(remote net.Addr, h *reqhead.Head) netip.Addr {
-	var ip netip.Addr
-	if ta, ok := remote.(*net.TCPAddr); ok {
-		ip, _ = netip.AddrFromSlice(ta.IP)
-		ip = ip.Unmap()
-	}
-	if !ip.IsValid() || !a.isTrusted(ip) || len(h.ForwardedFor) == 0 {
-		return ip
-	}
-	entries := strings.Split(string(h.ForwardedFor), ",")
-	for i := len(entries) - 1; i >= 0; i-- {
-		e := strings.TrimSpace(entries[i])
-		addr, err := netip.ParseAddr(e)
-		if err != nil {
-			ap, err2 := netip.ParseAddrPort(e)
-			if err2 != nil {
-				return ip // malformed: limit the proxy's own address
-			}
-			addr = ap.Addr()
-		}
-		addr = addr.Unmap()
-		if !a.isTrusted(addr) {
-			return addr
-		}
-		ip = addr
-	}
-	return ip
-}
+	// adminReadHeaderTimeout closes an admin connection that sent no
+	// complete request head in this long (slowloris on the admin port).
+	adminReadHeaderTimeout = 10 * time.Second
+)
+
+// Buffers of the write path.
+const (
+	// corkLimit is how many bytes a room shard's batch or a connection's
+	// cork collects (bytes) before it is written without waiting for the
+	// end of the poll cycle, so a burst holds at most this much per room
+	// shard and per connection.
+	corkLimit = 64 << 10
+
+	// maxFreeBufferBytes bounds the batch and cork buffer capacity a loop
+	// keeps for reuse (bytes): with 64-byte messages, enough for a
+	// cycle's writes to tens of thousands of members or rooms. Beyond it
+	// buffers go to the garbage collector; buffers over 2×corkLimit are
+	// never kept.
+	maxFreeBufferBytes = 8 << 20
+
+	// scratchBytes is the initial size of a loop's scratch buffer, which
+	// builds pongs, close frames and 101 answers (each under 256 bytes).
+	scratchBytes = 256
+
+	// maxEchoScratch is the largest echo frame buffer a loop keeps
+	// (bytes); a larger message's buffer is dropped after use, so one big
+	// echo does not pin memory per loop.
+	maxEchoScratch = 64 << 10
+)

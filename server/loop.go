@@ -7,15 +7,18 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
-	"github.com/valyala/bytebufferpool"
+
+	"github.com/loopcast/loopcast/server/internal/fanout"
 )
 
-// loop is the state loopcast keeps per gnet event loop. Everything except
-// stats and tickQueued is touched only on the loop's goroutine.
+// loop is the state loopcast keeps per gnet event loop besides the
+// fan-out engine's (fan). Everything except stats and tickQueued is
+// touched only on the loop's goroutine.
 type loop struct {
 	idx int
 	el  gnet.EventLoop
 	srv *Server
+	fan *fanout.Loop
 
 	now             int64 // ticks since the server started, as of the last tick
 	wheel           wheel
@@ -32,32 +35,16 @@ type loop struct {
 	tickQueued atomic.Bool
 	tickTask   gnet.Runnable
 
-	mbox      mailbox
-	drainTask gnet.Runnable
-
-	// dirty lists the connections with corked frames, written out by
-	// flush at the end of the loop turn. corkFree keeps cork and batch
-	// buffers for reuse: a loop-local free list, which unlike sync.Pool
-	// survives garbage collections, so steady fan-out allocates nothing.
-	// It holds at most maxCorkFreeBytes of capacity, and trimCorks gives
-	// back, each tick, the buffers no turn needed since the last one.
-	dirty         []*conn
-	batched       []*shard // room shards with a batch this turn
-	corkFree      []*bytebufferpool.ByteBuffer
-	corkFreeBytes int  // capacity held by corkFree
-	corkFreeLow   int  // fewest buffers corkFree held since the last trim
-	flushQueued   bool // a flushTask is queued on the loop
-	flushTask     gnet.Runnable
-
 	stats loopStats
 }
 
-// closeGrace is how long the server waits for the peer's close frame (or
-// lingers on an HTTP connection it is closing) before dropping TCP.
-const closeGrace = 2 * time.Second
+// gnetExecutor runs the engine's tasks on a gnet event loop.
+type gnetExecutor struct{ el gnet.EventLoop }
+
+func (e gnetExecutor) Execute(ctx context.Context, t fanout.Task) error { return e.el.Execute(ctx, t) }
 
 func newLoop(s *Server, idx int, el gnet.EventLoop) *loop {
-	l := &loop{idx: idx, el: el, srv: s, scratch: make([]byte, 0, 256)}
+	l := &loop{idx: idx, el: el, srv: s, fan: s.fan.AddLoop(gnetExecutor{el}), scratch: make([]byte, 0, scratchBytes)}
 	ticks := func(d time.Duration) int64 { return max(1, int64((d+s.tick-1)/s.tick)) }
 	l.pingTicks = ticks(s.cfg.PingInterval)
 	l.idleTicks = ticks(s.cfg.IdleTimeout)
@@ -70,104 +57,7 @@ func newLoop(s *Server, idx int, el gnet.EventLoop) *loop {
 		l.onTick()
 		return nil
 	})
-	l.flushTask = gnet.RunnableFunc(func(context.Context) error {
-		l.flushQueued = false
-		l.flush()
-		return nil
-	})
-	l.drainTask = gnet.RunnableFunc(func(context.Context) error {
-		l.drainMailbox()
-		return nil
-	})
 	return l
-}
-
-// corkLimit is how many bytes a connection corks before they are written
-// without waiting for the end of the loop turn.
-const corkLimit = 64 << 10
-
-// maxCorkFreeBytes bounds the buffer capacity a loop keeps for reuse:
-// with 64-byte messages, enough for a turn's writes to tens of thousands
-// of members or rooms.
-const maxCorkFreeBytes = 8 << 20
-
-func (l *loop) getCork() *bytebufferpool.ByteBuffer {
-	n := len(l.corkFree)
-	if n == 0 {
-		l.corkFreeLow = 0
-		return new(bytebufferpool.ByteBuffer)
-	}
-	b := l.corkFree[n-1]
-	l.corkFree[n-1] = nil
-	l.corkFree = l.corkFree[:n-1]
-	l.corkFreeBytes -= cap(b.B)
-	l.corkFreeLow = min(l.corkFreeLow, n-1)
-	return b
-}
-
-func (l *loop) putCork(b *bytebufferpool.ByteBuffer) {
-	if c := cap(b.B); c > 2*corkLimit || l.corkFreeBytes+c > maxCorkFreeBytes {
-		return // let the garbage collector have an oversized or surplus one
-	}
-	b.B = b.B[:0]
-	l.corkFree = append(l.corkFree, b)
-	l.corkFreeBytes += cap(b.B)
-}
-
-// trimCorks gives the garbage collector the free buffers that stayed
-// unused since the last trim (the bottom of the stack, below the
-// low-water mark), so the memory of a burst does not stay with an idle
-// loop. Runs each tick.
-func (l *loop) trimCorks() {
-	if drop := l.corkFreeLow; drop > 0 {
-		for _, b := range l.corkFree[:drop] {
-			l.corkFreeBytes -= cap(b.B)
-		}
-		n := copy(l.corkFree, l.corkFree[drop:])
-		clear(l.corkFree[n:])
-		l.corkFree = l.corkFree[:n]
-		if c := cap(l.corkFree); c > 64 && n < c/4 {
-			l.corkFree = append(make([]*bytebufferpool.ByteBuffer, 0, c/2), l.corkFree...)
-		}
-	}
-	l.corkFreeLow = len(l.corkFree)
-}
-
-// flushLater schedules flush after the other events of this poll cycle
-// (gnet runs queued tasks once its epoll batch is done), so frames for
-// one member from several readers' events, or from consecutive reads,
-// leave in one write: uWebSockets' cork-until-the-end-of-the-iteration.
-// One hand-off per cycle with output, not per message.
-func (l *loop) flushLater() {
-	if len(l.dirty) == 0 && len(l.batched) == 0 || l.flushQueued {
-		return
-	}
-	l.flushQueued = true
-	if err := l.el.Execute(context.Background(), l.flushTask); err != nil {
-		l.flushQueued = false
-		l.flush() // engine stopping: write now
-	}
-}
-
-// flush writes each room shard's batch to its members and every corked
-// connection's frames, one write per member (or connection) and turn:
-// several messages for one member within a loop turn leave together,
-// like uWebSockets' corking. A member with both writes its cork first.
-func (l *loop) flush() {
-	for i, sh := range l.batched {
-		l.batched[i] = nil
-		if len(sh.batch.B) > 0 {
-			l.flushShard(sh)
-		}
-		l.putCork(sh.batch)
-		sh.batch = nil
-	}
-	l.batched = l.batched[:0]
-	for i, cs := range l.dirty {
-		l.dirty[i] = nil
-		cs.uncork()
-	}
-	l.dirty = l.dirty[:0]
 }
 
 // onTick advances the wheel: handshake timeouts, pings, idle timeouts and
@@ -175,7 +65,7 @@ func (l *loop) flush() {
 func (l *loop) onTick() {
 	l.now = l.srv.ticksNow()
 	l.wheel.advance(l.now, l.expire)
-	l.trimCorks()
+	l.fan.Tick()
 }
 
 // expire handles a connection whose deadline came; it re-arms it when
@@ -209,11 +99,8 @@ func (l *loop) expire(cs *conn) {
 		}
 		if l.now >= cs.nextPing {
 			cs.nextPing = l.now + l.pingTicks
-			if cs.pendingOK(len(pingFrame)) {
-				cs.write(pingFrame)
-				if cs.state != stateOpen {
-					return
-				}
+			if !cs.out.Send(pingFrame) || cs.state != stateOpen {
+				return // closed: as a slow consumer, or by a failed write
 			}
 		}
 		l.wheel.add(cs, min(cs.nextPing, cs.seen+l.idleTicks))

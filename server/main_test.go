@@ -5,8 +5,8 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/loopcast/loopcast/internal/testutil"
 	"github.com/loopcast/loopcast/server"
-	"github.com/loopcast/loopcast/server/testutil"
 )
 
 // TestMain fails the package if a test leaves goroutines behind. gnet's

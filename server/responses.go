@@ -4,7 +4,7 @@ import (
 	"net/http"
 	"strconv"
 
-	"github.com/loopcast/loopcast/server/reqhead"
+	"github.com/loopcast/loopcast/server/internal/reqhead"
 )
 
 // Every HTTP answer except 101 is built once at start-up, so answering a

@@ -13,15 +13,14 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
-	"golang.org/x/sys/unix"
+
+	"github.com/loopcast/loopcast/server/internal/fanout"
 )
 
 // Server is a loopcast server. Create it with New, run it with Start, stop
 // it with Shutdown (graceful) or Close. Its methods are safe for
 // concurrent use.
 type Server struct {
-	gnet.BuiltinEventEngine
-
 	cfg    Config
 	log    *slog.Logger
 	nloops int
@@ -38,7 +37,7 @@ type Server struct {
 	loopsMu sync.Mutex
 	loops   atomic.Pointer[[]*loop] // indexed by loop idx; grows as loops appear
 
-	rooms  rooms
+	fan    *fanout.Engine // rooms and the write path
 	auth   *authenticator // nil: no token required
 	admit  *admission
 	remote atomic.Int64 // messages from other instances delivered here
@@ -67,8 +66,12 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		tick:   tickFor(cfg),
 		booted: make(chan struct{}),
 		done:   make(chan struct{}),
-		rooms:  rooms{m: map[string]*room{}, nloops: n, broker: cfg.Broker},
 	}
+	fc := fanout.Config{Loops: n, MaxPending: cfg.MaxPending, CorkLimit: corkLimit, MaxFreeBytes: maxFreeBufferBytes}
+	if b := cfg.Broker; b != nil {
+		fc.RoomOpened, fc.RoomClosed = b.Subscribe, b.Unsubscribe
+	}
+	s.fan = fanout.New(fc)
 	var err error
 	if s.auth, err = newAuthenticator(cfg); err != nil {
 		return nil, err
@@ -85,11 +88,11 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 // timeout, between 1 ms and 1 s, so deadlines fire within 10% late; and
 // fine enough to spread a drain's closes over at least 20 ticks.
 func tickFor(cfg Config) time.Duration {
-	d := min(cfg.PingInterval, cfg.IdleTimeout, cfg.HandshakeTimeout) / 10
+	d := min(cfg.PingInterval, cfg.IdleTimeout, cfg.HandshakeTimeout) / tickDivisor
 	if cfg.DrainDuration > 0 {
-		d = min(d, cfg.DrainDuration/20)
+		d = min(d, cfg.DrainDuration/drainTicks)
 	}
-	return min(max(d, time.Millisecond), time.Second)
+	return min(max(d, minTick), maxTick)
 }
 
 // Start listens on Config.Addr and serves in the background. It returns
@@ -99,7 +102,7 @@ func (s *Server) Start() error {
 	s.start = time.Now()
 	go func() {
 		defer close(s.done)
-		s.runErr = gnet.Run(s, "tcp://"+s.cfg.Addr,
+		s.runErr = gnet.Run(&handler{s: s}, "tcp://"+s.cfg.Addr,
 			gnet.WithNumEventLoop(s.nloops),
 			gnet.WithMulticore(s.nloops > 1),
 			gnet.WithReuseAddr(true),
@@ -126,14 +129,9 @@ func (s *Server) Start() error {
 // Addr is the address the main listener is bound to (after Start).
 func (s *Server) Addr() net.Addr { return s.addr }
 
-// EventLoops is the number of gnet event loops the server runs.
+// EventLoops is the number of gnet event loops the server runs
+// (Config.EventLoops, or GOMAXPROCS when that is 0).
 func (s *Server) EventLoops() int { return s.nloops }
-
-// Config returns the configuration the server runs with.
-func (s *Server) Config() Config { return s.cfg }
-
-// Draining reports whether Shutdown has begun.
-func (s *Server) Draining() bool { return s.draining.Load() }
 
 // Close stops the engine at once: connections are dropped without a
 // close handshake. It waits for the engine to stop.
@@ -143,7 +141,7 @@ func (s *Server) Close() error {
 	default:
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
 	defer cancel()
 	if s.admin != nil {
 		_ = s.admin.Shutdown(ctx)
@@ -185,7 +183,7 @@ func (s *Server) closeWebSockets(ctx context.Context) error {
 			return nil
 		}))
 	}
-	deadline := time.NewTicker(10 * time.Millisecond)
+	deadline := time.NewTicker(drainPollInterval)
 	defer deadline.Stop()
 	for {
 		var open int64
@@ -226,113 +224,6 @@ func (s *Server) loopFor(el gnet.EventLoop) *loop {
 }
 
 func (s *Server) ticksNow() int64 { return int64(time.Since(s.start) / s.tick) }
-
-// OnBoot records the engine and the bound address.
-func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
-	s.eng = eng
-	fd, err := eng.Dup()
-	if err == nil {
-		if sa, err := unix.Getsockname(fd); err == nil {
-			s.addr = sockaddrToTCP(sa)
-		}
-		_ = unix.Close(fd)
-	}
-	close(s.booted)
-	return gnet.None
-}
-
-func sockaddrToTCP(sa unix.Sockaddr) net.Addr {
-	switch a := sa.(type) {
-	case *unix.SockaddrInet4:
-		return &net.TCPAddr{IP: net.IP(a.Addr[:]).To16(), Port: a.Port}
-	case *unix.SockaddrInet6:
-		return &net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port}
-	}
-	return nil
-}
-
-// OnTick asks every loop to advance its timing wheel. It runs on gnet's
-// ticker goroutine, so the work is handed to the loops.
-func (s *Server) OnTick() (time.Duration, gnet.Action) {
-	for _, l := range s.loopList() {
-		if l.tickQueued.CompareAndSwap(false, true) {
-			if err := l.el.Execute(context.Background(), l.tickTask); err != nil {
-				l.tickQueued.Store(false)
-			}
-		}
-	}
-	return s.tick, gnet.None
-}
-
-// OnOpen gives a new connection its state and its handshake deadline.
-func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
-	l := s.loopFor(c.EventLoop())
-	l.now = s.ticksNow() // a busy loop's last tick may be long past
-	cs := &conn{gc: c, fd: c.Fd(), loop: l, since: l.now, wslot: -1}
-	c.SetContext(cs)
-	l.stats.conns.Add(1)
-	l.stats.accepted.Add(1)
-	l.wheel.add(cs, l.now+l.handshakeTicks)
-	return nil, gnet.None
-}
-
-// OnClose releases a connection's state and counts why it closed.
-func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
-	cs, ok := c.Context().(*conn)
-	if !ok || cs.state == stateClosed {
-		return gnet.None
-	}
-	l := cs.loop
-	r := cs.reason
-	if !cs.hasReason {
-		r = closeHTTP
-		if cs.state == stateOpen {
-			r = closeGone
-		}
-	}
-	l.stats.closes[r].Add(1)
-	if cs.state == stateOpen || cs.state == stateClosing {
-		l.stats.websockets.Add(-1)
-		s.admit.release(cs.ip)
-	}
-	if cs.room != nil {
-		s.rooms.leave(cs) // gone: its unwritten room frames with it
-	}
-	cs.dropMessage()
-	if cs.cork != nil {
-		l.putCork(cs.cork)
-		cs.cork = nil
-	}
-	l.wheel.remove(cs)
-	cs.state = stateClosed
-	l.stats.conns.Add(-1)
-	return gnet.None
-}
-
-// OnTraffic serves whatever the connection's state expects.
-func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
-	cs := c.Context().(*conn)
-	// Timestamps taken below (request start, last activity) must not
-	// lag: on a busy loop the tick that advances now may be queued
-	// behind this read. One monotonic clock read per read event.
-	cs.loop.now = s.ticksNow()
-	for {
-		switch cs.state {
-		case stateHTTP:
-			if a := cs.serveHTTP(); a != gnet.None || cs.state == stateHTTP {
-				return a
-			}
-			// Upgraded: frames may follow the head in the same read.
-		case stateOpen, stateClosing:
-			a := cs.serveFrames()
-			cs.loop.flushLater()
-			return a
-		default: // lingering or closed: drop input
-			_, _ = c.Discard(-1)
-			return gnet.None
-		}
-	}
-}
 
 // gnetLogger sends gnet's own log lines to slog.
 type gnetLogger struct{ l *slog.Logger }

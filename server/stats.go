@@ -13,7 +13,7 @@ const (
 	closeInvalidUTF8                         // 1007
 	closePolicy                              // 1008: e.g. publishing disabled
 	closeTooBig                              // 1009: message over MaxMessage
-	closeSlowConsumer                        // 1013: unsent bytes over MaxPending
+	closeSlowConsumer                        // 1013 (HTTP: closed): unsent bytes over MaxPending
 	closeIdle                                // nothing received for IdleTimeout
 	closeGoingAway                           // 1001: server shutdown
 	closeHandshakeTimeout                    // no complete request head in time
@@ -46,9 +46,6 @@ type loopStats struct {
 	health       atomic.Int64 // health responses
 	msgsIn       atomic.Int64 // data messages received
 	bytesIn      atomic.Int64 // payload bytes of data messages received
-	deliveries   atomic.Int64 // frames written to members (echo included)
-	bytesOut     atomic.Int64 // bytes of those frames
-	published    atomic.Int64 // room messages sequenced by this loop
 	brokerErrors atomic.Int64 // messages the Broker refused
 	closes       [numCloseReasons]atomic.Int64
 	rejects      [len(rejectStatuses)]atomic.Int64 // refusals by status
@@ -91,9 +88,6 @@ func (s *Server) Stats() Stats {
 		st.Health += ls.health.Load()
 		st.MessagesIn += ls.msgsIn.Load()
 		st.BytesIn += ls.bytesIn.Load()
-		st.Deliveries += ls.deliveries.Load()
-		st.BytesOut += ls.bytesOut.Load()
-		st.Published += ls.published.Load()
 		st.BrokerErrors += ls.brokerErrors.Load()
 		for i, status := range rejectStatuses {
 			if v := ls.rejects[i].Load(); v > 0 {
@@ -105,7 +99,9 @@ func (s *Server) Stats() Stats {
 		}
 	}
 	st.SlowConsumers = st.Closes[closeSlowConsumer.String()]
-	st.Rooms = s.rooms.count()
+	fc := s.fan.Counters()
+	st.Deliveries, st.BytesOut, st.Published = fc.Deliveries, fc.BytesOut, fc.Published
+	st.Rooms = int64(s.fan.RoomCount())
 	st.Remote = s.remote.Load()
 	return st
 }

@@ -1,10 +1,5 @@
 package server
 
-// wheelSlots is the number of slots of a loop's timing wheel (a power of
-// two). A deadline further than wheelSlots ticks away waits in its slot
-// for later rounds.
-const wheelSlots = 512
-
 // wheel is a hashed timing wheel of connection deadlines, one per loop
 // and touched only on that loop. Adding, removing and firing cost O(1)
 // per connection; connections link into slots through their own fields,

@@ -5,7 +5,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 	"github.com/valyala/bytebufferpool"
 
-	"github.com/loopcast/loopcast/server/frame"
+	"github.com/loopcast/loopcast/server/internal/frame"
 )
 
 // errTooBig closes a message over Config.MaxMessage (RFC 6455 §7.4.1).
@@ -81,7 +81,7 @@ func (cs *conn) closeAfterFlush() gnet.Action {
 	}
 	l := cs.loop
 	if cs.state == stateOpen {
-		cs.leaveRoom()
+		cs.out.Leave()
 		cs.dropMessage()
 		cs.state = stateClosing
 	}
@@ -119,11 +119,7 @@ func (cs *conn) handleFrame(h frame.Header, payload []byte) gnet.Action {
 		// §5.5.3: a Pong with the same Application data.
 		l.scratch = frame.AppendHeader(l.scratch[:0], true, ws.OpPong, len(payload))
 		l.scratch = append(l.scratch, payload...)
-		if cs.pendingOK(len(l.scratch)) {
-			cs.write(l.scratch)
-		} else {
-			cs.closeWith(closeSlowConsumer)
-		}
+		cs.out.Send(l.scratch) // or closed as a slow consumer
 		return gnet.None
 	case ws.OpPong:
 		return gnet.None // seen is already updated
@@ -135,8 +131,8 @@ func (cs *conn) handleFrame(h frame.Header, payload []byte) gnet.Action {
 		// §5.5.1: echo the status code, then the server closes TCP.
 		cs.setReason(closePeer)
 		l.scratch = frame.AppendClose(l.scratch[:0], code, "")
-		cs.write(l.scratch)
-		cs.uncork()
+		cs.out.Queue(l.scratch)
+		cs.out.Flush()
 		return cs.closeAfterFlush()
 	}
 
@@ -185,17 +181,15 @@ func (cs *conn) message(op ws.OpCode, payload []byte) {
 	if cs.echo {
 		l.out = frame.AppendHeader(l.out[:0], true, op, len(payload))
 		l.out = append(l.out, payload...)
-		if cs.send(l.out) {
-			l.stats.deliveries.Add(1)
-			l.stats.bytesOut.Add(int64(len(l.out)))
-		}
-		if cap(l.out) > 1<<16 {
+		cs.out.Deliver(l.out) // or closed as a slow consumer
+		if cap(l.out) > maxEchoScratch {
 			l.out = nil // do not pin a large echo buffer per loop
 		}
 		return
 	}
-	if cs.room != nil {
-		l.publish(cs.room, op, payload)
-		l.forward(cs.room, op, payload)
+	if r := cs.out.Room(); r != nil {
+		l.scratch = frame.AppendHeader(l.scratch[:0], true, op, len(payload))
+		l.fan.Publish(r, l.scratch, payload)
+		l.forward(r.Name(), op, payload)
 	}
 }

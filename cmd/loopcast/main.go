@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/loopcast/loopcast/cmd/loopcast/flags"
 	"github.com/loopcast/loopcast/server"
 	"github.com/loopcast/loopcast/server/cluster"
 )
@@ -44,7 +45,7 @@ func (e usageError) Unwrap() error { return e.error }
 // ends (the first SIGTERM or SIGINT). After that, unhook restores default
 // signal handling, so a second signal ends the process at once.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, unhook func()) error {
-	cfg, opts, err := server.LoadConfig(args, getenv, stderr)
+	cfg, opts, err := flags.Load(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}
@@ -53,7 +54,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if opts.NATSURL != "" {
 		if err := cluster.ValidateURL(opts.NATSURL); err != nil {
-			return usageError{fmt.Errorf("%s: %w", server.EnvName("nats-url"), err)}
+			return usageError{fmt.Errorf("%s: %w", flags.EnvName("nats-url"), err)}
 		}
 	}
 	if opts.Check {
@@ -126,7 +127,7 @@ func newBridge(url string, cfg server.Config, log *slog.Logger) (*cluster.Bridge
 	return cluster.New(cluster.Options{URL: url, Name: name, Logger: log, MaxMessage: cfg.MaxMessage})
 }
 
-func newLogger(w io.Writer, opts server.Options) *slog.Logger {
+func newLogger(w io.Writer, opts flags.Options) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(opts.LogLevel))
 	ho := &slog.HandlerOptions{Level: level}

@@ -21,7 +21,7 @@ import (
 	"time"
 
 	gorilla "github.com/gorilla/websocket"
-	"github.com/loopcast/loopcast/server/testutil"
+	"github.com/loopcast/loopcast/internal/testutil"
 	"go.uber.org/goleak"
 )
 

@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gobwas/ws"
+	"github.com/loopcast/loopcast/server"
 	"github.com/nats-io/nats.go"
 	"github.com/valyala/bytebufferpool"
 )
@@ -105,7 +105,7 @@ type Options struct {
 
 // Deliverer takes messages from other instances; *server.Server is one.
 type Deliverer interface {
-	DeliverRemote(room string, op ws.OpCode, payload []byte) (int, error)
+	DeliverRemote(room string, op server.MessageType, payload []byte) (int, error)
 }
 
 // Bridge is a server.Broker over one NATS connection. Create it with
@@ -150,7 +150,7 @@ type destination struct{ d Deliverer }
 
 type outMsg struct {
 	room string
-	op   ws.OpCode
+	op   server.MessageType
 	buf  *bytebufferpool.ByteBuffer
 }
 
@@ -290,7 +290,7 @@ func (b *Bridge) want(room string, on bool) {
 // NATS without blocking. It refuses a message over the NATS server's
 // max_payload (*PayloadError), or when the queue is full (ErrBacklog).
 // Each refusal is counted.
-func (b *Bridge) Publish(room string, op ws.OpCode, payload []byte) error {
+func (b *Bridge) Publish(room string, op server.MessageType, payload []byte) error {
 	if b.closing.Load() {
 		b.stats.errors[errClosed].Add(1)
 		return ErrClosed
@@ -362,16 +362,16 @@ func (b *Bridge) send(m outMsg) {
 }
 
 // subject returns the cached subject of room's messages with opcode op.
-func (b *Bridge) subject(room string, op ws.OpCode) string {
+func (b *Bridge) subject(room string, op server.MessageType) string {
 	s := b.subjects[room]
 	if s == nil {
 		if len(b.subjects) >= 1<<16 { // rooms published to without members here
 			clear(b.subjects)
 		}
-		s = &[2]string{subject(room, ws.OpText), subject(room, ws.OpBinary)}
+		s = &[2]string{subject(room, server.Text), subject(room, server.Binary)}
 		b.subjects[room] = s
 	}
-	if op == ws.OpText {
+	if op == server.Text {
 		return s[0]
 	}
 	return s[1]

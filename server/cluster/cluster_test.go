@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gobwas/ws"
 	gorilla "github.com/gorilla/websocket"
 
 	"github.com/loopcast/loopcast/server"
@@ -44,7 +43,7 @@ func TestFanoutAcrossNodes(t *testing.T) {
 		}()
 	}
 	for i := range perPublisher / 4 {
-		if _, err := nodes[0].srv.Publish("lobby", ws.OpText, []byte(msg("admin", i))); err != nil {
+		if _, err := nodes[0].srv.Publish("lobby", server.Text, []byte(msg("admin", i))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -120,7 +119,7 @@ func TestRoomNamesWithDots(t *testing.T) {
 		waitInterest(t, ns, r, 2)
 	}
 	for _, r := range rooms {
-		if _, err := n1.srv.Publish(r, ws.OpText, []byte(r+":0")); err != nil {
+		if _, err := n1.srv.Publish(r, server.Text, []byte(r+":0")); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -144,11 +143,11 @@ func TestBinaryOpcodeCrossesNodes(t *testing.T) {
 	m := join(t, n2, "bin", "y")
 	waitInterest(t, ns, "bin", 2)
 	payload := []byte{0, 0xff, 0xfe, 'a'} // not UTF-8: would close a text receiver with 1007
-	if _, err := n1.srv.Publish("bin", ws.OpBinary, payload); err != nil {
+	if _, err := n1.srv.Publish("bin", server.Binary, payload); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 5*time.Second, "binary message", func() bool { return len(m.received()) == 1 })
-	if _, err := n1.srv.Publish("bin", ws.OpText, []byte("text")); err != nil {
+	if _, err := n1.srv.Publish("bin", server.Text, []byte("text")); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 5*time.Second, "text message", func() bool { return len(m.received()) == 2 })
@@ -310,7 +309,7 @@ func TestMaxPayload(t *testing.T) {
 	}
 
 	big := strings.Repeat("x", 1025)
-	n, err := n1.srv.Publish("big", ws.OpText, []byte(big))
+	n, err := n1.srv.Publish("big", server.Text, []byte(big))
 	if !errors.Is(err, cluster.ErrTooLarge) || n != 1 || !strings.Contains(err.Error(), "1025 bytes is over the NATS server's max_payload of 1024 bytes") {
 		t.Errorf("Publish: %d, %v", n, err)
 	}
@@ -322,7 +321,7 @@ func TestMaxPayload(t *testing.T) {
 	}
 
 	fits := strings.Repeat("y", 1024)
-	if _, err := n1.srv.Publish("big", ws.OpText, []byte(fits)); err != nil {
+	if _, err := n1.srv.Publish("big", server.Text, []byte(fits)); err != nil {
 		t.Errorf("a message of exactly max_payload: %v", err)
 	}
 	waitFor(t, 5*time.Second, "the local member to get all three", func() bool { return len(local.received()) == 3 })
@@ -394,7 +393,7 @@ func BenchmarkPublish(b *testing.B) {
 	payload := make([]byte, 64)
 	b.ReportAllocs()
 	for b.Loop() {
-		for br.Publish("bench", ws.OpBinary, payload) != nil {
+		for br.Publish("bench", server.Binary, payload) != nil {
 			time.Sleep(time.Microsecond) // queue full: NATS is behind
 		}
 	}

@@ -16,9 +16,9 @@ import (
 	natstest "github.com/nats-io/nats-server/v2/test"
 	"go.uber.org/goleak"
 
+	"github.com/loopcast/loopcast/internal/testutil"
 	"github.com/loopcast/loopcast/server"
 	"github.com/loopcast/loopcast/server/cluster"
-	"github.com/loopcast/loopcast/server/testutil"
 )
 
 // TestMain fails the package if a test leaves goroutines behind. gnet's

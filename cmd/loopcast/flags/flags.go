@@ -1,4 +1,9 @@
-package server
+// Package flags turns loopcast's command line and LOOPCAST_* environment
+// into a server.Config: flag over environment over default. The server
+// library takes a Config and reads neither; this package is the
+// command's, shared with the tests that check the deploy manifests'
+// environment against it.
+package flags
 
 import (
 	"errors"
@@ -6,9 +11,11 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/loopcast/loopcast/server"
 )
 
-// EnvPrefix is the prefix of every environment variable LoadConfig reads:
+// EnvPrefix is the prefix of every environment variable Load reads:
 // flag --max-message is LOOPCAST_MAX_MESSAGE.
 const EnvPrefix = "LOOPCAST_"
 
@@ -78,7 +85,7 @@ func (l stringList) Set(s string) error {
 	return nil
 }
 
-// Options that only the command uses, parsed alongside Config.
+// Options that only the command uses, parsed alongside server.Config.
 type Options struct {
 	// Check validates the configuration and exits (--check).
 	Check bool
@@ -87,18 +94,18 @@ type Options struct {
 	// LogLevel is "debug", "info" (default), "warn" or "error".
 	LogLevel string
 	// NATSURL, when set, fans rooms out across instances over NATS
-	// (package cluster builds Config.Broker from it). Empty (the
+	// (package cluster builds server.Config.Broker from it). Empty (the
 	// default): rooms are in-process only.
 	NATSURL string
 }
 
-// LoadConfig builds a Config from command-line flags over LOOPCAST_*
-// environment variables over DefaultConfig. getenv may be nil (no
+// Load builds a server.Config from command-line flags over LOOPCAST_*
+// environment variables over server.DefaultConfig. getenv may be nil (no
 // environment). The result is validated; errors name the flag and its
 // environment variable. With -h it returns flag.ErrHelp after printing
 // usage to out.
-func LoadConfig(args []string, getenv func(string) string, out io.Writer) (Config, Options, error) {
-	cfg := DefaultConfig()
+func Load(args []string, getenv func(string) string, out io.Writer) (server.Config, Options, error) {
+	cfg := server.DefaultConfig()
 	opts := Options{LogFormat: "text", LogLevel: "info"}
 	fs := flag.NewFlagSet("loopcast", flag.ContinueOnError)
 	fs.SetOutput(out)
