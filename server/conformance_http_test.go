@@ -78,6 +78,12 @@ func TestConformanceHTTP(t *testing.T) {
 		{name: "obs-fold", req: "GET / HTTP/1.1\r\nHost: a\r\nX-A: b\r\n c\r\n\r\n", status: 400, closes: true},
 		{name: "space-before-colon", req: "GET / HTTP/1.1\r\nHost : a\r\n\r\n", status: 400, closes: true},
 		{name: "duplicate-host", req: "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", status: 400, closes: true},
+		// RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request)
+		// status code to any HTTP/1.1 request message that lacks a Host
+		// header field"; an empty Host is valid, and HTTP/1.0 needs none.
+		{name: "http11-without-host", req: "GET / HTTP/1.1\r\n\r\n", status: 400, body: "Host", closes: true},
+		{name: "upgrade-without-host", req: strings.Replace(up("/echo"), "Host: 127.0.0.1\r\n", "", 1), status: 400, body: "Host", closes: true},
+		{name: "http11-empty-host", req: "GET / HTTP/1.1\r\nHost:\r\n\r\n", status: 200, body: "ok\n"},
 		{name: "duplicate-key", req: up("/echo", "Sec-WebSocket-Key: "+newKey()+"\r\n", "Sec-WebSocket-Key: "+newKey()+"\r\n"), status: 400, closes: true},
 		{name: "origin-wrong", req: up("/echo", "Origin: https://evil.example.com\r\n"), status: 403, closes: true, cfgName: "origins"},
 		{name: "origin-missing", req: up("/echo"), status: 403, closes: true, cfgName: "origins"},

@@ -53,7 +53,7 @@ func TestHealthPipelinedAndSplit(t *testing.T) {
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	reqs := "GET / HTTP/1.1\r\nHost: localhost\r\n\r\nHEAD /x HTTP/1.1\r\n\r\nGET /livez HTTP/1.1\r\n\r\n"
+	reqs := "GET / HTTP/1.1\r\nHost: localhost\r\n\r\nHEAD /x HTTP/1.1\r\nHost: localhost\r\n\r\nGET /livez HTTP/1.1\r\nHost: localhost\r\n\r\n"
 	// One write with three requests, then the same three one byte at a time.
 	if _, err := io.WriteString(c, reqs); err != nil {
 		t.Fatal(err)
@@ -86,7 +86,7 @@ func TestHealthHTTP10(t *testing.T) {
 	}{
 		{"GET / HTTP/1.0\r\n\r\n", false},
 		{"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", true},
-		{"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", false},
+		{"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", false},
 	} {
 		c, err := net.Dial("tcp", srv.Addr().String())
 		if err != nil {

@@ -118,7 +118,7 @@ var parseRejections = func() map[*reqhead.Error]*rejection {
 	m := map[*reqhead.Error]*rejection{}
 	for _, e := range []*reqhead.Error{
 		reqhead.ErrRequestLine, reqhead.ErrTarget, reqhead.ErrVersion, reqhead.ErrVersionSupport,
-		reqhead.ErrHeaderLine, reqhead.ErrObsFold, reqhead.ErrDuplicate, reqhead.ErrContentLength,
+		reqhead.ErrHeaderLine, reqhead.ErrObsFold, reqhead.ErrDuplicate, reqhead.ErrContentLength, reqhead.ErrNoHost,
 	} {
 		m[e] = newRejection(e.Status, e.Reason, "")
 	}

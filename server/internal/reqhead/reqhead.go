@@ -44,6 +44,7 @@ var (
 	ErrObsFold        = &Error{400, "obsolete line folding in header field"}
 	ErrDuplicate      = &Error{400, "duplicate header field that must appear once"}
 	ErrContentLength  = &Error{400, "invalid Content-Length"}
+	ErrNoHost         = &Error{400, "HTTP/1.1 request without a Host header (RFC 9112 section 3.2)"}
 )
 
 // Connection and Upgrade tokens seen in any occurrence of the headers.
@@ -62,8 +63,7 @@ type Head struct {
 	Minor  int    // HTTP/1.Minor: 0 or 1
 	Len    int    // bytes of the head, final empty line included
 
-	Host          []byte
-	Upgrade       []byte // raw value, for error messages
+	Host          []byte // required in HTTP/1.1; may be empty
 	Key           []byte // Sec-WebSocket-Key
 	Version       []byte // Sec-WebSocket-Version
 	Origin        []byte
@@ -71,7 +71,6 @@ type Head struct {
 	ForwardedFor  []byte // X-Forwarded-For, first occurrence
 
 	Tokens        int   // Conn* and UpgradeWS bits
-	HasUpgrade    bool  // an Upgrade header was present
 	ContentLength int64 // -1 when absent
 	Chunked       bool  // Transfer-Encoding present (any value)
 }
@@ -106,6 +105,12 @@ func Parse(b []byte, limit int, h *Head) error {
 	for {
 		line, rest = nextLine(rest)
 		if len(line) == 0 {
+			if h.Minor == 1 && h.Host == nil {
+				// RFC 9112 §3.2: "A server MUST respond with a 400 (Bad
+				// Request) status code to any HTTP/1.1 request message
+				// that lacks a Host header field".
+				return ErrNoHost
+			}
 			return nil
 		}
 		if err := h.parseField(line); err != nil {
@@ -250,10 +255,6 @@ func (h *Head) parseField(line []byte) error {
 			}
 		})
 	case equalFold(name, "upgrade"):
-		h.HasUpgrade = true
-		if h.Upgrade == nil {
-			h.Upgrade = value
-		}
 		forEachToken(value, func(t []byte) {
 			// A protocol may carry a version: "websocket/13" is not
 			// RFC 6455's token, so compare the whole token.

@@ -18,7 +18,7 @@ func TestParseUpgrade(t *testing.T) {
 	if string(h.Method) != "GET" || string(h.Path) != "/ws" || h.Minor != 1 || h.Len != len(seedCurl) {
 		t.Fatalf("request line: %+v", h)
 	}
-	if h.Tokens != ConnUpgrade|UpgradeWS || !h.HasUpgrade || string(h.Key) != "123" ||
+	if h.Tokens != ConnUpgrade|UpgradeWS || string(h.Key) != "123" ||
 		string(h.Version) != "13" || string(h.Origin) != "http://localhost" || string(h.Host) != "localhost" {
 		t.Fatalf("fields: %+v", h)
 	}
@@ -33,12 +33,12 @@ func TestParseTokensAndVersions(t *testing.T) {
 		tokens    int
 		keepAlive bool
 	}{
-		{"GET / HTTP/1.1\r\nConnection: keep-alive, Upgrade\r\nUpgrade: WebSocket\r\n\r\n", ConnKeepAlive | ConnUpgrade | UpgradeWS, true},
-		{"GET / HTTP/1.1\r\nconnection: CLOSE\r\n\r\n", ConnClose, false},
+		{"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Upgrade\r\nUpgrade: WebSocket\r\n\r\n", ConnKeepAlive | ConnUpgrade | UpgradeWS, true},
+		{"GET / HTTP/1.1\r\nHost: a\r\nconnection: CLOSE\r\n\r\n", ConnClose, false},
 		{"GET / HTTP/1.0\r\n\r\n", 0, false},
 		{"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", ConnKeepAlive, true},
-		{"GET / HTTP/1.1\r\nUpgrade: h2c, websocket/13\r\nConnection: upgrade\r\nConnection: close\r\n\r\n", ConnUpgrade | ConnClose, false},
-		{"GET / HTTP/1.1\nUpgrade:websocket\n\n", UpgradeWS, true}, // bare LF lines, no OWS
+		{"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: h2c, websocket/13\r\nConnection: upgrade\r\nConnection: close\r\n\r\n", ConnUpgrade | ConnClose, false},
+		{"GET / HTTP/1.1\nHost:a\nUpgrade:websocket\n\n", UpgradeWS, true}, // bare LF lines, no OWS
 	}
 	for _, c := range cases {
 		var h Head
@@ -53,10 +53,10 @@ func TestParseTokensAndVersions(t *testing.T) {
 
 func TestParseTargets(t *testing.T) {
 	cases := map[string][2]string{
-		"GET /ws/room-1?token=abc HTTP/1.1\r\n\r\n":    {"/ws/room-1", "token=abc"},
-		"GET http://example.com/ws?x HTTP/1.1\r\n\r\n": {"/ws", "x"},
-		"GET http://example.com HTTP/1.1\r\n\r\n":      {"/", ""},
-		"\r\nGET /after-empty-line HTTP/1.1\r\n\r\n":   {"/after-empty-line", ""},
+		"GET /ws/room-1?token=abc HTTP/1.1\r\nHost: a\r\n\r\n":              {"/ws/room-1", "token=abc"},
+		"GET http://example.com/ws?x HTTP/1.1\r\nHost: example.com\r\n\r\n": {"/ws", "x"},
+		"GET http://example.com HTTP/1.1\r\nHost: example.com\r\n\r\n":      {"/", ""},
+		"\r\nGET /after-empty-line HTTP/1.1\r\nHost: a\r\n\r\n":             {"/after-empty-line", ""},
 	}
 	for in, want := range cases {
 		var h Head
@@ -109,7 +109,7 @@ func TestParseLimit(t *testing.T) {
 	if err := Parse([]byte(big[:8193]), 8192, &h); err != ErrTooLarge {
 		t.Fatalf("8 KiB + 1 without end: %v, want ErrTooLarge", err)
 	}
-	exact := "GET / HTTP/1.1\r\nX: " + strings.Repeat("a", 8192-len("GET / HTTP/1.1\r\nX: \r\n\r\n")) + "\r\n\r\n"
+	exact := "GET / HTTP/1.1\r\nHost: a\r\nX: " + strings.Repeat("a", 8192-len("GET / HTTP/1.1\r\nHost: a\r\nX: \r\n\r\n")) + "\r\n\r\n"
 	if err := Parse([]byte(exact), 8192, &h); err != nil || h.Len != 8192 {
 		t.Fatalf("head of exactly 8 KiB: %v len %d", err, h.Len)
 	}
@@ -152,6 +152,25 @@ func BenchmarkParseProbe(b *testing.B) {
 	for b.Loop() {
 		if err := Parse(probe, 8192, &h); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// RFC 9112 §3.2: an HTTP/1.1 request needs exactly one Host header, which
+// may be empty; HTTP/1.0 requests may go without.
+func TestParseHostRule(t *testing.T) {
+	for in, want := range map[string]error{
+		"GET / HTTP/1.1\r\n\r\n":                       ErrNoHost,
+		"GET / HTTP/1.1\r\nX-Host: a\r\n\r\n":          ErrNoHost,
+		"GET / HTTP/1.1\r\nHost:\r\n\r\n":              nil,
+		"GET / HTTP/1.1\r\nhOsT: a\r\n\r\n":            nil,
+		"GET / HTTP/1.0\r\n\r\n":                       nil,
+		"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n": ErrDuplicate,
+		"GET / HTTP/1.1\r\nHost:\r\nHost:\r\n\r\n":     ErrDuplicate,
+	} {
+		var h Head
+		if err := Parse([]byte(in), 8192, &h); err != want {
+			t.Errorf("%q: got %v, want %v", in, err, want)
 		}
 	}
 }
