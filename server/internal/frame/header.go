@@ -135,19 +135,6 @@ func AppendHeader(dst []byte, fin bool, op ws.OpCode, length int) []byte {
 	}
 }
 
-// HeaderLen returns the size of the unmasked header AppendHeader writes
-// for a payload of length bytes.
-func HeaderLen(length int) int {
-	switch {
-	case length <= 125:
-		return 2
-	case length <= 0xffff:
-		return 4
-	default:
-		return 10
-	}
-}
-
 // Unmask XORs payload in place with mask; offset is the payload's position
 // within the frame when unmasking in pieces.
 func Unmask(payload []byte, mask [4]byte, offset int) {
