@@ -37,9 +37,6 @@ type conn struct {
 	// peerClosed marks a closing WebSocket whose peer's close frame came
 	// while output was still queued: see closeAfterFlush.
 	peerClosed bool
-	// graced marks an HTTP connection whose handshake deadline found
-	// unread bytes in its socket once: see loop.expire.
-	graced bool
 
 	ip netip.Addr // client address counted by admission (WebSockets only)
 
@@ -64,7 +61,11 @@ type conn struct {
 	since    int64 // HTTP: when the current request head started
 	seen     int64 // WebSocket: last inbound bytes
 	nextPing int64
-	closeBy  int64 // peerClosed: close even if output is still queued
+	// closeBy is when to close at the latest: in stateHTTP, once the
+	// handshake deadline found the request unread in the socket (see
+	// loop.expire; 0 until then); with peerClosed, even if output is
+	// still queued.
+	closeBy int64
 
 	// Timing wheel links.
 	deadline     int64

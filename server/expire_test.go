@@ -71,22 +71,23 @@ func testConn(t *testing.T, l *loop, state connState) (*conn, int) {
 }
 
 // A handshake deadline that finds the request waiting unread in the
-// socket (the loop was busy) waits one tick, once; without unread bytes,
-// or the second time, the connection is closed as a handshake timeout.
+// socket (the loop was busy) looks again each tick for up to closeGrace;
+// without unread bytes, or once closeGrace has passed, the connection is
+// closed as a handshake timeout.
 func TestHandshakeDeadlineGraceForUnreadRequest(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
 		unread     bool
-		wantClosed []bool // after each of two expiries
+		wantClosed []bool // after each expiry, one tick apart
 	}{
 		{"nothing unread", false, []bool{true}},
-		{"request unread", true, []bool{false, true}},
+		{"request unread", true, []bool{false, false, false, true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			el := &fakeEventLoop{}
 			cfg := DefaultConfig()
 			l := testLoop(t, cfg, el)
-			l.handshakeTicks, l.now, l.wheel.cur = 10, 100, 100
+			l.handshakeTicks, l.closeGraceTicks, l.now, l.wheel.cur = 10, 3, 100, 100
 			cs, peer := testConn(t, l, stateHTTP)
 			cs.since = 90
 			if tc.unread {

@@ -81,7 +81,7 @@ func (cs *conn) serveHTTP() gnet.Action {
 		if !keep {
 			return cs.linger()
 		}
-		cs.since = l.now // the next request gets its own timeout
+		cs.since, cs.closeBy = l.now, 0 // the next request gets its own timeout
 	}
 	return gnet.None
 }

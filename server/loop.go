@@ -77,13 +77,19 @@ func (l *loop) expire(cs *conn) {
 			l.wheel.add(cs, due)
 			return
 		}
-		if !cs.graced && unreadBytes(cs.fd) > 0 {
-			// Bytes came in time but this loop, busy with other
-			// events, has not read them yet: read them before judging
-			// (one tick, once; a trickling client still times out).
-			cs.graced = true
-			l.wheel.add(cs, l.now+1)
-			return
+		if unreadBytes(cs.fd) > 0 {
+			// Bytes wait in the socket that this loop, busy with other
+			// events (an accept storm), has not read yet: the loop is
+			// behind, not the client, whose bytes are read as they come
+			// when the loop keeps up. Look again each tick, for at most
+			// closeGrace past the deadline; then it is closed anyway.
+			if cs.closeBy == 0 {
+				cs.closeBy = l.now + l.closeGraceTicks
+			}
+			if l.now < cs.closeBy {
+				l.wheel.add(cs, l.now+1)
+				return
+			}
 		}
 		cs.setReason(closeHandshakeTimeout)
 		_ = l.el.Close(cs.gc)
