@@ -10,7 +10,6 @@ package main
 
 import (
 	"context"
-	"encoding/binary"
 	"flag"
 	"fmt"
 	"net"
@@ -21,36 +20,34 @@ import (
 	"time"
 
 	"github.com/loopcast/loopcast/bench/hist"
+	"github.com/loopcast/loopcast/bench/seqcheck"
 	"github.com/loopcast/loopcast/bench/wsclient"
 )
 
-const (
-	headerSize = 16 // sequence number, send time (unix ns)
-	warmBit    = 1 << 63
-	ring       = 4096
-)
+// ring is how many messages in flight the completion counters track; the
+// window is at most this.
+const ring = 4096
 
 func main() {
 	addrs := flag.String("addrs", "127.0.0.1:8080", "comma-separated loopcast instances; members round robin, the publisher on the first")
 	subs := flag.Int("subs", 1000, "subscribers (the publisher is a member too)")
-	size := flag.Int("size", 64, "message size in bytes (min 16)")
+	size := flag.Int("size", 64, "message size in bytes (at least the 16-byte stamp)")
 	window := flag.Int("window", 64, "messages not yet delivered to every member")
 	dur := flag.Duration("duration", 10*time.Second, "load period")
 	sourceIPs := flag.Int("source-ips", 16, "spread client sockets over 127.0.0.2..127.0.0.(1+n)")
 	label := flag.String("label", "", "name of the run in the output line")
 	flag.Parse()
-	if err := run(strings.Split(*addrs, ","), *subs, max(*size, headerSize), min(*window, ring), *dur, *sourceIPs, *label); err != nil {
+	if err := run(strings.Split(*addrs, ","), *subs, max(*size, seqcheck.StampSize), min(*window, ring), *dur, *sourceIPs, *label); err != nil {
 		fmt.Fprintln(os.Stderr, "cluster bench:", err)
 		os.Exit(1)
 	}
 }
 
 type member struct {
-	c        *wsclient.Conn
-	next     uint64 // next expected sequence number
-	warmed   bool
-	bad      int // duplicates, reordering, gaps
-	received uint64
+	c      *wsclient.Conn
+	warmed bool
+	seq    seqcheck.Tracker // the measured messages: gaps, reordering, duplicates
+	bad    int              // messages without a stamp
 }
 
 func run(addrs []string, subs, size, window int, dur time.Duration, sourceIPs int, label string) error {
@@ -93,12 +90,12 @@ func run(addrs []string, subs, size, window int, dur time.Duration, sourceIPs in
 					return
 				}
 				now := time.Now().UnixNano()
-				if len(p) < headerSize {
+				pub, seq, sentNs, ok := seqcheck.ReadStamp(p)
+				if !ok {
 					m.bad++
 					continue
 				}
-				seq := binary.BigEndian.Uint64(p)
-				if seq&warmBit != 0 {
+				if pub == seqcheck.WarmupPublisher {
 					if !m.warmed {
 						m.warmed = true
 						warm.Add(1)
@@ -108,12 +105,10 @@ func run(addrs []string, subs, size, window int, dur time.Duration, sourceIPs in
 				if !measuring.Load() {
 					continue
 				}
-				if seq != m.next {
-					m.bad++
+				if m.seq.Observe(seq) == seqcheck.Duplicate {
+					continue // already counted: not a completion
 				}
-				m.next = seq + 1
-				m.received++
-				l := now - int64(binary.BigEndian.Uint64(p[8:]))
+				l := now - sentNs
 				lat.Record(l)
 				if counts[seq%ring].Add(1) == int32(n) {
 					counts[seq%ring].Store(0)
@@ -139,7 +134,7 @@ func run(addrs []string, subs, size, window int, dur time.Duration, sourceIPs in
 		if time.Now().After(deadline) {
 			return fmt.Errorf("warm-up: %d of %d members reached in 30 s", warm.Load(), n)
 		}
-		binary.BigEndian.PutUint64(buf, warmBit|i)
+		seqcheck.PutStamp(buf, seqcheck.WarmupPublisher, i, time.Now().UnixNano())
 		if err := pub.WriteFrame(wsclient.OpBinary, buf); err != nil {
 			return err
 		}
@@ -161,8 +156,7 @@ func run(addrs []string, subs, size, window int, dur time.Duration, sourceIPs in
 			}
 			continue
 		}
-		binary.BigEndian.PutUint64(buf, sent)
-		binary.BigEndian.PutUint64(buf[8:], uint64(time.Now().UnixNano()))
+		seqcheck.PutStamp(buf, 0, sent, time.Now().UnixNano())
 		if err := pub.WriteFrame(wsclient.OpBinary, buf); err != nil {
 			return err
 		}
@@ -178,12 +172,15 @@ func run(addrs []string, subs, size, window int, dur time.Duration, sourceIPs in
 	}
 	wg.Wait()
 
-	var bad int
-	var missing uint64
+	var totals seqcheck.Totals
+	bad := 0
 	for _, m := range members {
+		m.seq.Finish(0, sent)
+		totals.Add(&m.seq)
 		bad += m.bad
-		missing += sent - m.received
 	}
+	missing := totals.Missing + totals.Undelivered
+	bad += int(totals.Late + totals.Duplicates)
 	fmt.Printf("%-24s instances %d  members %v  published %d  deliveries %d  %.0f deliveries/s  latency p50 %s p99 %s max %s  last-member p99 %s  missing %d  out-of-order/dup %d\n",
 		label, len(addrs), perAddr, sent, lat.Count(), float64(lat.Count())/elapsed.Seconds(),
 		ms(lat.Quantile(0.5)), ms(lat.Quantile(0.99)), ms(lat.Max()), ms(last.Quantile(0.99)), missing, bad)

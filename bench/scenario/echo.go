@@ -8,6 +8,7 @@ import (
 
 	"github.com/loopcast/loopcast/bench/hist"
 	"github.com/loopcast/loopcast/bench/result"
+	"github.com/loopcast/loopcast/bench/seqcheck"
 	"github.com/loopcast/loopcast/bench/wsclient"
 )
 
@@ -26,7 +27,7 @@ type EchoConfig struct {
 func Echo(ctx context.Context, cfg EchoConfig) (*result.Result, error) {
 	cfg.defaults()
 	cfg.Conns = orDefault(cfg.Conns, 50)
-	cfg.Size = max(orDefault(cfg.Size, 64), headerSize)
+	cfg.Size = max(orDefault(cfg.Size, 64), seqcheck.StampSize)
 	cfg.Inflight = orDefault(cfg.Inflight, 1)
 	if err := Preflight(ctx, cfg.Addr); err != nil {
 		return nil, err
@@ -147,7 +148,7 @@ type echoConn struct {
 // send writes c's next message, stamped with its send time.
 func (e *echo) send(c *wsclient.Conn) error {
 	ec := &e.conns[c.Tag]
-	putHeader(ec.buf, 0, ec.n, time.Now().UnixNano())
+	seqcheck.PutStamp(ec.buf, 0, ec.n, time.Now().UnixNano())
 	ec.n++
 	ec.outstanding++
 	e.sent.Add(1)
@@ -158,7 +159,7 @@ func (e *echo) send(c *wsclient.Conn) error {
 // next message. It allocates nothing.
 func (e *echo) receive(c *wsclient.Conn, op byte, p []byte, now int64) {
 	ec := &e.conns[c.Tag]
-	if _, _, ns, ok := readHeader(p); op != wsclient.OpBinary || len(p) != e.size || !ok {
+	if _, _, ns, ok := seqcheck.ReadStamp(p); op != wsclient.OpBinary || len(p) != e.size || !ok {
 		e.mismatched.Add(1)
 	} else {
 		e.rtts[c.Tag%len(e.rtts)].Record(now - ns)

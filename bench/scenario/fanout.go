@@ -88,8 +88,8 @@ type fanout struct {
 func Fanout(ctx context.Context, cfg FanoutConfig) (*result.Result, error) {
 	cfg.defaults()
 	cfg.Subscribers = orDefault(cfg.Subscribers, 1000)
-	cfg.Publishers = min(orDefault(cfg.Publishers, 1), warmupPub-1)
-	cfg.Size = max(orDefault(cfg.Size, 64), headerSize)
+	cfg.Publishers = min(orDefault(cfg.Publishers, 1), seqcheck.WarmupPublisher-1)
+	cfg.Size = max(orDefault(cfg.Size, 64), seqcheck.StampSize)
 	cfg.Window = min(orDefault(cfg.Window, 64), ring)
 	if cfg.Drain <= 0 {
 		cfg.Drain = 5 * time.Second
@@ -169,7 +169,7 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*result.Result, error) {
 			return nil, fmt.Errorf("fanout: warm-up: only %d of %d members got a message within 30 s (closes: %s)",
 				f.warm.Load(), f.members, f.codes.String())
 		}
-		putHeader(warm, warmupPub, i, time.Now().UnixNano())
+		seqcheck.PutStamp(warm, seqcheck.WarmupPublisher, i, time.Now().UnixNano())
 		if err := pubConns[0].WriteFrame(wsclient.OpBinary, warm); err != nil {
 			return nil, fmt.Errorf("fanout: warm-up: %w", err)
 		}
@@ -327,7 +327,7 @@ func (f *fanout) publish(ctx context.Context, id int, c *wsclient.Conn, start, d
 			ts = next // scheduled time: latency includes our own lateness
 			next = next.Add(interval)
 		}
-		putHeader(buf, uint16(id), n, ts.UnixNano())
+		seqcheck.PutStamp(buf, uint16(id), n, ts.UnixNano())
 		// Count before writing: a fast echo may be delivered before Write returns.
 		p.sent.Store(n + 1)
 		if err := c.WriteFrame(wsclient.OpBinary, buf); err != nil {
@@ -340,12 +340,12 @@ func (f *fanout) publish(ctx context.Context, id int, c *wsclient.Conn, start, d
 
 // receive checks one message of member c.Tag (on its poller).
 func (f *fanout) receive(c *wsclient.Conn, op byte, p []byte, now int64) {
-	pub, n, ns, ok := readHeader(p)
+	pub, n, ns, ok := seqcheck.ReadStamp(p)
 	if !ok || op != wsclient.OpBinary || len(p) != f.cfg.Size {
 		f.badMsgs.Add(1)
 		return
 	}
-	if pub == warmupPub {
+	if pub == seqcheck.WarmupPublisher {
 		if !f.warmed[c.Tag] {
 			f.warmed[c.Tag] = true
 			f.warm.Add(1)

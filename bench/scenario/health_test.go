@@ -41,18 +41,6 @@ func TestParseResponse(t *testing.T) {
 	}
 }
 
-func TestPayloadHeader(t *testing.T) {
-	b := make([]byte, 64)
-	putHeader(b, 7, 1<<40+5, 1234567890123)
-	pub, n, ns, ok := readHeader(b)
-	if !ok || pub != 7 || n != 1<<40+5 || ns != 1234567890123 {
-		t.Fatalf("got %d %d %d %v", pub, n, ns, ok)
-	}
-	if _, _, _, ok := readHeader(b[:15]); ok {
-		t.Fatal("short payload accepted")
-	}
-}
-
 func TestSourceIPs(t *testing.T) {
 	if ips := sourceIPs("127.0.0.1:8080", 3); len(ips) != 3 || ips[2].String() != "127.0.0.4" {
 		t.Fatalf("got %v", ips)

@@ -87,3 +87,15 @@ func TestObserveDoesNotAllocate(t *testing.T) {
 		t.Fatalf("Observe allocates %v per call", n)
 	}
 }
+
+func TestStampRoundTrip(t *testing.T) {
+	b := make([]byte, 64)
+	PutStamp(b, 7, 1<<40+5, 1234567890123)
+	pub, n, ns, ok := ReadStamp(b)
+	if !ok || pub != 7 || n != 1<<40+5 || ns != 1234567890123 {
+		t.Fatalf("got %d %d %d %v", pub, n, ns, ok)
+	}
+	if _, _, _, ok := ReadStamp(b[:StampSize-1]); ok {
+		t.Fatal("short payload accepted")
+	}
+}
