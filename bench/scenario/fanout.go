@@ -84,21 +84,10 @@ type fanout struct {
 	totals seqcheck.Totals
 }
 
-// Fanout runs the fanout scenario.
+// Fanout runs the fanout scenario: connect every member, warm up until
+// each has a message, publish for the duration, drain, then report.
 func Fanout(ctx context.Context, cfg FanoutConfig) (*result.Result, error) {
-	cfg.defaults()
-	cfg.Subscribers = orDefault(cfg.Subscribers, 1000)
-	cfg.Publishers = min(orDefault(cfg.Publishers, 1), seqcheck.WarmupPublisher-1)
-	cfg.Size = max(orDefault(cfg.Size, 64), seqcheck.StampSize)
-	cfg.Window = min(orDefault(cfg.Window, 64), ring)
-	if cfg.Drain <= 0 {
-		cfg.Drain = 5 * time.Second
-	}
-	if cfg.Room == "" {
-		var b [4]byte
-		rand.Read(b[:])
-		cfg.Room = "bench-" + hex.EncodeToString(b[:])
-	}
+	cfg.fanoutDefaults()
 	if err := Preflight(ctx, cfg.Addr); err != nil {
 		return nil, err
 	}
@@ -118,29 +107,81 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*result.Result, error) {
 	pr := startProgress(cfg.Progress, "fanout")
 	defer pr.close()
 
-	var hs hist.Histogram
-	d := newDialer(&cfg.Common, 0, &hs)
-	path := "/ws/" + cfg.Room
-	t0 := time.Now()
-	conns, failed, err := d.dialAll(ctx, int(f.members), cfg.DialConcurrency, path, pr)
+	conns, err := f.connect(ctx, r, pr)
 	defer closeAll(conns)
-	r.Metrics[result.SetupSeconds] = round3(time.Since(t0).Seconds())
-	r.Latency[result.LatencyHandshake] = result.FromHist(&hs)
-	if failed > 0 {
-		// Every member must be there, or "every member gets every message"
-		// cannot be checked.
-		return nil, fmt.Errorf("fanout: %d of %d members failed to connect: %w", failed, f.members, err)
+	if err != nil {
+		return nil, err
 	}
-	pubConns := conns[:cfg.Publishers]
-
-	f.trackers = make([][]seqcheck.Tracker, len(conns))
 	defer func() {
 		for _, sh := range f.shares {
 			sh.lat.Flush()
 		}
 	}()
+	readers, err := f.startReaders(conns)
+	if err != nil {
+		return nil, err
+	}
+	defer readers.stop() // before closeAll: no poller reads a closed socket
+	pubConns := conns[:cfg.Publishers]
+	if err := f.warmUp(pubConns[0], readers, pr); err != nil {
+		return nil, err
+	}
+
+	u := startUsage(cfg.PID)
+	start := time.Now()
+	stallErrs := f.load(ctx, pubConns, start, pr)
+	elapsed := f.drain(start)
+	f.stopping.Store(true)
+	u.finish(r)
+	readers.stop()
+	for _, sh := range f.shares {
+		sh.lat.Flush()
+	}
+	for _, c := range conns {
+		c.CloseGracefully()
+	}
+	f.report(r, elapsed, stallErrs)
+	return r, nil
+}
+
+// fanoutDefaults fills in what the caller left zero.
+func (cfg *FanoutConfig) fanoutDefaults() {
+	cfg.defaults()
+	cfg.Subscribers = orDefault(cfg.Subscribers, 1000)
+	cfg.Publishers = min(orDefault(cfg.Publishers, 1), seqcheck.WarmupPublisher-1)
+	cfg.Size = max(orDefault(cfg.Size, 64), seqcheck.StampSize)
+	cfg.Window = min(orDefault(cfg.Window, 64), ring)
+	if cfg.Drain <= 0 {
+		cfg.Drain = 5 * time.Second
+	}
+	if cfg.Room == "" {
+		var b [4]byte
+		rand.Read(b[:])
+		cfg.Room = "bench-" + hex.EncodeToString(b[:])
+	}
+}
+
+// connect opens every member (publishers first). Every member must be
+// there, or "every member gets every message" cannot be checked.
+func (f *fanout) connect(ctx context.Context, r *result.Result, pr *progress) ([]*wsclient.Conn, error) {
+	var hs hist.Histogram
+	d := newDialer(&f.cfg.Common, 0, &hs)
+	t0 := time.Now()
+	conns, failed, err := d.dialAll(ctx, int(f.members), f.cfg.DialConcurrency, "/ws/"+f.cfg.Room, pr)
+	r.Metrics[result.SetupSeconds] = round3(time.Since(t0).Seconds())
+	r.Latency[result.LatencyHandshake] = result.FromHist(&hs)
+	if failed > 0 {
+		return conns, fmt.Errorf("fanout: %d of %d members failed to connect: %w", failed, f.members, err)
+	}
+	return conns, nil
+}
+
+// startReaders hands the members to pollers, each with its share of the
+// members' counters, and starts them.
+func (f *fanout) startReaders(conns []*wsclient.Conn) (*pollerSet, error) {
+	f.trackers = make([][]seqcheck.Tracker, len(conns))
 	f.warmed = make([]bool, len(conns))
-	readers, err := newPollerSet(conns, cfg.Pollers, f.receive, f.ended)
+	readers, err := newPollerSet(conns, f.cfg.Pollers, f.receive, f.ended)
 	if err != nil {
 		return nil, fmt.Errorf("fanout: %w", err)
 	}
@@ -151,48 +192,50 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*result.Result, error) {
 		f.trackers[i] = make([]seqcheck.Tracker, len(f.pubs))
 		f.shares[i%readers.len()].members++
 	}
-	defer readers.stop() // before closeAll: no poller reads a closed socket
 	readers.start(func(err error) {
 		f.codes.add(err)
 		f.closes.Add(1)
 	})
+	return readers, nil
+}
 
-	// Warm up: publisher 0 sends marker messages until every member has one
-	// (the server may register members a little after the 101).
+// warmUp sends marker messages from pub until every member has one (the
+// server may register members a little after the 101), then starts the
+// measurement.
+func (f *fanout) warmUp(pub *wsclient.Conn, readers *pollerSet, pr *progress) error {
 	pr.set(func() string { return fmt.Sprintf("warm-up: %d of %d members reached", f.warm.Load(), f.members) })
-	warm := make([]byte, cfg.Size)
+	warm := make([]byte, f.cfg.Size)
 	warmDeadline := time.Now().Add(30 * time.Second)
 	for i := uint64(0); f.warm.Load() < int64(f.members); i++ {
 		if time.Now().After(warmDeadline) || f.closes.Load() > 0 {
 			f.stopping.Store(true)
 			readers.stop()
-			return nil, fmt.Errorf("fanout: warm-up: only %d of %d members got a message within 30 s (closes: %s)",
+			return fmt.Errorf("fanout: warm-up: only %d of %d members got a message within 30 s (closes: %s)",
 				f.warm.Load(), f.members, f.codes.String())
 		}
 		seqcheck.PutStamp(warm, seqcheck.WarmupPublisher, i, time.Now().UnixNano())
-		if err := pubConns[0].WriteFrame(wsclient.OpBinary, warm); err != nil {
-			return nil, fmt.Errorf("fanout: warm-up: %w", err)
+		if err := pub.WriteFrame(wsclient.OpBinary, warm); err != nil {
+			return fmt.Errorf("fanout: warm-up: %w", err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	time.Sleep(100 * time.Millisecond) // let warm-up messages drain
 	f.measured.Store(true)
+	return nil
+}
 
-	u := startUsage(cfg.PID)
-	start := time.Now()
+// load runs every publisher from start for the duration and returns each
+// one's error (a stalled window).
+func (f *fanout) load(ctx context.Context, pubConns []*wsclient.Conn, start time.Time, pr *progress) []error {
 	f.lastDone.Store(start.UnixNano())
-	deadline := start.Add(cfg.Duration)
+	deadline := start.Add(f.cfg.Duration)
 	pr.set(func() string {
 		el := time.Since(start)
-		var sent uint64
-		for _, p := range f.pubs {
-			sent += p.sent.Load()
-		}
 		return fmt.Sprintf("%.0f deliveries/s  %.0f published/s  p99 %s  closes %d",
-			perSec(f.lat.Count(), el), perSec(sent, el), fmtNs(f.lat.Quantile(0.99)), f.closes.Load())
+			perSec(f.lat.Count(), el), perSec(f.sent(), el), fmtNs(f.lat.Quantile(0.99)), f.closes.Load())
 	})
 	var pubWG sync.WaitGroup
-	stallErrs := make([]error, cfg.Publishers)
+	stallErrs := make([]error, len(pubConns))
 	for i, c := range pubConns {
 		pubWG.Add(1)
 		go func(i int, c *wsclient.Conn) {
@@ -201,42 +244,47 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*result.Result, error) {
 		}(i, c)
 	}
 	pubWG.Wait()
+	return stallErrs
+}
 
-	// Drain: wait until every message reached every member, as long as
-	// messages keep completing (a slow server drains a full window of a
-	// large room for several seconds), or give up.
+// drain waits until every message reached every member, as long as
+// messages keep completing (a slow server drains a full window of a large
+// room for several seconds), or gives up. It returns the measured time:
+// from start to the last completion.
+func (f *fanout) drain(start time.Time) time.Duration {
 	drainStart := time.Now()
 	for !f.allDone() && f.closes.Load() == 0 && time.Since(drainStart) < maxDrain {
-		progress := time.Unix(0, max(f.lastDone.Load(), drainStart.UnixNano()))
-		if time.Since(progress) >= cfg.Drain {
+		lastCompletion := time.Unix(0, max(f.lastDone.Load(), drainStart.UnixNano()))
+		if time.Since(lastCompletion) >= f.cfg.Drain {
 			break
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
 	elapsed := time.Duration(f.lastDone.Load() - start.UnixNano())
-	if elapsed < cfg.Duration/2 {
+	if elapsed < f.cfg.Duration/2 {
 		elapsed = time.Since(start)
 	}
-	f.stopping.Store(true)
-	u.finish(r)
-	readers.stop()
-	for _, sh := range f.shares {
-		sh.lat.Flush()
+	return elapsed
+}
+
+// sent is the number of measured messages published so far.
+func (f *fanout) sent() uint64 {
+	var sent uint64
+	for _, p := range f.pubs {
+		sent += p.sent.Load()
 	}
-	for _, c := range conns {
-		c.CloseGracefully()
-	}
+	return sent
+}
+
+// report checks every member's streams and fills in r.
+func (f *fanout) report(r *result.Result, elapsed time.Duration, stallErrs []error) {
 	for i := range f.trackers {
 		for j := range f.trackers[i] {
 			f.trackers[i][j].Finish(0, f.pubs[j].sent.Load())
 			f.totals.Add(&f.trackers[i][j])
 		}
 	}
-
-	var sent uint64
-	for _, p := range f.pubs {
-		sent += p.sent.Load()
-	}
+	sent := f.sent()
 	r.ElapsedS = round3(elapsed.Seconds())
 	r.Metrics[result.Messages] = float64(sent)
 	r.Metrics[result.Deliveries] = float64(f.lat.Count())
@@ -269,7 +317,6 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*result.Result, error) {
 	if n := f.badMsgs.Load(); n > 0 {
 		r.Errorf("%d messages with a wrong opcode, size or publisher", n)
 	}
-	return r, nil
 }
 
 func (f *fanout) allDone() bool {
