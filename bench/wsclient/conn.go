@@ -304,6 +304,12 @@ func (c *Conn) ReadMessage() (op byte, payload []byte, err error) {
 // or a fragment (a ping is answered), an error for a close (as
 // *CloseError, answered) or a protocol violation.
 func (c *Conn) onFrame(h Header, p []byte) (op byte, msg []byte, ok bool, err error) {
+	if h.Rsv != 0 {
+		// RFC 6455 §5.2: RSV bits "MUST be 0 unless an extension is
+		// negotiated"; this client negotiates none, so a server that
+		// sets them (compression it was not asked for) is wrong.
+		return 0, nil, false, fmt.Errorf("%w: reserved bits %#x set without a negotiated extension", ErrProtocol, h.Rsv)
+	}
 	switch h.Op {
 	case OpPing:
 		return 0, nil, false, c.WriteFrame(OpPong, p)

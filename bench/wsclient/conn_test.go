@@ -193,3 +193,26 @@ func TestWriteFrameNoAlloc(t *testing.T) {
 	}
 	b.Close()
 }
+
+// A frame with an RSV bit set (RSV1 is compression) that this client never
+// negotiated is a protocol error, and the messages before it still
+// arrive. The Poller takes such a frame through the same onFrame: its
+// fast path only matches first bytes 0x81 and 0x82, RSV clear.
+func TestRejectsReservedBits(t *testing.T) {
+	for _, rsv := range []byte{0x40, 0x20, 0x10} {
+		compressed := frame(true, OpText, "hi")
+		compressed[0] |= rsv
+		addr := serve(t, 101, [][]byte{frame(true, OpText, "ok"), compressed}, nil)
+		c, err := Dial(context.Background(), addr, "/ws/x", Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if op, p, err := c.ReadMessage(); err != nil || op != OpText || string(p) != "ok" {
+			t.Fatalf("first message: %d %q %v", op, p, err)
+		}
+		if _, _, err := c.ReadMessage(); !errors.Is(err, ErrProtocol) {
+			t.Fatalf("rsv %#x: err = %v, want a protocol error", rsv, err)
+		}
+		c.Close()
+	}
+}

@@ -21,6 +21,7 @@ const maxHeader = 14
 // Header is a decoded frame header.
 type Header struct {
 	Fin    bool
+	Rsv    byte // RSV1..RSV3 as the low three bits (RSV1 = 4)
 	Op     byte
 	Masked bool
 	Length uint64
@@ -39,7 +40,7 @@ func ParseHeader(b []byte) (Header, int, error) {
 	if len(b) < 2 {
 		return Header{}, 0, ErrShort
 	}
-	h := Header{Fin: b[0]&0x80 != 0, Op: b[0] & 0x0f, Masked: b[1]&0x80 != 0}
+	h := Header{Fin: b[0]&0x80 != 0, Rsv: b[0] >> 4 & 0x7, Op: b[0] & 0x0f, Masked: b[1]&0x80 != 0}
 	n := 2
 	switch l := b[1] & 0x7f; l {
 	case 126:
