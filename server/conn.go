@@ -106,6 +106,8 @@ func (cs *conn) Overflow() {
 		cs.setReason(closeSlowConsumer)
 		_ = cs.loop.el.Close(cs.gc)
 	}
+	// stateClosing: its close frame is queued and the close grace runs;
+	// the refused bytes are simply not sent.
 }
 
 // closeWith starts the closing handshake from the server's side: it

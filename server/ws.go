@@ -71,11 +71,16 @@ func (cs *conn) serveFrames() gnet.Action {
 }
 
 // closeAfterFlush closes the connection once the peer's close frame came
-// (§7.1.1: the server closes TCP first). gnet drops the output the
-// socket does not take at close, so while frames are still queued (our
-// close frame last) the connection stays in stateClosing, ignoring
-// input, until the loop's tick finds them written or closeGrace passed.
+// (§7.1.1: the server closes TCP first). Corked frames (our own close
+// frame among them) are written first. gnet drops the output the socket
+// does not take at close, so while frames are still queued the
+// connection stays in stateClosing, ignoring input, until the loop's
+// tick finds them written or closeGrace passed.
 func (cs *conn) closeAfterFlush() gnet.Action {
+	cs.out.Flush()
+	if cs.state == stateClosed {
+		return gnet.None // the write failed and closed it
+	}
 	if cs.gc.OutboundBuffered() == 0 {
 		return gnet.Close
 	}
@@ -132,7 +137,6 @@ func (cs *conn) handleFrame(h frame.Header, payload []byte) gnet.Action {
 		cs.setReason(closePeer)
 		l.scratch = frame.AppendClose(l.scratch[:0], code, "")
 		cs.out.Queue(l.scratch)
-		cs.out.Flush()
 		return cs.closeAfterFlush()
 	}
 
