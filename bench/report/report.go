@@ -341,24 +341,37 @@ func (g *gen) intro() {
 	b.WriteString("Ratios are loopcast's value divided by the row's: for rates above ×1 means loopcast did more; for latency and memory below ×1 means loopcast was lower (better).\n\n")
 }
 
-func (g *gen) echo() {
-	t := table{header: []string{"server", "round trips/s", "loopcast ×", "p50", "p90", "p99", "p99.9", "max", "server CPU", "server CPU per round trip", "loopcast ×", "notes"}}
+// section writes the table of a scenario with one result per server:
+// row adds a server's row (br is loopcast's result), and intro, given the
+// first result's parameters, the heading and text above the table. It
+// reports whether there was anything to write.
+func (g *gen) section(scenario string, header []string, row func(t *table, r, br *result.Result), intro func(p result.Params) string) bool {
+	t := table{header: header}
 	for _, s := range g.servers {
-		r := g.latest[key{scenario: result.Echo, server: s}]
-		if r == nil {
-			continue
+		if r := g.latest[key{scenario: scenario, server: s}]; r != nil {
+			row(&t, r, g.base(key{scenario: scenario}))
 		}
-		br := g.base(key{scenario: result.Echo})
-		l := r.Latency[result.LatencyRTT]
-		t.add(s, num(metric(r, result.MsgsPerSec)), ratio(metric(br, result.MsgsPerSec), metric(r, result.MsgsPerSec)),
-			dur(l.P50Us), dur(l.P90Us), dur(l.P99Us), dur(l.P999Us), dur(l.MaxUs), cpuPct(r),
-			nsStr(cpuPerOp(r, result.Messages)), ratio(cpuPerOp(br, result.Messages), cpuPerOp(r, result.Messages)), notes(r))
 	}
-	if len(t.rows) > 0 {
-		p := firstParams(g.latest, result.Echo)
-		fmt.Fprintf(&g.b, "### echo\n\n%d connections, %d-byte binary messages, %d in flight per connection, %gs.\n\n", p.Conns, p.Size, p.Inflight, p.DurationS)
-		t.write(&g.b)
+	if len(t.rows) == 0 {
+		return false
 	}
+	g.b.WriteString(intro(firstParams(g.latest, scenario)))
+	t.write(&g.b)
+	return true
+}
+
+func (g *gen) echo() {
+	g.section(result.Echo,
+		[]string{"server", "round trips/s", "loopcast ×", "p50", "p90", "p99", "p99.9", "max", "server CPU", "server CPU per round trip", "loopcast ×", "notes"},
+		func(t *table, r, br *result.Result) {
+			l := r.Latency[result.LatencyRTT]
+			t.add(r.Server, num(metric(r, result.MsgsPerSec)), ratio(metric(br, result.MsgsPerSec), metric(r, result.MsgsPerSec)),
+				dur(l.P50Us), dur(l.P90Us), dur(l.P99Us), dur(l.P999Us), dur(l.MaxUs), cpuPct(r),
+				nsStr(cpuPerOp(r, result.Messages)), ratio(cpuPerOp(br, result.Messages), cpuPerOp(r, result.Messages)), notes(r))
+		},
+		func(p result.Params) string {
+			return fmt.Sprintf("### echo\n\n%d connections, %d-byte binary messages, %d in flight per connection, %gs.\n\n", p.Conns, p.Size, p.Inflight, p.DurationS)
+		})
 }
 
 // fanoutSizes lists the room sizes that have fanout results, ascending.
@@ -460,29 +473,22 @@ func (g *gen) chart(name, title string, svg []byte) error {
 }
 
 func (g *gen) conns() error {
-	t := table{header: []string{"server", "connections", "handshakes/s", "loopcast ×", "server RSS per connection", "loopcast ×", "handshake p99", "notes"}}
 	var bars []svgchart.Bar
-	for _, s := range g.servers {
-		r := g.latest[key{scenario: result.Conns, server: s}]
-		if r == nil {
-			continue
-		}
-		br := g.base(key{scenario: result.Conns})
-		per := metric(r, result.RSSPerConn)
-		t.add(s, num(metric(r, result.Connected)), num(metric(r, result.HandshakesPerSec)),
-			ratio(metric(br, result.HandshakesPerSec), metric(r, result.HandshakesPerSec)),
-			bytesStr(per), ratio(metric(br, result.RSSPerConn), per), dur(r.Latency[result.LatencyHandshake].P99Us), notes(r))
-		if per > 0 {
-			bars = append(bars, svgchart.Bar{Label: s, Value: per, Color: colorOf(s)})
-		}
-	}
-	if len(t.rows) == 0 {
-		return nil
-	}
-	p := firstParams(g.latest, result.Conns)
-	fmt.Fprintf(&g.b, "### conns\n\n%d idle room members opened with 128 handshakes in flight, held %gs; memory is the growth of the server's RSS (/proc/PID/status) divided by the connections, on a freshly started server.\n\n", p.Conns, p.DurationS)
-	t.write(&g.b)
-	if len(bars) == 0 {
+	wrote := g.section(result.Conns,
+		[]string{"server", "connections", "handshakes/s", "loopcast ×", "server RSS per connection", "loopcast ×", "handshake p99", "notes"},
+		func(t *table, r, br *result.Result) {
+			per := metric(r, result.RSSPerConn)
+			t.add(r.Server, num(metric(r, result.Connected)), num(metric(r, result.HandshakesPerSec)),
+				ratio(metric(br, result.HandshakesPerSec), metric(r, result.HandshakesPerSec)),
+				bytesStr(per), ratio(metric(br, result.RSSPerConn), per), dur(r.Latency[result.LatencyHandshake].P99Us), notes(r))
+			if per > 0 {
+				bars = append(bars, svgchart.Bar{Label: r.Server, Value: per, Color: colorOf(r.Server)})
+			}
+		},
+		func(p result.Params) string {
+			return fmt.Sprintf("### conns\n\n%d idle room members opened with 128 handshakes in flight, held %gs; memory is the growth of the server's RSS (/proc/PID/status) divided by the connections, on a freshly started server.\n\n", p.Conns, p.DurationS)
+		})
+	if !wrote || len(bars) == 0 {
 		return nil
 	}
 	c := &svgchart.Bars{Title: "server memory per idle connection (RSS growth)", Unit: "bytes per connection", Bars: bars}
@@ -490,42 +496,30 @@ func (g *gen) conns() error {
 }
 
 func (g *gen) storm() {
-	t := table{header: []string{"server", "clients", "all back after", "loopcast ×", "failed attempts", "reconnect p50", "reconnect p99", "handshakes/s", "notes"}}
-	for _, s := range g.servers {
-		r := g.latest[key{scenario: result.Storm, server: s}]
-		if r == nil {
-			continue
-		}
-		br := g.base(key{scenario: result.Storm})
-		l := r.Latency[result.LatencyReconnect]
-		rec := metric(r, result.RecoverySeconds)
-		t.add(s, num(float64(r.Params.Conns)), dur(rec*1e6), ratio(metric(br, result.RecoverySeconds), rec),
-			result.Human(metric(r, result.Failed)), dur(l.P50Us), dur(l.P99Us), num(metric(r, result.HandshakesPerSec)), notes(r))
-	}
-	if len(t.rows) > 0 {
-		p := firstParams(g.latest, result.Storm)
-		fmt.Fprintf(&g.b, "### storm\n\n%d connected clients drop at the same instant (as on an Application Gateway configuration update) and all reconnect at once, retrying with full-jitter backoff from 50 ms; %d round(s).\n\n", p.Conns, p.Rounds)
-		t.write(&g.b)
-	}
+	g.section(result.Storm,
+		[]string{"server", "clients", "all back after", "loopcast ×", "failed attempts", "reconnect p50", "reconnect p99", "handshakes/s", "notes"},
+		func(t *table, r, br *result.Result) {
+			l := r.Latency[result.LatencyReconnect]
+			rec := metric(r, result.RecoverySeconds)
+			t.add(r.Server, num(float64(r.Params.Conns)), dur(rec*1e6), ratio(metric(br, result.RecoverySeconds), rec),
+				result.Human(metric(r, result.Failed)), dur(l.P50Us), dur(l.P99Us), num(metric(r, result.HandshakesPerSec)), notes(r))
+		},
+		func(p result.Params) string {
+			return fmt.Sprintf("### storm\n\n%d connected clients drop at the same instant (as on an Application Gateway configuration update) and all reconnect at once, retrying with full-jitter backoff from 50 ms; %d round(s).\n\n", p.Conns, p.Rounds)
+		})
 }
 
 func (g *gen) health() {
-	t := table{header: []string{"server", "requests/s", "loopcast ×", "p50", "p99", "p99.9", "server CPU", "notes"}}
-	for _, s := range g.servers {
-		r := g.latest[key{scenario: result.Health, server: s}]
-		if r == nil {
-			continue
-		}
-		br := g.base(key{scenario: result.Health})
-		l := r.Latency[result.LatencyRequest]
-		t.add(s, num(metric(r, result.RequestsPerSec)), ratio(metric(br, result.RequestsPerSec), metric(r, result.RequestsPerSec)),
-			dur(l.P50Us), dur(l.P99Us), dur(l.P999Us), cpuPct(r), notes(r))
-	}
-	if len(t.rows) > 0 {
-		p := firstParams(g.latest, result.Health)
-		fmt.Fprintf(&g.b, "### health\n\n`GET /` on %d keep-alive connections, one request at a time each, %gs.\n\n", p.Conns, p.DurationS)
-		t.write(&g.b)
-	}
+	g.section(result.Health,
+		[]string{"server", "requests/s", "loopcast ×", "p50", "p99", "p99.9", "server CPU", "notes"},
+		func(t *table, r, br *result.Result) {
+			l := r.Latency[result.LatencyRequest]
+			t.add(r.Server, num(metric(r, result.RequestsPerSec)), ratio(metric(br, result.RequestsPerSec), metric(r, result.RequestsPerSec)),
+				dur(l.P50Us), dur(l.P99Us), dur(l.P999Us), cpuPct(r), notes(r))
+		},
+		func(p result.Params) string {
+			return fmt.Sprintf("### health\n\n`GET /` on %d keep-alive connections, one request at a time each, %gs.\n\n", p.Conns, p.DurationS)
+		})
 }
 
 func firstParams(m map[key]*result.Result, scenario string) result.Params {
