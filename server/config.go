@@ -51,8 +51,13 @@ type Config struct {
 	MaxMessage int
 
 	// MaxPending is how many unsent bytes a connection may queue on the
-	// server. A connection past it is closed with 1013 and counted as a
-	// slow consumer. Default 1 MiB.
+	// server, for every kind of output: room messages, echoes, pings,
+	// pongs and HTTP answers. Bytes that would pass it are not queued and
+	// the connection is closed as a slow consumer: a WebSocket with 1013,
+	// an HTTP connection (pipelining without reading) by closing TCP;
+	// counted once as slow_consumer. Nothing unsent means anything fits,
+	// so a message larger than MaxPending still reaches a reading peer.
+	// Default 1 MiB.
 	MaxPending int
 
 	// AllowedOrigins restricts the Origin header of upgrades. Empty (the

@@ -6,7 +6,9 @@ import "time"
 // reason and what happens when it is reached. Config's fields document
 // the knobs (MaxMessage, MaxPending, the timeouts, MaxConns); the wire
 // format's own limits (a 14-byte frame header, 125-byte control
-// payloads, RFC 6455 §5.2 and §5.5) are in internal/frame.
+// payloads, RFC 6455 §5.2 and §5.5) are in internal/frame; the fan-out
+// engine takes its buffer limits below through fanout.Config, and keeps
+// only its member-list shrink heuristic (internal/fanout/room.go).
 
 // Request heads and names.
 const (
