@@ -99,7 +99,8 @@ func (p *Poller) Run() error {
 		}
 		now := time.Now().UnixNano()
 		for i := range events[:n] {
-			p.readable(p.conns[events[i].Fd], now)
+			hup := events[i].Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0
+			p.readable(p.conns[events[i].Fd], now, hup)
 		}
 	}
 	return nil
@@ -107,8 +108,12 @@ func (p *Poller) Run() error {
 
 // readable reads what c's socket has and hands out the complete frames.
 // epoll is edge-triggered: it reads until a read comes back short of the
-// buffer (the socket is drained; more data raises a new edge).
-func (p *Poller) readable(c *Conn, now int64) {
+// buffer (the socket is drained; more data raises a new edge). When the
+// event also reports the peer's close (hup: EPOLLRDHUP, EPOLLHUP or
+// EPOLLERR), a short read does not end it: the last data and the FIN can
+// come in one edge, and no other edge follows, so it reads on until the
+// read that reports the end.
+func (p *Poller) readable(c *Conn, now int64, hup bool) {
 	for {
 		if c.w == len(c.rbuf) {
 			c.makeRoom(len(c.rbuf) + 1)
@@ -128,7 +133,7 @@ func (p *Poller) readable(c *Conn, now int64) {
 			return
 		}
 		c.w += int(n)
-		if !p.consume(c, now) || int(n) < len(b) {
+		if !p.consume(c, now) || (int(n) < len(b) && !hup) {
 			return
 		}
 	}

@@ -262,3 +262,64 @@ func TestPollerWriteStopClose(t *testing.T) {
 		t.Fatalf("server got %d frames, want 3 and a close", frames)
 	}
 }
+
+// Regression: under edge-triggered epoll the last data and the peer's FIN
+// can arrive in one edge; a poller that stopped at the short read which
+// drained the data never saw the EOF (no other edge follows), so the
+// connection's end was lost and Run never returned. Here the server's
+// last frame and its close are both in the socket before the poller
+// starts.
+func TestBugPollerLostEOFAfterLastData(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var stream []byte
+	var want []string
+	for i := range 200 { // ~27 KB: more than Dial's first read takes
+		p := strings.Repeat(string(rune('a'+i%26)), i%40*7)
+		want = append(want, p)
+		stream = append(stream, frame(true, OpBinary, p)...)
+	}
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		br := bufio.NewReader(c)
+		key := ""
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				c.Close()
+				return
+			}
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, "Sec-WebSocket-Key") {
+				key = strings.TrimSpace(v)
+			}
+			if line == "\r\n" {
+				break
+			}
+		}
+		c.Write([]byte("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " +
+			AcceptKey(key) + "\r\n\r\n"))
+		c.Write(stream)
+		c.Close() // on loopback the FIN is queued behind the data at once
+	}()
+	c, err := Dial(context.Background(), ln.Addr().String(), "/", Options{ReadBuffer: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	<-closed
+	got, ends := runPoller(t, c)
+	if len(got) != len(want) {
+		t.Fatalf("got %d messages, want %d", len(got), len(want))
+	}
+	if !IsClosedByPeer(ends[0]) {
+		t.Fatalf("end = %v, want EOF", ends[0])
+	}
+}
