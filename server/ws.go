@@ -97,15 +97,16 @@ func (cs *conn) closeAfterFlush() gnet.Action {
 	return gnet.None
 }
 
-// protocolError fails the connection with e's close code, or just drops
-// it when it is already closing.
+// protocolError fails the connection (RFC 6455 §7.1.7) with e's close
+// code: the close frame is sent and TCP closed as soon as it is written,
+// without waiting for the peer's close frame or reading anything more
+// from the peer. It just drops a connection already closing.
 func (cs *conn) protocolError(e *frame.CloseError) gnet.Action {
 	if cs.state != stateOpen {
 		return gnet.Close
 	}
 	cs.failWith(e)
-	_, _ = cs.gc.Discard(-1)
-	return gnet.None
+	return cs.closeAfterFlush()
 }
 
 func (cs *conn) msgLen() int {

@@ -1,0 +1,76 @@
+package server_test
+
+import (
+	"bytes"
+	"testing"
+	"time"
+)
+
+// promptClose bounds how long the server may take to close TCP after its
+// close frame when it must not wait for the peer: well under the 2 s close
+// grace it gives a peer in a closing handshake it started itself, so a
+// server that waits for a close that never comes fails.
+const promptClose = 500 * time.Millisecond
+
+// expectCloseThenEOF reads the server's close frame, checks its code, does
+// not answer it, and checks that the server closes TCP within promptClose.
+func (c *rawClient) expectCloseThenEOF(code int) {
+	c.t.Helper()
+	f := c.mustFrame()
+	if f.op != opClose || f.closeCode() != code {
+		c.t.Fatalf("got %v, want a close frame with code %d", f, code)
+	}
+	if took := c.readUntilClosed(ioTimeout); took > promptClose {
+		c.t.Fatalf("TCP closed %s after the close frame, want within %s", took.Round(time.Millisecond), promptClose)
+	}
+}
+
+// RFC 6455 §7.1.7: to _Fail the WebSocket Connection_ an endpoint may send
+// a close frame, then must _Close the WebSocket Connection_ and "SHOULD
+// NOT continue to attempt to process data (including a responding Close
+// frame) from the remote endpoint". The server fails the connection when
+// the peer's close frame is itself invalid (Autobahn 7.3.2, 7.3.6, 7.5.1,
+// 7.9.x) or on any other violation: its TCP close follows its close frame
+// at once, without waiting for an answer.
+func TestFailClosesTCPAfterCloseFrame(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, testConfig())
+	for _, tc := range []struct {
+		name  string
+		frame []byte
+		code  int
+	}{
+		{"close body of one byte", frameBytes(true, opClose, []byte{0x03}), 1002},
+		{"close code 999", frameBytes(true, opClose, closePayload(999, "")), 1002},
+		{"close code 1004", frameBytes(true, opClose, closePayload(1004, "")), 1002},
+		{"close code 1005", frameBytes(true, opClose, closePayload(1005, "")), 1002},
+		{"close code 1006", frameBytes(true, opClose, closePayload(1006, "")), 1002},
+		{"close code 1015", frameBytes(true, opClose, closePayload(1015, "")), 1002},
+		{"close code 2999", frameBytes(true, opClose, closePayload(2999, "")), 1002},
+		{"close code 5000", frameBytes(true, opClose, closePayload(5000, "")), 1002},
+		{"close reason not UTF-8", frameBytes(true, opClose, closePayload(1000, "\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80\x65\x64\x69\x74\x65\x64")), 1007},
+		{"close payload of 126 bytes", frameBytes(true, opClose, closePayload(1000, string(bytes.Repeat([]byte{'x'}, 124)))), 1002},
+		{"reserved opcode", frameBytes(true, 0x3, nil), 1002},
+		{"reserved bit", frameSpec{fin: true, rsv: 4, op: opText, payload: []byte("x")}.encode(), 1002},
+		{"unmasked frame", frameSpec{fin: true, op: opText, payload: []byte("x"), unmasked: true}.encode(), 1002},
+		{"continuation without a start", frameBytes(true, opCont, []byte("x")), 1002},
+		{"text not UTF-8", frameBytes(true, opText, []byte("\xff")), 1007},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := dialWS(t, srv.Addr(), "/echo")
+			c.write(tc.frame)
+			c.expectCloseThenEOF(tc.code)
+		})
+	}
+}
+
+// RFC 6455 §7.1.1: once the server has both sent and received a close
+// frame it closes TCP first, at once: the peer's close is echoed and the
+// connection closed without anything more from the peer.
+func TestPeerCloseClosesTCPAtOnce(t *testing.T) {
+	srv := startServer(t, testConfig())
+	c := dialWS(t, srv.Addr(), "/ws/close-timing")
+	c.write(frameBytes(true, opClose, closePayload(1000, "bye")))
+	c.expectCloseThenEOF(1000)
+}
