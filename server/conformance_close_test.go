@@ -74,3 +74,55 @@ func TestPeerCloseClosesTCPAtOnce(t *testing.T) {
 	c.write(frameBytes(true, opClose, closePayload(1000, "bye")))
 	c.expectCloseThenEOF(1000)
 }
+
+// RFC 6455 §8.1: "When an endpoint is to interpret a byte stream as UTF-8
+// but finds that the byte stream is not, in fact, a valid UTF-8 stream,
+// that endpoint MUST _Fail the WebSocket Connection_." The server checks a
+// text frame's payload as it arrives, so it fails at the first invalid
+// byte even when the rest of the frame never comes (Autobahn 6.4.3, 6.4.4
+// are NON-STRICT for servers that wait for the whole frame).
+func TestInvalidUTF8FailsBeforeTheFrameEnds(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, testConfig())
+	// partial is a text frame of 1000 bytes starting with prefix: its
+	// 8-byte header (16-bit length, mask) and the first bytes of prefix.
+	partial := func(op byte, fin bool, prefix string) []byte {
+		p := append([]byte(prefix), bytes.Repeat([]byte{'a'}, 1000-len(prefix))...)
+		return frameSpec{fin: fin, op: op, payload: p}.encode()[:8+len(prefix)]
+	}
+	t.Run("the rest never comes", func(t *testing.T) {
+		t.Parallel()
+		c := dialWS(t, srv.Addr(), "/echo")
+		c.write(partial(opText, true, "hello\xffworld"))
+		c.expectCloseThenEOF(1007)
+	})
+	t.Run("an invalid sequence split across reads", func(t *testing.T) {
+		t.Parallel()
+		c := dialWS(t, srv.Addr(), "/echo")
+		b := partial(opText, true, "ab\xe0\x80") // overlong: 0xE0 must be followed by 0xA0..0xBF
+		c.write(b[:len(b)-1])
+		time.Sleep(50 * time.Millisecond) // a separate read on the server
+		c.write(b[len(b)-1:])
+		c.expectCloseThenEOF(1007)
+	})
+	t.Run("in a continuation frame", func(t *testing.T) {
+		t.Parallel()
+		c := dialWS(t, srv.Addr(), "/echo")
+		c.write(frameBytes(false, opText, []byte("first ")))
+		c.write(partial(opCont, true, "then \xed\xa0\x80")) // a surrogate
+		c.expectCloseThenEOF(1007)
+	})
+	t.Run("a valid prefix waits, then the message is whole", func(t *testing.T) {
+		t.Parallel()
+		c := dialWS(t, srv.Addr(), "/echo")
+		head := "h\xc3\xa9llo \xf0\x9f\x98" // é, then an emoji cut after 3 of its 4 bytes
+		msg := append([]byte(head+"\x80"), bytes.Repeat([]byte{'.'}, 100)...)
+		f := frameSpec{fin: true, op: opText, payload: msg}.encode()
+		cut := 2 + 4 + len(head) // 7-bit length header and mask, then up to the cut
+		c.write(f[:cut])
+		time.Sleep(50 * time.Millisecond)
+		c.write(f[cut:])
+		c.expectFrame(opText, msg)
+		c.closeHandshake()
+	})
+}

@@ -52,6 +52,14 @@ type conn struct {
 	msg    *bytebufferpool.ByteBuffer
 	text   frame.UTF8
 
+	// A data frame whose payload is still arriving (see takePayload):
+	// bytes still to come (0 when none), position in the payload, whether
+	// it ends its message, and its masking key.
+	payloadLeft int64
+	payloadPos  int
+	payloadFin  bool
+	payloadMask [4]byte
+
 	// reason is why the server is closing the connection; counted once
 	// in OnClose. hasReason false there means the peer went away.
 	reason    closeReason
@@ -160,7 +168,8 @@ func (cs *conn) setReason(r closeReason) {
 	}
 }
 
-// dropMessage returns a partial message's buffer to the pool.
+// dropMessage returns a partial message's buffer to the pool. The rest of
+// a frame still arriving is skipped (payloadLeft stays).
 func (cs *conn) dropMessage() {
 	if cs.msg != nil {
 		bytebufferpool.Put(cs.msg)

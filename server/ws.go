@@ -14,11 +14,13 @@ var errTooBig = &frame.CloseError{Code: ws.StatusMessageTooBig, Reason: "message
 // errNoPublish closes a member that publishes when ClientPublish is off.
 var errNoPublish = &frame.CloseError{Code: ws.StatusPolicyViolation, Reason: "clients may not publish"}
 
-// serveFrames handles every complete frame buffered on a WebSocket, in
-// place: Peek the header, wait unless the whole frame is buffered, unmask
-// the payload in the buffer, act, Discard. Nothing is allocated on the
-// declared length: a frame over MaxMessage is refused from its header.
-// In stateClosing only the peer's close frame matters.
+// serveFrames handles every frame buffered on a WebSocket, in place: Peek
+// the header, unmask the payload in the buffer when the whole frame is
+// there, act, Discard. A data frame that is not whole yet is taken out of
+// gnet's buffer as its bytes arrive (takePayload), so text is checked for
+// UTF-8 at the first invalid byte, not when the frame ends. Nothing is
+// allocated on the declared length: a frame over MaxMessage is refused
+// from its header. In stateClosing only the peer's close frame matters.
 func (cs *conn) serveFrames() gnet.Action {
 	c, l := cs.gc, cs.loop
 	maxMsg := int64(l.srv.cfg.MaxMessage)
@@ -33,6 +35,12 @@ func (cs *conn) serveFrames() gnet.Action {
 		}
 		if cs.state == stateOpen {
 			cs.seen = l.now
+		}
+		if cs.payloadLeft > 0 {
+			if a := cs.takePayload(avail); a != gnet.None || cs.state == stateClosed {
+				return a
+			}
+			continue
 		}
 		hb, _ := c.Peek(min(avail, frame.MaxHeaderLen))
 		h, n, err := frame.Parse(hb)
@@ -50,7 +58,13 @@ func (cs *conn) serveFrames() gnet.Action {
 		}
 		total := n + int(h.Length)
 		if avail < total {
-			return gnet.None // wait for the rest; at most MaxMessage+14 bytes buffer
+			if h.Op.IsControl() || cs.state != stateOpen {
+				return gnet.None // wait for the rest: at most 139 bytes, or a frame to skip
+			}
+			if a := cs.startPayload(h, n); a != gnet.None || cs.state != stateOpen {
+				return a
+			}
+			continue
 		}
 		fb, _ := c.Peek(total)
 		payload := fb[n:total]
@@ -107,6 +121,63 @@ func (cs *conn) protocolError(e *frame.CloseError) gnet.Action {
 	}
 	cs.failWith(e)
 	return cs.closeAfterFlush()
+}
+
+// startPayload begins a data frame whose payload is not all buffered: the
+// header is consumed and the payload is taken as it arrives into the
+// message buffer (see takePayload). The frame checks that come before the
+// payload (publishing allowed) come first, as for a whole frame.
+func (cs *conn) startPayload(h frame.Header, n int) gnet.Action {
+	if !cs.loop.srv.cfg.ClientPublish && !cs.echo {
+		return cs.protocolError(errNoPublish)
+	}
+	if cs.fragOp == 0 {
+		cs.fragOp = h.Op // a message is in progress, even a single frame's
+		cs.msg = bytebufferpool.Get()
+	}
+	cs.payloadLeft, cs.payloadPos, cs.payloadFin, cs.payloadMask = h.Length, 0, h.Fin, h.Mask
+	_, _ = cs.gc.Discard(n)
+	return gnet.None
+}
+
+// takePayload moves the buffered bytes of the frame in progress (at most
+// what it has left) into the message buffer, unmasks them there and
+// checks text as UTF-8, so the connection fails at the first invalid
+// byte even if the rest of the frame never comes (RFC 6455 §8.1). Each
+// byte is copied once: gnet's buffer holds only the bytes of this read.
+// When the frame is complete it ends the message if the frame was its
+// last. A connection that started closing meanwhile skips the rest.
+func (cs *conn) takePayload(avail int) gnet.Action {
+	c := cs.gc
+	k := int(min(int64(avail), cs.payloadLeft))
+	cs.payloadLeft -= int64(k)
+	if cs.state != stateOpen || cs.msg == nil {
+		_, _ = c.Discard(k)
+		return gnet.None
+	}
+	b, _ := c.Peek(k)
+	start := len(cs.msg.B)
+	cs.msg.B = append(cs.msg.B, b...)
+	_, _ = c.Discard(k)
+	p := cs.msg.B[start:]
+	frame.Unmask(p, cs.payloadMask, cs.payloadPos)
+	cs.payloadPos += k
+	text := cs.fragOp == ws.OpText
+	if text && !cs.text.Write(p) {
+		return cs.protocolError(frame.ErrInvalidUTF8)
+	}
+	if cs.payloadLeft > 0 || !cs.payloadFin {
+		return gnet.None
+	}
+	if text && !cs.text.Complete() {
+		return cs.protocolError(frame.ErrInvalidUTF8)
+	}
+	msg, op := cs.msg, cs.fragOp
+	cs.msg, cs.fragOp = nil, 0
+	cs.text.Reset()
+	cs.message(op, msg.B)
+	bytebufferpool.Put(msg)
+	return gnet.None
 }
 
 func (cs *conn) msgLen() int {
