@@ -5,6 +5,7 @@ import (
 	"maps"
 	"net"
 	"os"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,7 +26,7 @@ import (
 // flags.Load, exactly as the binary does at start.
 func (p pod) config(t *testing.T) server.Config {
 	t.Helper()
-	cfg, _, err := flags.Load(nil, func(k string) string { return p.env[k] }, io.Discard)
+	cfg, _, err := flags.Load(nil, p.environ(), io.Discard)
 	if err != nil {
 		t.Fatalf("the manifest's environment does not load: %v", err)
 	}
@@ -375,6 +376,42 @@ func TestSeedKept(t *testing.T) {
 	for _, s := range []string{"What loopcast's manifests", "networking.k8s.io/v1", "502", "request-timeout", "preStop"} {
 		if !strings.Contains(string(b), s) {
 			t.Errorf("seed.yaml's list of fixes does not mention %q", s)
+		}
+	}
+}
+
+// TestPublishTokenFromSecret: the admin listener listens beyond loopback,
+// so the server requires a publish token; the manifests give it as a file
+// (LOOPCAST_PUBLISH_TOKEN_FILE, never a flag that ps would show) that a
+// read-only Secret volume provides at exactly that path.
+func TestPublishTokenFromSecret(t *testing.T) {
+	for _, overlay := range []string{"base", "agic", "agc", "nats"} {
+		p := podOf(t, render(t, overlay))
+		cfg := p.config(t)
+		file := cfg.PublishTokenFile
+		if file == "" {
+			t.Fatalf("%s: %s is not set; the admin listener on %s needs a token", overlay, flags.EnvName("publish-token-file"), cfg.AdminAddr)
+		}
+		found := false
+		for _, m := range p.c.VolumeMounts {
+			dir, name := path.Split(file)
+			if strings.TrimSuffix(dir, "/") != strings.TrimSuffix(m.MountPath, "/") {
+				continue
+			}
+			i := slices.IndexFunc(p.dep.Spec.Template.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == m.Name })
+			if i < 0 {
+				t.Fatalf("%s: volumeMount %s names no volume", overlay, m.Name)
+			}
+			v := p.dep.Spec.Template.Spec.Volumes[i]
+			if v.Secret == nil || !m.ReadOnly {
+				t.Fatalf("%s: %s is mounted from volume %s, want a read-only Secret", overlay, file, v.Name)
+			}
+			for _, it := range v.Secret.Items {
+				found = found || it.Path == name
+			}
+		}
+		if !found {
+			t.Fatalf("%s: no Secret volume provides %s", overlay, file)
 		}
 	}
 }

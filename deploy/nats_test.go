@@ -28,7 +28,7 @@ func TestNATSOverlay(t *testing.T) {
 	if raw == "" {
 		t.Fatalf("%s is not set", flags.EnvName("nats-url"))
 	}
-	cfg, opts, err := flags.Load(nil, func(k string) string { return p.env[k] }, io.Discard)
+	cfg, opts, err := flags.Load(nil, p.environ(), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}

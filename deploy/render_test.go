@@ -198,6 +198,15 @@ func podOf(t *testing.T, r *rendered) pod {
 	return p
 }
 
+// environ is the pod's environment as os.Environ lists it.
+func (p pod) environ() []string {
+	var env []string
+	for k, v := range p.env {
+		env = append(env, k+"="+v)
+	}
+	return env
+}
+
 // portNumber resolves a probe or Service target port, named or numbered.
 func (p pod) portNumber(t *testing.T, v intstr.IntOrString) int32 {
 	t.Helper()

@@ -19,12 +19,14 @@ import (
 
 // startFromManifest starts the real server in-process with the manifest's
 // configuration, except that it binds 127.0.0.1:0 and leaves the admin
-// listener off.
+// listener off (so the publish token, a Secret mounted in the cluster,
+// is not read: TestPublishTokenFromSecret checks where it comes from).
 func startFromManifest(t *testing.T, p pod) *server.Server {
 	t.Helper()
 	cfg := p.config(t)
 	cfg.Addr = "127.0.0.1:0"
 	cfg.AdminAddr = ""
+	cfg.PublishTokenFile = ""
 	srv, err := server.New(cfg, nil)
 	if err != nil {
 		t.Fatal(err)

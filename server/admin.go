@@ -21,12 +21,14 @@ import (
 // The admin listener is plain net/http: it is for operators and
 // publishers, not the hot path. Never expose it through the Ingress.
 //
-//	GET  /metrics          Prometheus metrics
-//	GET  /stats            Stats as JSON
-//	GET  /rooms            rooms with their member counts, as JSON
+//	GET  /metrics          Prometheus metrics (open)
+//	GET  /stats            Stats as JSON (token)
+//	GET  /rooms            rooms with their member counts, as JSON (token)
 //	POST /publish/{room}   body = message: text frame for text/*, binary otherwise;
-//	                       202 {"members": N}; bearer token when --publish-token is set
-//	     /debug/pprof/     runtime profiles
+//	                       202 {"members": N} (token)
+//	     /debug/pprof/     runtime profiles, with Config.Pprof only; never cmdline
+//
+// (token): the publish token as a bearer token, when one is set.
 
 // AdminHandler returns the admin listener's handler, for embedding the
 // server's admin routes in another mux or testing them directly.
@@ -37,16 +39,53 @@ func (s *Server) AdminHandler() http.Handler {
 		reg.MustRegister(c) // the broker's own metrics (package cluster)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, s.Stats()) })
-	mux.HandleFunc("GET /rooms", s.serveRooms)
-	mux.HandleFunc("POST /publish/{room}", s.servePublish)
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	return mux
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{})) // open: no secrets, Prometheus convention
+	mux.HandleFunc("GET /stats", s.withToken(func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, s.Stats()) }))
+	mux.HandleFunc("GET /rooms", s.withToken(s.serveRooms))
+	mux.HandleFunc("POST /publish/{room}", s.withToken(s.servePublish))
+	if s.cfg.Pprof {
+		// Never /debug/pprof/cmdline: the command line may hold secrets.
+		mux.HandleFunc("/debug/pprof/", func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/debug/pprof/cmdline" {
+				http.NotFound(w, r)
+				return
+			}
+			pprof.Index(w, r)
+		})
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	return rejectDotSegments(mux)
+}
+
+// rejectDotSegments answers 400 to /publish/. and /publish/.., which
+// ServeMux would otherwise clean into a redirect to another path: those
+// are not room names.
+func rejectDotSegments(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if room, ok := strings.CutPrefix(r.URL.Path, "/publish/"); ok && (room == "." || room == "..") {
+			writeJSON(w, 400, map[string]string{"error": ErrBadRoom.Error()})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// withToken requires the publish token, when one is set, as a bearer
+// token: 401 with WWW-Authenticate otherwise.
+func (s *Server) withToken(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if tok := s.cfg.PublishToken; tok != "" {
+			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(tok)) != 1 {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="loopcast admin"`)
+				writeJSON(w, 401, map[string]string{"error": "missing or wrong bearer token (--publish-token)"})
+				return
+			}
+		}
+		h(w, r)
+	}
 }
 
 // startAdmin binds the admin listener when configured.
@@ -95,14 +134,6 @@ func (s *Server) serveRooms(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
-	if tok := s.cfg.PublishToken; tok != "" {
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(tok)) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="loopcast admin"`)
-			writeJSON(w, 401, map[string]string{"error": "missing or wrong bearer token"})
-			return
-		}
-	}
 	room := r.PathValue("room")
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(s.cfg.MaxMessage)))
 	if err != nil {

@@ -74,10 +74,35 @@ func TestAdminPublish(t *testing.T) {
 		}
 	}
 
-	resp, err := http.Get(admin + "/rooms")
-	if err != nil {
-		t.Fatal(err)
+	// With a publish token, /rooms and /stats need it too; /metrics not.
+	t.Cleanup(http.DefaultClient.CloseIdleConnections)
+	get := func(path, token string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest("GET", admin+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
 	}
+	for _, path := range []string{"/rooms", "/stats"} {
+		for token, want := range map[string]int{"": 401, "wrong": 401, "s3cret": 200} {
+			resp := get(path, token)
+			resp.Body.Close()
+			if resp.StatusCode != want {
+				t.Fatalf("GET %s with token %q: %d, want %d", path, token, resp.StatusCode, want)
+			}
+		}
+	}
+	resp := get("/metrics", "")
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET /metrics without a token: %d, want 200 (it stays open)", resp.StatusCode)
+	}
+	resp = get("/rooms", "s3cret")
 	var rooms struct {
 		Count int
 		Rooms []server.RoomInfo

@@ -1,30 +1,41 @@
 package server
 
 import (
+	"context"
 	"crypto"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"path"
 	"strings"
+	"time"
 
+	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/loopcast/loopcast/server/internal/reqhead"
 )
 
 // authenticator checks the JWT of an upgrade before it is accepted. It is
-// nil when neither JWTSecret nor JWTPublicKey is set. It runs once per
-// handshake, never per message.
+// nil when no key is configured (JWTSecret, JWTSecretFile, JWTPublicKey).
+// It runs once per handshake, never per message.
 type authenticator struct {
 	parser  *jwt.Parser
 	hmacKey []byte
 	pubKey  crypto.PublicKey
+
+	// jwksURL, when set, is where RS256 and ES256 keys are published by
+	// kid (Config.JWTJWKSURL); jwks holds them once startJWKS ran.
+	jwksURL     string
+	jwksRefresh time.Duration
+	jwks        keyfunc.Keyfunc
 }
 
-// tokenClaims are the claims loopcast reads: the registered ones (exp,
-// nbf, iat are enforced when present) and rooms, a list of room name
+// tokenClaims are the claims loopcast reads: the registered ones (exp is
+// required unless JWTAllowNoExp; nbf and iat are enforced when present;
+// aud and iss when JWTAudience and JWTIssuer are set) and rooms, a list of room name
 // patterns (path.Match syntax: "chat-*", "team.?", "*") that limits which
 // rooms the connection may join and so publish to. Without a rooms claim
 // every room is allowed; an empty list allows none.
@@ -34,10 +45,16 @@ type tokenClaims struct {
 }
 
 func newAuthenticator(cfg Config) (*authenticator, error) {
-	if cfg.JWTSecret == "" && cfg.JWTPublicKey == "" {
+	if cfg.JWTSecret == "" && cfg.JWTPublicKey == "" && cfg.JWTJWKSURL == "" {
+		if cfg.JWTSecretFile != "" {
+			return &authenticator{}, nil // Validate before New read the file: nothing to check yet
+		}
+		if cfg.JWTAudience != "" || cfg.JWTIssuer != "" {
+			return nil, errors.New("jwt-audience and jwt-issuer need a key: jwt-secret(-file), jwt-public-key or jwt-jwks-url")
+		}
 		return nil, nil
 	}
-	a := &authenticator{}
+	a := &authenticator{jwksURL: cfg.JWTJWKSURL, jwksRefresh: cfg.JWTJWKSRefresh}
 	var methods []string
 	if cfg.JWTSecret != "" {
 		a.hmacKey = []byte(cfg.JWTSecret)
@@ -61,17 +78,70 @@ func newAuthenticator(cfg Config) (*authenticator, error) {
 			return nil, errors.New("jwt-public-key: not a PEM RSA or ECDSA public key")
 		}
 	}
-	a.parser = jwt.NewParser(jwt.WithValidMethods(methods), jwt.WithLeeway(jwtLeeway))
+	if a.jwksURL != "" {
+		if u, err := url.Parse(a.jwksURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return nil, fmt.Errorf("jwt-jwks-url %q: want an https:// URL", a.jwksURL)
+		}
+		if cfg.JWTPublicKey != "" {
+			return nil, errors.New("jwt-public-key and jwt-jwks-url: give one source of public keys")
+		}
+		if a.jwksRefresh <= 0 {
+			return nil, fmt.Errorf("jwt-jwks-refresh %s: must be positive", a.jwksRefresh)
+		}
+		methods = append(methods, "RS256", "ES256")
+	}
+	opts := []jwt.ParserOption{jwt.WithValidMethods(methods), jwt.WithLeeway(cfg.JWTLeeway)}
+	if !cfg.JWTAllowNoExp {
+		opts = append(opts, jwt.WithExpirationRequired())
+	}
+	if cfg.JWTAudience != "" {
+		opts = append(opts, jwt.WithAudience(cfg.JWTAudience))
+	}
+	if cfg.JWTIssuer != "" {
+		opts = append(opts, jwt.WithIssuer(cfg.JWTIssuer))
+	}
+	a.parser = jwt.NewParser(opts...)
 	return a, nil
 }
 
 func (a *authenticator) key(t *jwt.Token) (any, error) {
-	switch t.Method.(type) {
-	case *jwt.SigningMethodHMAC:
+	switch {
+	case t.Method.Alg() == "HS256":
 		return a.hmacKey, nil
+	case a.jwks != nil:
+		return a.jwks.Keyfunc(t) // by kid, from memory: never a fetch on the loop
+	case a.jwksURL != "":
+		return nil, errors.New("JWKS not loaded")
 	default:
 		return a.pubKey, nil
 	}
+}
+
+// startJWKS loads the key set from jwksURL and refreshes it every
+// jwksRefresh in the background until ctx ends. Keys are looked up in
+// memory: a token whose kid is not in the set is refused (401) rather
+// than fetched on the event loop, and accepted after the next refresh
+// (identity providers, Microsoft Entra ID among them, publish keys well
+// before they sign with them). An unreachable URL does not stop the
+// start: tokens are refused until the set loads, and errors are logged.
+func (a *authenticator) startJWKS(ctx context.Context, log *slog.Logger) error {
+	if a == nil || a.jwksURL == "" {
+		return nil
+	}
+	noErr := true
+	k, err := keyfunc.NewDefaultOverrideCtx(ctx, []string{a.jwksURL}, keyfunc.Override{
+		HTTPTimeout:               jwksHTTPTimeout,
+		NoErrorReturnFirstHTTPReq: &noErr,
+		RefreshInterval:           a.jwksRefresh,
+		RefreshErrorHandlerFunc: func(u string) func(context.Context, error) {
+			return func(_ context.Context, err error) { log.Warn("JWKS refresh failed", "url", u, "err", err) }
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("jwt-jwks-url: %w", err)
+	}
+	a.jwks = k
+	return nil
 }
 
 // check authorizes an upgrade to t: a valid token from the Authorization
@@ -84,8 +154,14 @@ func (a *authenticator) check(h *reqhead.Head, t target) *rejection {
 	}
 	var c tokenClaims
 	if _, err := a.parser.ParseWithClaims(tok, &c, a.key); err != nil {
-		if errors.Is(err, jwt.ErrTokenExpired) {
+		switch {
+		case errors.Is(err, jwt.ErrTokenExpired):
 			return rejAuthExpired
+		case errors.Is(err, jwt.ErrTokenRequiredClaimMissing) && c.ExpiresAt == nil:
+			return rejAuthNoExp
+		case errors.Is(err, jwt.ErrTokenInvalidAudience), errors.Is(err, jwt.ErrTokenInvalidIssuer),
+			errors.Is(err, jwt.ErrTokenRequiredClaimMissing): // no aud where one is required
+			return rejAuthAudience
 		}
 		return rejAuthInvalid
 	}

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
+	"os"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -20,10 +23,24 @@ type Config struct {
 	// back.
 	Addr string
 
-	// AdminAddr is the admin listener (metrics, publish, rooms, pprof).
-	// Default ":9090"; empty disables it. Never expose it through the
-	// Ingress.
+	// AdminAddr is the admin listener (metrics, publish, rooms, stats,
+	// pprof). Default "127.0.0.1:9090": loopback only. Empty disables it.
+	// An address beyond loopback needs a publish token (PublishToken or
+	// PublishTokenFile), or AdminNoToken, or Validate refuses it: anyone
+	// who reaches the port could publish to every room. Never expose it
+	// through the Ingress.
 	AdminAddr string
+
+	// AdminNoToken accepts a non-loopback AdminAddr without a publish
+	// token: POST /publish, /rooms and /stats are then open to anyone who
+	// reaches the port (a NetworkPolicy must keep everyone else out).
+	// Default false.
+	AdminNoToken bool
+
+	// Pprof serves Go's runtime profiles under /debug/pprof/ on the admin
+	// listener (never /debug/pprof/cmdline, which would show the command
+	// line and so any secret given as a flag). Default false.
+	Pprof bool
 
 	// EventLoops is the number of gnet event loops. Zero (the default)
 	// means GOMAXPROCS, which follows the CPU affinity of the process.
@@ -62,17 +79,49 @@ type Config struct {
 
 	// AllowedOrigins restricts the Origin header of upgrades. Empty (the
 	// default) allows any origin, and requests without one. Entries are
-	// compared case-insensitively with the whole header value
-	// ("https://app.example.com"); "*" allows any.
+	// origins, scheme://host[:port] ("https://app.example.com"), compared
+	// case-insensitively with the whole header value; "*" allows any.
+	// Others get 403, whose body shows the Origin received.
 	AllowedOrigins []string
+
+	// AllowNoOrigin, with AllowedOrigins set, also admits upgrades that
+	// carry no Origin header. Browsers always send one; Node, native apps
+	// and backend services usually do not, and could send any value they
+	// like anyway: Origin protects browser users from other sites' pages,
+	// it does not authenticate clients. Default false: 403.
+	AllowNoOrigin bool
 
 	// ClientPublish lets members publish to their room. Default true.
 	// When false a data frame from a client closes it with 1008.
 	ClientPublish bool
 
-	// PublishToken, when set, is the bearer token POST /publish/{room}
-	// requires on the admin listener. Default empty: no token.
+	// PublishToken, when set, is the bearer token the admin listener
+	// requires for POST /publish/{room}, GET /rooms and GET /stats
+	// (/metrics stays open). Default empty: no token, allowed only on a
+	// loopback AdminAddr (see AdminNoToken).
 	PublishToken string
+
+	// PublishTokenFile names a file holding the publish token (a mounted
+	// Kubernetes Secret); New reads it, trimming surrounding white space.
+	// It wins over PublishToken. Default empty.
+	PublishTokenFile string
+
+	// PublishRate limits the messages each member may publish, per
+	// second (a token bucket of PublishBurst, O(1) per message, no timer):
+	// one message to a room of 15,000 members is 15,000 deliveries. A
+	// message beyond it closes the member with 1008 and is counted as
+	// rate_limited. Default 50 (enough for chat and 20-30 Hz presence
+	// updates); zero means no limit. Echo sessions are not limited.
+	PublishRate float64
+
+	// PublishBurst is how many messages a member may publish at once
+	// above PublishRate. Default 100; at least 1 when PublishRate is set.
+	PublishBurst int
+
+	// MaxRooms caps the rooms with members. An upgrade that would create
+	// one more gets 503 with Retry-After and is counted. Default 100,000
+	// (a room costs a few hundred bytes); zero means no cap.
+	MaxRooms int
 
 	// DrainDelay is how long Shutdown keeps serving existing connections
 	// after the health responder turned to 503, so the gateway stops
@@ -84,6 +133,36 @@ type Config struct {
 	// "Authorization: Bearer" or the token query parameter: 401 without
 	// a valid one, 403 when its rooms claim does not allow the room.
 	JWTSecret string
+
+	// JWTSecretFile names a file holding JWTSecret (a mounted Kubernetes
+	// Secret); New reads it, trimming surrounding white space. It wins
+	// over JWTSecret. Default empty.
+	JWTSecretFile string
+
+	// JWTJWKSURL, when set, accepts RS256 and ES256 tokens signed by the
+	// keys this JSON Web Key Set publishes, chosen by kid: how Microsoft
+	// Entra ID (https://login.microsoftonline.com/{tenant}/discovery/v2.0/keys)
+	// and most identity providers publish keys. The set is fetched when
+	// the server starts and every JWTJWKSRefresh; tokens are never
+	// fetched for on the event loop. Not together with JWTPublicKey.
+	JWTJWKSURL string
+
+	// JWTJWKSRefresh is how often the key set is fetched again, so keys
+	// added to it (rotation) are accepted and removed ones refused.
+	// Default 5m.
+	JWTJWKSRefresh time.Duration
+
+	// JWTLeeway is the clock skew allowed for a token's exp and nbf.
+	// Default 5s.
+	JWTLeeway time.Duration
+
+	// JWTAllowNoExp accepts tokens without an exp claim, which would
+	// otherwise be valid forever. Default false: 401.
+	JWTAllowNoExp bool
+
+	// JWTAudience and JWTIssuer, when set, must match the token's aud
+	// (one of its values) and iss claims. Default empty: not checked.
+	JWTAudience, JWTIssuer string
 
 	// JWTPublicKey, when set, accepts RS256 or ES256 tokens signed by the
 	// matching private key: a PEM file path, or the PEM text itself.
@@ -116,13 +195,18 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Addr:             ":8080",
-		AdminAddr:        ":9090",
+		AdminAddr:        "127.0.0.1:9090",
 		PingInterval:     20 * time.Second,
 		IdleTimeout:      45 * time.Second,
 		HandshakeTimeout: 10 * time.Second,
 		MaxMessage:       1 << 20,
 		MaxPending:       1 << 20,
 		ClientPublish:    true,
+		PublishRate:      50,
+		PublishBurst:     100,
+		MaxRooms:         100_000,
+		JWTLeeway:        5 * time.Second,
+		JWTJWKSRefresh:   5 * time.Minute,
 	}
 }
 
@@ -130,12 +214,20 @@ func DefaultConfig() Config {
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
-		bad("addr %q: want host:port, e.g. :8080", c.Addr)
+	addr, addrErr := parseListenAddr(c.Addr)
+	if addrErr != nil {
+		bad("addr %q: %v; want host:port, e.g. :8080", c.Addr, addrErr)
 	}
 	if c.AdminAddr != "" {
-		if _, _, err := net.SplitHostPort(c.AdminAddr); err != nil {
-			bad("admin-addr %q: want host:port, e.g. :9090, or empty to disable", c.AdminAddr)
+		admin, err := parseListenAddr(c.AdminAddr)
+		switch {
+		case err != nil:
+			bad("admin-addr %q: %v; want host:port, e.g. 127.0.0.1:9090, or empty to disable", c.AdminAddr, err)
+		case addrErr == nil && addr.overlaps(admin):
+			bad("admin-addr %q and addr %q: both on port %d; give the admin listener its own port", c.AdminAddr, c.Addr, admin.port)
+		case !admin.loopback() && c.PublishToken == "" && c.PublishTokenFile == "" && !c.AdminNoToken:
+			bad("admin-addr %q is not loopback and no publish token is set: anyone who can reach the port could publish to every room; "+
+				"set --publish-token-file (a mounted Secret), or --admin-no-token if a NetworkPolicy keeps everyone else out", c.AdminAddr)
 		}
 	}
 	if c.EventLoops < 0 || c.EventLoops > maxEventLoops {
@@ -159,9 +251,18 @@ func (c *Config) Validate() error {
 		bad("max-pending %d: must be positive", c.MaxPending)
 	}
 	for _, o := range c.AllowedOrigins {
-		if o == "" || strings.ContainsAny(o, " \t,") {
-			bad("allowed-origins entry %q: want an origin like https://app.example.com or *", o)
+		if err := checkOrigin(o); err != nil {
+			bad("allowed-origins entry %q: %v; want an origin like https://app.example.com (scheme://host[:port]), or *", o, err)
 		}
+	}
+	if c.PublishRate < 0 || c.PublishBurst < 0 || (c.PublishRate > 0 && c.PublishBurst < 1) {
+		bad("publish-rate %g and publish-burst %d: want a rate of 0 (no limit) or more, and a burst of at least 1 with a rate", c.PublishRate, c.PublishBurst)
+	}
+	if c.MaxRooms < 0 {
+		bad("max-rooms %d: must not be negative (0 = no cap)", c.MaxRooms)
+	}
+	if c.JWTLeeway < 0 {
+		bad("jwt-leeway %s: must not be negative", c.JWTLeeway)
 	}
 	if c.MaxConns < 0 || c.MaxConnsPerIP < 0 {
 		bad("max-conns %d and max-conns-per-ip %d: must not be negative (0 = no cap)", c.MaxConns, c.MaxConnsPerIP)
@@ -178,4 +279,92 @@ func (c *Config) Validate() error {
 		bad("drain-delay %s and drain-duration %s: must not be negative", c.DrainDelay, c.DrainDuration)
 	}
 	return errors.Join(errs...)
+}
+
+// listenAddr is a parsed listener address.
+type listenAddr struct {
+	host string // "" for every interface
+	port int
+}
+
+// parseListenAddr checks host:port as a listener takes it: a port from 0
+// to 65535 (0 picks a free one), a host that is empty, an IP or a name.
+func parseListenAddr(s string) (listenAddr, error) {
+	host, p, err := net.SplitHostPort(s)
+	if err != nil {
+		return listenAddr{}, errors.New("not host:port")
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return listenAddr{}, fmt.Errorf("port %q is not a number from 0 to 65535", p)
+	}
+	return listenAddr{host: host, port: port}, nil
+}
+
+// wildcard reports whether the address listens on every interface.
+func (a listenAddr) wildcard() bool {
+	return a.host == "" || a.host == "0.0.0.0" || a.host == "::"
+}
+
+// loopback reports whether only this machine can reach the address.
+func (a listenAddr) loopback() bool {
+	if a.host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(a.host)
+	return err == nil && ip.IsLoopback()
+}
+
+// overlaps reports whether two listeners would want the same port on a
+// shared interface (port 0 picks a free port, so never).
+func (a listenAddr) overlaps(b listenAddr) bool {
+	return a.port != 0 && a.port == b.port && (a.wildcard() || b.wildcard() || a.host == b.host)
+}
+
+// checkOrigin accepts "*" or an origin as browsers send it in the Origin
+// header: scheme://host[:port], no path, query or user. "localhost" alone,
+// say, never matches a browser.
+func checkOrigin(o string) error {
+	if o == "*" {
+		return nil
+	}
+	u, err := url.Parse(o)
+	switch {
+	case err != nil || u.Scheme == "" || u.Host == "":
+		return errors.New("not scheme://host")
+	case u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil:
+		return errors.New("an origin has no path, query or user")
+	case u.Port() != "":
+		if n, err := strconv.Atoi(u.Port()); err != nil || n < 1 || n > 65535 {
+			return errors.New("bad port")
+		}
+	}
+	return nil
+}
+
+// readSecretFiles replaces PublishToken and JWTSecret by the contents of
+// PublishTokenFile and JWTSecretFile when those are set. The error names
+// the file, never its contents.
+func (c *Config) readSecretFiles() error {
+	for _, f := range []struct {
+		flag, path string
+		dst        *string
+	}{
+		{"publish-token-file", c.PublishTokenFile, &c.PublishToken},
+		{"jwt-secret-file", c.JWTSecretFile, &c.JWTSecret},
+	} {
+		if f.path == "" {
+			continue
+		}
+		b, err := os.ReadFile(f.path)
+		if err != nil {
+			return fmt.Errorf("%s: %w", f.flag, err)
+		}
+		v := strings.TrimSpace(string(b))
+		if v == "" {
+			return fmt.Errorf("%s: %s is empty", f.flag, f.path)
+		}
+		*f.dst = v
+	}
+	return nil
 }

@@ -65,6 +65,11 @@ type conn struct {
 	reason    closeReason
 	hasReason bool
 
+	// publishAt is the member's publish token bucket as a theoretical
+	// arrival time (GCRA): ns since the server started at which its
+	// bucket is full again. See allowPublish.
+	publishAt int64
+
 	// Timing, in loop ticks.
 	since    int64 // HTTP: when the current request head started
 	seen     int64 // WebSocket: last inbound bytes
@@ -136,6 +141,9 @@ func (cs *conn) failWith(e *frame.CloseError) {
 		r = closeTooBig
 	case ws.StatusPolicyViolation:
 		r = closePolicy
+		if e == errRateLimited {
+			r = closeRateLimited
+		}
 	}
 	l := cs.loop
 	l.scratch = frame.AppendClose(l.scratch[:0], e.Code, e.Reason)
@@ -158,6 +166,23 @@ func (cs *conn) startClose(r closeReason, closeFrame []byte) {
 		l := cs.loop
 		l.wheel.add(cs, l.now+l.closeGraceTicks)
 	}
+}
+
+// allowPublish applies Config.PublishRate and PublishBurst to one
+// message published at now (ns since start): the generic cell rate
+// algorithm, one int64 per connection, no timer. The bucket holds
+// PublishBurst messages and refills at PublishRate.
+func (cs *conn) allowPublish(now int64) bool {
+	l := cs.loop
+	if l.publishInterval == 0 {
+		return true
+	}
+	at := max(cs.publishAt, now)
+	if at-now > l.publishTolerance {
+		return false
+	}
+	cs.publishAt = at + l.publishInterval
+	return true
 }
 
 // setReason records why the server closes the connection; the first

@@ -104,7 +104,9 @@ func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 	// Timestamps taken below (request start, last activity) must not
 	// lag: on a busy loop the tick that advances now may be queued
 	// behind this read. One monotonic clock read per read event.
-	cs.loop.now = h.s.ticksNow()
+	l := cs.loop
+	l.nowNs = int64(time.Since(h.s.start))
+	l.now = l.nowNs / int64(h.s.tick)
 	for {
 		switch cs.state {
 		case stateHTTP:

@@ -78,9 +78,10 @@ func route(path []byte) (target, *rejection) {
 
 var defaultRoom = []byte("default")
 
-// ValidRoomName reports whether name is 1 to 64 of [A-Za-z0-9._-].
+// ValidRoomName reports whether name is 1 to 64 of [A-Za-z0-9._-], and
+// not "." or "..", which browsers and HTTP libraries remove from paths.
 func ValidRoomName[T ~string | ~[]byte](name T) bool {
-	if len(name) == 0 || len(name) > MaxRoomName {
+	if len(name) == 0 || len(name) > MaxRoomName || string(name) == "." || string(name) == ".." {
 		return false
 	}
 	for i := range len(name) {
@@ -128,10 +129,14 @@ func (s *Server) checkUpgrade(h *reqhead.Head) (target, *rejection) {
 	return t, nil
 }
 
-// originAllowed applies Config.AllowedOrigins (empty: any).
+// originAllowed applies Config.AllowedOrigins (empty: any) and
+// AllowNoOrigin.
 func (s *Server) originAllowed(origin []byte) bool {
 	if len(s.cfg.AllowedOrigins) == 0 {
 		return true
+	}
+	if origin == nil {
+		return s.cfg.AllowNoOrigin
 	}
 	for _, o := range s.cfg.AllowedOrigins {
 		if o == "*" || equalFoldString(origin, o) {

@@ -37,6 +37,9 @@ func (cs *conn) serveHTTP() gnet.Action {
 		}
 		if isUpgradeAttempt(&h) {
 			t, rej := l.srv.checkUpgrade(&h)
+			if rej == rejOrigin {
+				return cs.rejectOrigin(h.Origin)
+			}
 			if rej != nil {
 				return cs.reject(rej)
 			}
@@ -97,6 +100,20 @@ func (cs *conn) reject(rej *rejection) gnet.Action {
 	return cs.linger()
 }
 
+// rejectOrigin answers 403 to an upgrade whose Origin is not allowed,
+// saying which Origin it received (or that it had none), and closes.
+func (cs *conn) rejectOrigin(origin []byte) gnet.Action {
+	l := cs.loop
+	l.stats.rejected.Add(1)
+	l.stats.rejects[rejOrigin.idx].Add(1)
+	l.scratch = appendOriginRejection(l.scratch[:0], origin)
+	cs.out.Send(l.scratch)
+	if cs.state != stateHTTP {
+		return gnet.None
+	}
+	return cs.linger()
+}
+
 // linger closes an HTTP connection after its last answer. Closing a
 // socket with unread input makes the kernel send RST, which can destroy
 // the answer in flight; so unless the input is fully read, the server
@@ -119,16 +136,18 @@ func (cs *conn) upgrade(h *reqhead.Head, t target) gnet.Action {
 	c, l := cs.gc, cs.loop
 	l.scratch = appendSwitching(l.scratch[:0], h.Key)
 	if !cs.out.Admit(len(l.scratch)) {
+		l.srv.admit.release(cs.ip)
 		return gnet.None // closed as a slow consumer, before it became a WebSocket
+	}
+	if !t.echo && !cs.out.Join(t.room) { // copies the name when it creates the room
+		l.srv.admit.release(cs.ip)
+		return cs.reject(rejRoomsFull)
 	}
 	// Become a WebSocket (and count it) before the 101 leaves, so that
 	// whoever sees the 101 sees the counters move, and a failed write
 	// is cleaned up by OnClose like any session.
 	cs.state = stateOpen
 	cs.echo = t.echo
-	if !t.echo {
-		cs.out.Join(t.room) // copies the name when it creates the room
-	}
 	l.stats.upgrades.Add(1)
 	l.stats.websockets.Add(1)
 	cs.seen = l.now

@@ -39,10 +39,6 @@ const (
 	// TCP (never longer than Config.HandshakeTimeout).
 	closeGrace = 2 * time.Second
 
-	// jwtLeeway is the clock skew allowed between token issuer and
-	// server for exp and nbf.
-	jwtLeeway = 30 * time.Second
-
 	// minTick and maxTick bound the timing wheel's resolution, which is
 	// a tenth (tickDivisor) of the shortest timeout, so deadlines fire
 	// within 10% late, and fine enough to spread a drain's 1001 closes
@@ -64,6 +60,9 @@ const (
 	// drainPollInterval is how often Shutdown checks whether every
 	// WebSocket is closed.
 	drainPollInterval = 10 * time.Millisecond
+
+	// jwksHTTPTimeout bounds one fetch of the JWT key set.
+	jwksHTTPTimeout = 10 * time.Second
 
 	// adminReadHeaderTimeout closes an admin connection that sent no
 	// complete request head in this long (slowloris on the admin port).

@@ -20,12 +20,17 @@ type loop struct {
 	srv *Server
 	fan *fanout.Loop
 
-	now             int64 // ticks since the server started, as of the last tick
-	wheel           wheel
-	pingTicks       int64
-	idleTicks       int64
-	handshakeTicks  int64
-	closeGraceTicks int64
+	now   int64 // ticks since the server started, as of the last tick or read
+	nowNs int64 // nanoseconds since the server started, as of the last read
+	wheel wheel
+	// publishInterval is the time one message costs in a member's
+	// publish token bucket (ns; 0: no limit), publishTolerance the credit
+	// a burst may use: (PublishBurst-1) intervals. See conn.allowPublish.
+	publishInterval, publishTolerance int64
+	pingTicks                         int64
+	idleTicks                         int64
+	handshakeTicks                    int64
+	closeGraceTicks                   int64
 
 	// scratch builds small frames and answers (pong, close, 101); out
 	// builds echo frames. Both are reused: valid until their next use.
@@ -46,6 +51,10 @@ func (e gnetExecutor) Execute(ctx context.Context, t fanout.Task) error { return
 func newLoop(s *Server, idx int, el gnet.EventLoop) *loop {
 	l := &loop{idx: idx, el: el, srv: s, fan: s.fan.AddLoop(gnetExecutor{el}), scratch: make([]byte, 0, scratchBytes)}
 	ticks := func(d time.Duration) int64 { return max(1, int64((d+s.tick-1)/s.tick)) }
+	if r := s.cfg.PublishRate; r > 0 {
+		l.publishInterval = int64(float64(time.Second) / r)
+		l.publishTolerance = int64(s.cfg.PublishBurst-1) * l.publishInterval
+	}
 	l.pingTicks = ticks(s.cfg.PingInterval)
 	l.idleTicks = ticks(s.cfg.IdleTimeout)
 	l.handshakeTicks = ticks(s.cfg.HandshakeTimeout)

@@ -21,12 +21,15 @@ func TestMain(m *testing.M) {
 }
 
 // testConfig is the configuration tests start from: loopback, port 0,
-// no admin listener, two event loops so cross-loop paths are exercised.
+// no admin listener, two event loops so cross-loop paths are exercised,
+// and no publish rate limit: the fan-out tests publish far faster than a
+// person (TestPublishRateLimit covers the default limit).
 func testConfig() server.Config {
 	cfg := server.DefaultConfig()
 	cfg.Addr = "127.0.0.1:0"
 	cfg.AdminAddr = ""
 	cfg.EventLoops = 2
+	cfg.PublishRate = 0
 	return cfg
 }
 

@@ -31,7 +31,7 @@ func (t MessageType) String() string {
 
 // Errors of Publish and DeliverRemote.
 var (
-	ErrBadRoom        = errors.New("room names are 1 to 64 characters of A-Z a-z 0-9 . _ -")
+	ErrBadRoom        = errors.New("room names are 1 to 64 characters of A-Z a-z 0-9 . _ -, not . or ..")
 	ErrBadMessageType = errors.New("publish needs a Text or Binary message")
 	ErrInvalidUTF8    = errors.New("text message is not valid UTF-8")
 	ErrTooLarge       = errors.New("message over max-message")

@@ -101,16 +101,19 @@ var (
 	rejKey           = newRejection(400, "bad Sec-WebSocket-Key: it must be the base64 encoding of 16 random bytes, 24 characters such as "+exampleKey+" (RFC 6455 section 4.1); clients generate a fresh one per connection", "")
 	rejNoKey         = newRejection(400, "missing Sec-WebSocket-Key: send the base64 encoding of 16 random bytes, 24 characters such as "+exampleKey, "")
 	rejNotFound      = newRejection(404, "no WebSocket endpoint at this path: use /ws, /ws/{room} or /echo", "")
-	rejRoomName      = newRejection(400, "room names are 1 to 64 characters of A-Z a-z 0-9 . _ -", "")
-	rejOrigin        = newRejection(403, "origin not allowed", "")
+	rejRoomName      = newRejection(400, "room names are 1 to 64 characters of A-Z a-z 0-9 . _ -, not . or ..", "")
+	rejOrigin        = newRejection(403, "origin not allowed", "") // answered by appendOriginRejection
 	rejDraining      = newRejection(503, "draining: reconnect to another instance", "Retry-After: 1\r\n")
 	rejBody          = newRejection(400, "GET and HEAD requests must not carry a body", "")
 	rejAuthMissing   = newRejection(401, "missing token: send Authorization: Bearer <JWT>, or ?token=<JWT> from a browser", "WWW-Authenticate: Bearer realm=\"loopcast\"\r\n")
 	rejAuthInvalid   = newRejection(401, "invalid token", "WWW-Authenticate: Bearer realm=\"loopcast\", error=\"invalid_token\"\r\n")
 	rejAuthExpired   = newRejection(401, "token expired", "WWW-Authenticate: Bearer realm=\"loopcast\", error=\"invalid_token\", error_description=\"expired\"\r\n")
 	rejRoomForbidden = newRejection(403, "the token's rooms claim does not allow this room", "")
+	rejAuthNoExp     = newRejection(401, "token has no exp claim (jwt-allow-no-exp accepts such tokens)", "WWW-Authenticate: Bearer realm=\"loopcast\", error=\"invalid_token\"\r\n")
+	rejAuthAudience  = newRejection(401, "token's aud or iss is not this server's (jwt-audience, jwt-issuer)", "WWW-Authenticate: Bearer realm=\"loopcast\", error=\"invalid_token\"\r\n")
 	rejFull          = newRejection(503, "server full (max-conns): retry on another instance", "Retry-After: 1\r\n")
 	rejPerIP         = newRejection(429, "too many connections from this address (max-conns-per-ip)", "Retry-After: 5\r\n")
+	rejRoomsFull     = newRejection(503, "room limit reached (max-rooms): join an existing room or retry later", "Retry-After: 5\r\n")
 )
 
 // parseRejections maps the request parser's errors to their answers.
@@ -124,3 +127,28 @@ var parseRejections = func() map[*reqhead.Error]*rejection {
 	}
 	return m
 }()
+
+// maxEchoedOrigin bounds how much of a refused Origin the 403 repeats.
+const maxEchoedOrigin = 200
+
+// appendOriginRejection appends the 403 for an Origin not in
+// AllowedOrigins: its body names the Origin received, or says there was
+// none (see Config.AllowNoOrigin). The header value was checked by the
+// request parser (no control characters). It does not allocate.
+func appendOriginRejection(dst, origin []byte) []byte {
+	const none = "origin not allowed: the request has no Origin header (allow-no-origin admits clients that send none)\n"
+	const some = "origin not allowed: Origin: "
+	bodyLen := len(none)
+	if origin != nil {
+		origin = origin[:min(len(origin), maxEchoedOrigin)]
+		bodyLen = len(some) + len(origin) + 1
+	}
+	dst = append(dst, "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\nConnection: close\r\nContent-Length: "...)
+	dst = strconv.AppendInt(dst, int64(bodyLen), 10)
+	dst = append(dst, "\r\n\r\n"...)
+	if origin == nil {
+		return append(dst, none...)
+	}
+	dst = append(append(dst, some...), origin...)
+	return append(dst, '\n')
+}

@@ -44,11 +44,17 @@ type Server struct {
 
 	admin     *http.Server // nil without an admin listener
 	adminAddr net.Addr
+
+	stopBackground context.CancelFunc // ends the JWKS refresh; set by Start
 }
 
-// New checks cfg and returns a Server that is not yet listening. logger
-// may be nil (discard).
+// New reads the secret files cfg names (PublishTokenFile,
+// JWTSecretFile), checks cfg and returns a Server that is not yet
+// listening. logger may be nil (discard).
 func New(cfg Config, logger *slog.Logger) (*Server, error) {
+	if err := cfg.readSecretFiles(); err != nil {
+		return nil, err
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -67,7 +73,7 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		booted: make(chan struct{}),
 		done:   make(chan struct{}),
 	}
-	fc := fanout.Config{Loops: n, MaxPending: cfg.MaxPending, CorkLimit: corkLimit, MaxFreeBytes: maxFreeBufferBytes}
+	fc := fanout.Config{Loops: n, MaxPending: cfg.MaxPending, CorkLimit: corkLimit, MaxFreeBytes: maxFreeBufferBytes, MaxRooms: cfg.MaxRooms}
 	if b := cfg.Broker; b != nil {
 		fc.RoomOpened, fc.RoomClosed = b.Subscribe, b.Unsubscribe
 	}
@@ -100,6 +106,12 @@ func tickFor(cfg Config) time.Duration {
 // not be.
 func (s *Server) Start() error {
 	s.start = time.Now()
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopBackground = cancel
+	if err := s.auth.startJWKS(ctx, s.log); err != nil {
+		cancel()
+		return err
+	}
 	go func() {
 		defer close(s.done)
 		s.runErr = gnet.Run(&handler{s: s}, "tcp://"+s.cfg.Addr,
@@ -119,6 +131,7 @@ func (s *Server) Start() error {
 		}
 		return nil
 	case <-s.done:
+		cancel()
 		if s.runErr == nil {
 			s.runErr = errors.New("engine stopped before it started")
 		}
@@ -146,6 +159,7 @@ func (s *Server) Close() error {
 	if s.admin != nil {
 		_ = s.admin.Shutdown(ctx)
 	}
+	s.stopBackground()
 	err := s.eng.Stop(ctx)
 	<-s.done
 	return err

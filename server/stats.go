@@ -12,6 +12,7 @@ const (
 	closeProtocol                            // 1002: RFC 6455 violation
 	closeInvalidUTF8                         // 1007
 	closePolicy                              // 1008: e.g. publishing disabled
+	closeRateLimited                         // 1008: publishing over PublishRate
 	closeTooBig                              // 1009: message over MaxMessage
 	closeSlowConsumer                        // 1013 (HTTP: closed): unsent bytes over MaxPending
 	closeIdle                                // nothing received for IdleTimeout
@@ -22,7 +23,7 @@ const (
 )
 
 var closeReasonNames = [numCloseReasons]string{
-	"peer_close", "gone", "protocol_error", "invalid_utf8", "policy",
+	"peer_close", "gone", "protocol_error", "invalid_utf8", "policy", "rate_limited",
 	"message_too_big", "slow_consumer", "idle_timeout", "going_away",
 	"handshake_timeout", "http",
 }

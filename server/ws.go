@@ -14,6 +14,10 @@ var errTooBig = &frame.CloseError{Code: ws.StatusMessageTooBig, Reason: "message
 // errNoPublish closes a member that publishes when ClientPublish is off.
 var errNoPublish = &frame.CloseError{Code: ws.StatusPolicyViolation, Reason: "clients may not publish"}
 
+// errRateLimited closes a member that publishes faster than
+// Config.PublishRate allows (beyond its PublishBurst).
+var errRateLimited = &frame.CloseError{Code: ws.StatusPolicyViolation, Reason: "publish rate over publish-rate"}
+
 // serveFrames handles every frame buffered on a WebSocket, in place: Peek
 // the header, unmask the payload in the buffer when the whole frame is
 // there, act, Discard. A data frame that is not whole yet is taken out of
@@ -175,9 +179,9 @@ func (cs *conn) takePayload(avail int) gnet.Action {
 	msg, op := cs.msg, cs.fragOp
 	cs.msg, cs.fragOp = nil, 0
 	cs.text.Reset()
-	cs.message(op, msg.B)
+	a := cs.message(op, msg.B)
 	bytebufferpool.Put(msg)
-	return gnet.None
+	return a
 }
 
 func (cs *conn) msgLen() int {
@@ -229,7 +233,7 @@ func (cs *conn) handleFrame(h frame.Header, payload []byte) gnet.Action {
 	case h.Fin && cs.fragOp == 0:
 		// A whole message in one frame: straight from gnet's buffer.
 		cs.text.Reset()
-		cs.message(op, payload)
+		return cs.message(op, payload)
 	case !h.Fin && cs.fragOp == 0:
 		cs.fragOp = op
 		cs.msg = bytebufferpool.Get()
@@ -241,8 +245,9 @@ func (cs *conn) handleFrame(h frame.Header, payload []byte) gnet.Action {
 			cs.msg = nil
 			cs.fragOp = 0
 			cs.text.Reset()
-			cs.message(op, msg.B)
+			a := cs.message(op, msg.B)
 			bytebufferpool.Put(msg)
+			return a
 		}
 	}
 	return gnet.None
@@ -250,7 +255,7 @@ func (cs *conn) handleFrame(h frame.Header, payload []byte) gnet.Action {
 
 // message handles a complete data message: echo it, or publish it to
 // the member's room.
-func (cs *conn) message(op ws.OpCode, payload []byte) {
+func (cs *conn) message(op ws.OpCode, payload []byte) gnet.Action {
 	l := cs.loop
 	l.stats.msgsIn.Add(1)
 	l.stats.bytesIn.Add(int64(len(payload)))
@@ -261,11 +266,15 @@ func (cs *conn) message(op ws.OpCode, payload []byte) {
 		if cap(l.out) > maxEchoScratch {
 			l.out = nil // do not pin a large echo buffer per loop
 		}
-		return
+		return gnet.None
 	}
 	if r := cs.out.Room(); r != nil {
+		if !cs.allowPublish(l.nowNs) {
+			return cs.protocolError(errRateLimited)
+		}
 		l.scratch = frame.AppendHeader(l.scratch[:0], true, op, len(payload))
 		l.fan.Publish(r, l.scratch, payload)
 		l.forward(r.Name(), op, payload)
 	}
+	return gnet.None
 }

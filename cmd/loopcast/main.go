@@ -1,8 +1,9 @@
 // Command loopcast runs the loopcast WebSocket fan-out server.
 //
-//	go run ./cmd/loopcast            # :8080 (WebSockets + health), :9090 (admin)
+//	go run ./cmd/loopcast            # :8080 (WebSockets + health), 127.0.0.1:9090 (admin)
 //	go run ./cmd/loopcast -h         # flags; each has a LOOPCAST_* variable
 //	go run ./cmd/loopcast --check    # validate the configuration and exit
+//	go run ./cmd/loopcast --version  # the build's version
 package main
 
 import (
@@ -14,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -25,13 +27,13 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr, stop); err != nil {
+	if err := run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr, stop); err != nil {
+		fmt.Fprintln(os.Stderr, "loopcast:", err)
 		var usage usageError
 		if errors.As(err, &usage) {
-			fmt.Fprintln(os.Stderr, "loopcast:", err)
+			fmt.Fprintln(os.Stderr, "loopcast: run 'loopcast -h' for the flags; each has a LOOPCAST_* variable")
 			os.Exit(2)
 		}
-		fmt.Fprintln(os.Stderr, "loopcast:", err)
 		os.Exit(1)
 	}
 }
@@ -44,13 +46,17 @@ func (e usageError) Unwrap() error { return e.error }
 // run parses the configuration, starts the server and drains it when ctx
 // ends (the first SIGTERM or SIGINT). After that, unhook restores default
 // signal handling, so a second signal ends the process at once.
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, unhook func()) error {
-	cfg, opts, err := flags.Load(args, getenv, stderr)
+func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer, unhook func()) error {
+	cfg, opts, err := flags.Load(args, environ, stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}
 	if err != nil {
 		return usageError{err}
+	}
+	if opts.Version {
+		fmt.Fprintln(stdout, version())
+		return nil
 	}
 	if opts.NATSURL != "" {
 		if err := cluster.ValidateURL(opts.NATSURL); err != nil {
@@ -58,6 +64,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}
 	if opts.Check {
+		// New reads the secret files and checks the keys; it does not listen.
+		if _, err := server.New(cfg, nil); err != nil {
+			return usageError{err}
+		}
 		fmt.Fprintln(stdout, "configuration ok")
 		return nil
 	}
@@ -135,4 +145,22 @@ func newLogger(w io.Writer, opts flags.Options) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, ho))
 	}
 	return slog.New(slog.NewTextHandler(w, ho))
+}
+
+// version describes the build from its module information: the module
+// version (a tag, or "(devel)" in a work tree), the VCS revision and time
+// when the binary was built from a checkout, and the Go version.
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "loopcast (no build information)"
+	}
+	v := "loopcast " + bi.Main.Version
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision", "vcs.time", "vcs.modified":
+			v += " " + s.Key + "=" + s.Value
+		}
+	}
+	return v + " " + bi.GoVersion
 }

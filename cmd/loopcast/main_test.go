@@ -150,8 +150,30 @@ func TestFlagsAndEnvironment(t *testing.T) {
 		{[]string{"--check", "--ping-interval", "50s"}, nil, 2, "idle-timeout 45s must exceed ping-interval 50s"},
 		{[]string{"--check", "--addr", "8080"}, nil, 2, "addr"},
 		{[]string{"--no-such-flag"}, nil, 2, "no-such-flag"},
-		// A flag beats its environment variable.
+		// A flag beats its environment variable, which is then not parsed.
 		{[]string{"--check", "--ping-interval", "10s"}, []string{"LOOPCAST_PING_INTERVAL=50s"}, 0, "configuration ok"},
+		{[]string{"--check", "--max-message", "2MiB"}, []string{"LOOPCAST_MAX_MESSAGE=abc"}, 0, "configuration ok"},
+		// --check catches what a new user gets wrong.
+		{[]string{"--check", "--addr", ":8080", "--admin-addr", ":8080", "--admin-no-token"}, nil, 2, "both on port 8080"},
+		{[]string{"--check", "--addr", ":99999"}, nil, 2, "0 to 65535"},
+		{[]string{"--check", "--allowed-origins", "localhost"}, nil, 2, "scheme://host"},
+		{[]string{"--check", "--admin-addr", ":9090"}, nil, 2, "publish-token-file"},
+		{[]string{"--check", "--admin-addr", ":9090", "--publish-token-file", "/nonexistent/token"}, nil, 2, "publish-token-file: open /nonexistent/token"},
+		{[]string{"--check", "--admin-addr", ":9090", "--admin-no-token"}, nil, 0, "configuration ok"},
+		// A misspelt variable names the closest one.
+		{[]string{"--check"}, []string{"LOOPCAST_ADR=:1"}, 2, "LOOPCAST_ADR is not a loopcast setting; did you mean LOOPCAST_ADDR?"},
+		// Kubernetes' service links for Services named loopcast... are not settings.
+		{[]string{"--check"}, []string{"LOOPCAST_SERVICE_HOST=10.0.0.1", "LOOPCAST_SERVICE_PORT=8080", "LOOPCAST_PORT=tcp://10.0.0.1:8080",
+			"LOOPCAST_PORT_8080_TCP=tcp://10.0.0.1:8080", "LOOPCAST_PORT_8080_TCP_ADDR=10.0.0.1", "LOOPCAST_ADMIN_SERVICE_PORT_ADMIN=9090"}, 0, "configuration ok"},
+		// Errors say what was expected.
+		{[]string{"--check", "--ping-interval", "soon"}, nil, 2, "want a number with a unit, like 20s"},
+		{[]string{"--check"}, []string{"LOOPCAST_EVENT_LOOPS=two"}, 2, "want digits"},
+		{[]string{"--check", "--client-publish=maybe"}, nil, 2, "want true or false"},
+		{[]string{"--check", "--publish-rate", "fast"}, nil, 2, "want one like 50"},
+		// Case does not matter for the log settings.
+		{[]string{"--check"}, []string{"LOOPCAST_LOG_LEVEL=DEBUG", "LOOPCAST_LOG_FORMAT=JSON"}, 0, "configuration ok"},
+		{[]string{"--version"}, nil, 0, "loopcast "},
+		{[]string{"-h"}, nil, 0, "-max-pending"},
 	}
 	for _, c := range cases {
 		cmd := exec.Command(binary, c.args...)
@@ -166,6 +188,10 @@ func TestFlagsAndEnvironment(t *testing.T) {
 		}
 		if code != c.code || !strings.Contains(string(out), c.message) {
 			t.Errorf("loopcast %v %v: exit %d %q, want exit %d mentioning %q", c.args, c.env, code, out, c.code, c.message)
+		}
+		// A usage error is the error and a one-line hint, not the flag list.
+		if code == 2 && (strings.Contains(string(out), "-max-pending") || !strings.Contains(string(out), "loopcast -h")) {
+			t.Errorf("loopcast %v %v: %q, want the error and a hint to run loopcast -h, without the usage", c.args, c.env, out)
 		}
 	}
 }
@@ -269,7 +295,7 @@ func TestHoldsManyIdleConnections(t *testing.T) {
 	if max := fdLimit() - 500; max < n {
 		t.Skipf("open-file limit allows %d sockets here", max)
 	}
-	p := startBinary(t, "--event-loops", "2")
+	p := startBinary(t, "--event-loops", "2", "--pprof") // goroutine profile below
 	rssBefore := rssBytes(t, p.cmd.Process.Pid)
 
 	conns := make([]net.Conn, n)

@@ -136,7 +136,9 @@ type soakCounts struct {
 // than 2 or the heap by more than 4 MiB over the baseline.
 func TestSoak(t *testing.T) {
 	d := soakDuration(t)
-	p := startBinary(t, "--event-loops", "2", "--ping-interval", "1s", "--idle-timeout", "3s",
+	// --pprof for the heap profile; --publish-rate 0: the load publishes
+	// far faster than any person.
+	p := startBinary(t, "--event-loops", "2", "--pprof", "--publish-rate", "0", "--ping-interval", "1s", "--idle-timeout", "3s",
 		"--handshake-timeout", "2s", "--max-message", "64KiB", "--max-pending", "1MiB")
 	cold := sample(t, p)
 	t.Logf("start:    %v", cold)
@@ -368,7 +370,7 @@ func soakProbe(addr string) error {
 // got every message in order.
 func TestNeverReadingMembersRSS(t *testing.T) {
 	const members, size, maxPending = 200, 16 << 10, 256 << 10
-	p := startBinary(t, "--event-loops", "2", "--max-pending", "256KiB", "--handshake-timeout", "1s")
+	p := startBinary(t, "--event-loops", "2", "--max-pending", "256KiB", "--handshake-timeout", "1s", "--publish-rate", "0")
 	pid := p.cmd.Process.Pid
 
 	slow := make([]net.Conn, members)

@@ -73,13 +73,15 @@ type node struct {
 type syncBuffer = testutil.SyncBuffer
 
 // startNode runs a server on 127.0.0.1:0 (two event loops, no admin
-// listener) bridged to NATS at url, the way cmd/loopcast wires them.
+// listener, no publish rate limit: the tests publish in bursts) bridged to
+// NATS at url, the way cmd/loopcast wires them.
 func startNode(t testing.TB, url string, adjust ...func(*server.Config)) *node {
 	t.Helper()
 	cfg := server.DefaultConfig()
 	cfg.Addr = "127.0.0.1:0"
 	cfg.AdminAddr = ""
 	cfg.EventLoops = 2
+	cfg.PublishRate = 0
 	for _, f := range adjust {
 		f(&cfg)
 	}

@@ -10,7 +10,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"regexp"
+	"sort"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/loopcast/loopcast/server"
 )
@@ -24,6 +28,277 @@ func EnvName(flagName string) string {
 	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
+// Options that only the command uses, parsed alongside server.Config.
+type Options struct {
+	// Check validates the configuration (secret files read) and exits.
+	Check bool
+	// Version prints the build's version and exits.
+	Version bool
+	// LogFormat is "text" (default) or "json".
+	LogFormat string
+	// LogLevel is "debug", "info" (default), "warn" or "error".
+	LogLevel string
+	// NATSURL, when set, fans rooms out across instances over NATS
+	// (package cluster builds server.Config.Broker from it). Empty (the
+	// default): rooms are in-process only.
+	NATSURL string
+}
+
+// ErrUsage wraps every error about the command line or the environment:
+// the command prints it with a one-line hint and exits 2.
+var ErrUsage = errors.New("usage")
+
+type usageError struct{ error }
+
+func (e usageError) Unwrap() []error { return []error{e.error, ErrUsage} }
+
+// Load builds a server.Config from command-line flags over LOOPCAST_*
+// environment variables over server.DefaultConfig. environ holds
+// "NAME=value" entries (os.Environ()); it may be nil. A flag given on the
+// command line wins over its variable, which is then not even parsed. A
+// LOOPCAST_ variable that names no flag is an error that names the
+// closest flag (Kubernetes' service links, LOOPCAST_SERVICE_HOST and the
+// like, are ignored). The result is validated; every error names the flag
+// or variable and what was expected. With -h it prints the flags to out
+// and returns flag.ErrHelp.
+func Load(args []string, environ []string, out io.Writer) (server.Config, Options, error) {
+	cfg := server.DefaultConfig()
+	opts := Options{LogFormat: "text", LogLevel: "info"}
+	fs := newFlagSet(&cfg, &opts)
+
+	fs.SetOutput(io.Discard) // errors are returned, usage printed only for -h
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(out)
+			fmt.Fprintln(out, "Usage: loopcast [flags]; every flag has a LOOPCAST_* variable (--max-message: LOOPCAST_MAX_MESSAGE).")
+			fs.PrintDefaults()
+			return cfg, opts, err
+		}
+		return cfg, opts, usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return cfg, opts, usageError{fmt.Errorf("unexpected arguments: %q", fs.Args())}
+	}
+	onCommandLine := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { onCommandLine[f.Name] = true })
+
+	var errs []error
+	known := map[string]string{} // variable -> flag
+	fs.VisitAll(func(f *flag.Flag) { known[EnvName(f.Name)] = f.Name })
+	for _, kv := range environ {
+		name, value, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, EnvPrefix) || serviceLink.MatchString(name) {
+			continue
+		}
+		fl, ok := known[name]
+		switch {
+		case !ok:
+			errs = append(errs, fmt.Errorf("%s is not a loopcast setting; did you mean %s?", name, closest(name, known)))
+		case fl == "check" || fl == "version" || onCommandLine[fl] || value == "":
+		default:
+			if err := fs.Set(fl, value); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %v", name, value, err))
+			}
+		}
+	}
+	opts.LogFormat, opts.LogLevel = strings.ToLower(opts.LogFormat), strings.ToLower(opts.LogLevel)
+	switch opts.LogFormat {
+	case "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("log-format %q: want text or json", opts.LogFormat))
+	}
+	switch opts.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log-level %q: want debug, info, warn or error", opts.LogLevel))
+	}
+	if err := cfg.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return cfg, opts, usageError{err}
+	}
+	return cfg, opts, nil
+}
+
+// newFlagSet declares every flag on cfg and opts.
+func newFlagSet(cfg *server.Config, opts *Options) *flag.FlagSet {
+	fs := flag.NewFlagSet("loopcast", flag.ContinueOnError)
+	str := func(p *string, name, usage string) { fs.Var(stringValue{p}, name, usage) }
+	dur := func(p *time.Duration, name, usage string) { fs.Var(durationValue{p}, name, usage) }
+	num := func(p *int, name, usage string) { fs.Var(intValue{p}, name, usage) }
+	boolean := func(p *bool, name, usage string) { fs.Var(boolValue{p}, name, usage) }
+
+	str(&cfg.Addr, "addr", "main listener: WebSockets and the health responder")
+	str(&cfg.AdminAddr, "admin-addr", "admin listener (metrics, publish, rooms, stats); empty disables; beyond loopback it needs a publish token")
+	boolean(&cfg.AdminNoToken, "admin-no-token", "accept a non-loopback admin-addr without a publish token (keep others out with a NetworkPolicy)")
+	boolean(&cfg.Pprof, "pprof", "serve Go profiles under /debug/pprof/ on the admin listener (never cmdline)")
+	num(&cfg.EventLoops, "event-loops", "event loops; 0 = GOMAXPROCS")
+	dur(&cfg.PingInterval, "ping-interval", "ping every WebSocket this often")
+	dur(&cfg.IdleTimeout, "idle-timeout", "close a WebSocket silent this long")
+	dur(&cfg.HandshakeTimeout, "handshake-timeout", "close a connection without a complete request head after this long")
+	fs.Var(byteSize{&cfg.MaxMessage}, "max-message", "largest message in bytes (KiB/MiB suffixes); beyond: close 1009")
+	fs.Var(byteSize{&cfg.MaxPending}, "max-pending", "unsent bytes per connection (KiB/MiB suffixes); beyond: close 1013")
+	fs.Var(stringList{&cfg.AllowedOrigins}, "allowed-origins", "comma-separated allowed origins (https://app.example.com); empty = any")
+	boolean(&cfg.AllowNoOrigin, "allow-no-origin", "with allowed-origins, also admit clients that send no Origin (Node, native apps, backends)")
+	boolean(&cfg.ClientPublish, "client-publish", "let members publish to their room; false closes publishers with 1008")
+	fs.Var(floatValue{&cfg.PublishRate}, "publish-rate", "messages per second each member may publish; beyond the burst: close 1008; 0 = no limit")
+	num(&cfg.PublishBurst, "publish-burst", "messages a member may publish at once above publish-rate")
+	num(&cfg.MaxRooms, "max-rooms", "rooms with members at most; an upgrade creating one more: 503; 0 = no cap")
+	str(&cfg.PublishToken, "publish-token", "bearer token for the admin listener's publish, rooms and stats (visible in ps: prefer publish-token-file)")
+	str(&cfg.PublishTokenFile, "publish-token-file", "file holding the publish token (a mounted Secret)")
+	str(&cfg.JWTSecret, "jwt-secret", "require an HS256 JWT on upgrades (visible in ps: prefer jwt-secret-file)")
+	str(&cfg.JWTSecretFile, "jwt-secret-file", "file holding the HS256 JWT secret (a mounted Secret)")
+	str(&cfg.JWTPublicKey, "jwt-public-key", "require an RS256/ES256 JWT verified by this PEM public key (file path or PEM text)")
+	str(&cfg.JWTJWKSURL, "jwt-jwks-url", "require RS256/ES256 JWTs signed by a key of this JWKS (Microsoft Entra ID: https://login.microsoftonline.com/TENANT/discovery/v2.0/keys)")
+	dur(&cfg.JWTJWKSRefresh, "jwt-jwks-refresh", "fetch the JWKS again this often (key rotation)")
+	dur(&cfg.JWTLeeway, "jwt-leeway", "clock skew allowed for a token's exp and nbf")
+	boolean(&cfg.JWTAllowNoExp, "jwt-allow-no-exp", "accept tokens without exp (valid forever)")
+	str(&cfg.JWTAudience, "jwt-audience", "required aud claim; empty = not checked")
+	str(&cfg.JWTIssuer, "jwt-issuer", "required iss claim; empty = not checked")
+	num(&cfg.MaxConns, "max-conns", "WebSocket sessions at most; beyond: 503; 0 = no cap")
+	num(&cfg.MaxConnsPerIP, "max-conns-per-ip", "WebSocket sessions per client address; beyond: 429; 0 = no cap")
+	fs.Var(stringList{&cfg.TrustedProxies}, "trusted-proxies", "comma-separated CIDRs whose X-Forwarded-For names the client (the gateway's subnet)")
+	dur(&cfg.DrainDelay, "drain-delay", "on SIGTERM, keep serving this long after readiness fails")
+	dur(&cfg.DrainDuration, "drain-duration", "spread the 1001 closes of a drain over this long")
+	str(&opts.NATSURL, "nats-url", "NATS URL(s), comma-separated, to fan rooms out across replicas; empty = rooms in-process only")
+	boolean(&opts.Check, "check", "validate the configuration (and read secret files), then exit")
+	boolean(&opts.Version, "version", "print the version and exit")
+	str(&opts.LogFormat, "log-format", "text or json")
+	str(&opts.LogLevel, "log-level", "debug, info, warn or error")
+	return fs
+}
+
+// serviceLink matches the variables Kubernetes sets for every Service in
+// the namespace (enableServiceLinks): a Service named loopcast, or
+// loopcast-admin, yields LOOPCAST_SERVICE_HOST, LOOPCAST_PORT_8080_TCP and
+// so on. They are not loopcast's settings and are ignored.
+var serviceLink = regexp.MustCompile(`_SERVICE_(HOST|PORT(_[A-Z0-9_]+)?)$|_PORT(_\d+_(TCP|UDP|SCTP)(_(PROTO|PORT|ADDR))?)?$`)
+
+// closest returns the known variable nearest to name by edit distance.
+func closest(name string, known map[string]string) string {
+	names := make([]string, 0, len(known))
+	for k := range known {
+		names = append(names, k)
+	}
+	sort.Strings(names) // ties resolve the same way every time
+	best, bestD := "", -1
+	for _, k := range names {
+		if d := editDistance(name, k); bestD < 0 || d < bestD {
+			best, bestD = k, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance of two ASCII strings.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// Flag values whose errors say what was expected (the flag package's own
+// say only "parse error").
+
+type stringValue struct{ p *string }
+
+func (v stringValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return *v.p
+}
+func (v stringValue) Set(s string) error { *v.p = s; return nil }
+
+type durationValue struct{ p *time.Duration }
+
+func (v durationValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return v.p.String()
+}
+
+func (v durationValue) Set(s string) error {
+	d, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		return fmt.Errorf("%q is not a duration: want a number with a unit, like 20s, 500ms or 2m", s)
+	}
+	*v.p = d
+	return nil
+}
+
+type intValue struct{ p *int }
+
+func (v intValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return strconv.Itoa(*v.p)
+}
+
+func (v intValue) Set(s string) error {
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil {
+		return fmt.Errorf("%q is not a whole number: want digits, like 4 or 0", s)
+	}
+	*v.p = n
+	return nil
+}
+
+type floatValue struct{ p *float64 }
+
+func (v floatValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return strconv.FormatFloat(*v.p, 'g', -1, 64)
+}
+
+func (v floatValue) Set(s string) error {
+	f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+	if err != nil {
+		return fmt.Errorf("%q is not a number: want one like 50 or 0.5", s)
+	}
+	*v.p = f
+	return nil
+}
+
+type boolValue struct{ p *bool }
+
+func (v boolValue) IsBoolFlag() bool { return true }
+
+func (v boolValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return strconv.FormatBool(*v.p)
+}
+
+func (v boolValue) Set(s string) error {
+	b, err := strconv.ParseBool(strings.TrimSpace(s))
+	if err != nil {
+		return fmt.Errorf("%q is not a boolean: want true or false", s)
+	}
+	*v.p = b
+	return nil
+}
+
 // byteSize is a flag.Value for sizes: "1048576", "64KiB", "1MiB", "1M".
 type byteSize struct{ p *int }
 
@@ -31,7 +306,7 @@ func (b byteSize) String() string {
 	if b.p == nil {
 		return ""
 	}
-	return fmt.Sprint(*b.p)
+	return strconv.Itoa(*b.p)
 }
 
 func (b byteSize) Set(s string) error {
@@ -55,9 +330,9 @@ func parseByteSize(s string) (int, error) {
 			break
 		}
 	}
-	var n int
-	if _, err := fmt.Sscan(t, &n); err != nil || n < 0 || fmt.Sprint(n) != t {
-		return 0, fmt.Errorf("%q is not a size (want bytes, or a number with KiB, MiB or GiB)", s)
+	n, err := strconv.Atoi(t)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%q is not a size: want bytes, or a number with KiB, MiB or GiB, like 1MiB", s)
 	}
 	if n > (1<<62)/mult {
 		return 0, fmt.Errorf("%q is too large", s)
@@ -83,90 +358,4 @@ func (l stringList) Set(s string) error {
 		}
 	}
 	return nil
-}
-
-// Options that only the command uses, parsed alongside server.Config.
-type Options struct {
-	// Check validates the configuration and exits (--check).
-	Check bool
-	// LogFormat is "text" (default) or "json".
-	LogFormat string
-	// LogLevel is "debug", "info" (default), "warn" or "error".
-	LogLevel string
-	// NATSURL, when set, fans rooms out across instances over NATS
-	// (package cluster builds server.Config.Broker from it). Empty (the
-	// default): rooms are in-process only.
-	NATSURL string
-}
-
-// Load builds a server.Config from command-line flags over LOOPCAST_*
-// environment variables over server.DefaultConfig. getenv may be nil (no
-// environment). The result is validated; errors name the flag and its
-// environment variable. With -h it returns flag.ErrHelp after printing
-// usage to out.
-func Load(args []string, getenv func(string) string, out io.Writer) (server.Config, Options, error) {
-	cfg := server.DefaultConfig()
-	opts := Options{LogFormat: "text", LogLevel: "info"}
-	fs := flag.NewFlagSet("loopcast", flag.ContinueOnError)
-	fs.SetOutput(out)
-	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "main listener: WebSockets and the health responder")
-	fs.StringVar(&cfg.AdminAddr, "admin-addr", cfg.AdminAddr, "admin listener (metrics, publish, rooms, pprof); empty disables")
-	fs.IntVar(&cfg.EventLoops, "event-loops", cfg.EventLoops, "event loops; 0 = GOMAXPROCS")
-	fs.DurationVar(&cfg.PingInterval, "ping-interval", cfg.PingInterval, "ping every WebSocket this often")
-	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, "close a WebSocket silent this long")
-	fs.DurationVar(&cfg.HandshakeTimeout, "handshake-timeout", cfg.HandshakeTimeout, "close a connection without a complete request head after this long")
-	fs.Var(byteSize{&cfg.MaxMessage}, "max-message", "largest message in bytes (KiB/MiB suffixes); beyond: close 1009")
-	fs.Var(byteSize{&cfg.MaxPending}, "max-pending", "unsent bytes per connection (KiB/MiB suffixes); beyond: close 1013")
-	fs.Var(stringList{&cfg.AllowedOrigins}, "allowed-origins", "comma-separated allowed Origin values; empty = any")
-	fs.BoolVar(&cfg.ClientPublish, "client-publish", cfg.ClientPublish, "let members publish to their room; false closes publishers with 1008")
-	fs.StringVar(&cfg.PublishToken, "publish-token", cfg.PublishToken, "bearer token for POST /publish on the admin listener; empty = none")
-	fs.StringVar(&cfg.JWTSecret, "jwt-secret", cfg.JWTSecret, "require an HS256 JWT (Authorization: Bearer or ?token=) on upgrades")
-	fs.StringVar(&cfg.JWTPublicKey, "jwt-public-key", cfg.JWTPublicKey, "require an RS256/ES256 JWT verified by this PEM public key (file path or PEM text)")
-	fs.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "WebSocket sessions at most; beyond: 503; 0 = no cap")
-	fs.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", cfg.MaxConnsPerIP, "WebSocket sessions per client address; beyond: 429; 0 = no cap")
-	fs.Var(stringList{&cfg.TrustedProxies}, "trusted-proxies", "comma-separated CIDRs whose X-Forwarded-For names the client (the gateway's subnet)")
-	fs.DurationVar(&cfg.DrainDelay, "drain-delay", cfg.DrainDelay, "on SIGTERM, keep serving this long after readiness fails")
-	fs.DurationVar(&cfg.DrainDuration, "drain-duration", cfg.DrainDuration, "spread the 1001 closes of a drain over this long")
-	fs.StringVar(&opts.NATSURL, "nats-url", opts.NATSURL, "NATS URL(s), comma-separated, to fan rooms out across replicas; empty = rooms in-process only")
-	fs.BoolVar(&opts.Check, "check", false, "validate the configuration and exit")
-	fs.StringVar(&opts.LogFormat, "log-format", opts.LogFormat, "text or json")
-	fs.StringVar(&opts.LogLevel, "log-level", opts.LogLevel, "debug, info, warn or error")
-
-	// Environment first, so flags given on the command line win.
-	var errs []error
-	if getenv != nil {
-		fs.VisitAll(func(f *flag.Flag) {
-			if f.Name == "check" {
-				return
-			}
-			if v := getenv(EnvName(f.Name)); v != "" {
-				if err := fs.Set(f.Name, v); err != nil {
-					errs = append(errs, fmt.Errorf("%s=%q: %v", EnvName(f.Name), v, err))
-				}
-			}
-		})
-	}
-	if err := errors.Join(errs...); err != nil {
-		return cfg, opts, err
-	}
-	if err := fs.Parse(args); err != nil {
-		return cfg, opts, err
-	}
-	if fs.NArg() > 0 {
-		return cfg, opts, fmt.Errorf("unexpected arguments: %q", fs.Args())
-	}
-	switch opts.LogFormat {
-	case "text", "json":
-	default:
-		errs = append(errs, fmt.Errorf("log-format %q: want text or json", opts.LogFormat))
-	}
-	switch opts.LogLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		errs = append(errs, fmt.Errorf("log-level %q: want debug, info, warn or error", opts.LogLevel))
-	}
-	if err := cfg.Validate(); err != nil {
-		errs = append(errs, err)
-	}
-	return cfg, opts, errors.Join(errs...)
 }

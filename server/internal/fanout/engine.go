@@ -23,6 +23,10 @@ type Config struct {
 	// MaxFreeBytes bounds the buffer capacity each loop keeps for reuse.
 	MaxFreeBytes int
 
+	// MaxRooms caps the rooms with members: a Join that would create one
+	// more is refused. Zero means no cap.
+	MaxRooms int
+
 	// RoomOpened and RoomClosed, when set, are called when a room gets
 	// its first member and after its last member left, in that order for
 	// a given room, under the registry's lock: they must return quickly
@@ -127,11 +131,16 @@ func (e *Engine) Publish(name string, head, payload []byte) int {
 }
 
 // join makes m a member of the room named name, creating the room with
-// m's loop as its owner. Runs on m's loop.
-func (e *Engine) join(m *Member, name []byte) {
+// m's loop as its owner, unless that would pass MaxRooms. Runs on m's
+// loop.
+func (e *Engine) join(m *Member, name []byte) bool {
 	e.mu.Lock()
 	r := e.rooms[string(name)]
 	if r == nil {
+		if e.cfg.MaxRooms > 0 && len(e.rooms) >= e.cfg.MaxRooms {
+			e.mu.Unlock()
+			return false
+		}
 		r = &Room{name: string(name), owner: m.loop, shards: make([]shard, e.cfg.Loops)}
 		e.rooms[r.name] = r
 		if e.cfg.RoomOpened != nil {
@@ -141,6 +150,7 @@ func (e *Engine) join(m *Member, name []byte) {
 	r.members.Add(1)
 	e.mu.Unlock()
 	r.shards[m.loop.idx].add(m, r)
+	return true
 }
 
 // leave removes m from its room, and the room from the registry when m

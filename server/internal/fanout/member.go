@@ -53,8 +53,9 @@ func (m *Member) Loop() *Loop { return m.loop }
 func (m *Member) Room() *Room { return m.room }
 
 // Join makes m a member of the room named name (copied when it creates
-// the room). m must not be a member of a room.
-func (m *Member) Join(name []byte) { m.loop.eng.join(m, name) }
+// the room) and reports true, or false when the room does not exist and
+// Config.MaxRooms rooms do. m must not be a member of a room.
+func (m *Member) Join(name []byte) bool { return m.loop.eng.join(m, name) }
 
 // Leave takes m out of its room. The room frames delivered to m so far
 // in this cycle are kept: they leave before whatever m sends next (its
