@@ -498,3 +498,47 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 		t.Fatal("still running 3s after the second signal (drain delay 1m)")
 	}
 }
+
+// Secrets given to the real binary, from a file or as a flag, appear in
+// no log line, in neither /stats nor /metrics, and not in pprof (which
+// never serves the command line).
+func TestSecretsNeverShown(t *testing.T) {
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "publish-token")
+	const token, jwtSecret = "tok-6f1d3c9a-from-a-file", "jwt-secret-b2e4f8a1-as-a-flag"
+	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startBinary(t, "--publish-token-file", tokenFile, "--jwt-secret", jwtSecret, "--pprof", "--log-level", "debug")
+	get := func(path string, auth bool) (int, string) {
+		req, _ := http.NewRequest("GET", "http://"+p.admin+path, nil)
+		if auth {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	defer http.DefaultClient.CloseIdleConnections()
+	if code, _ := get("/stats", false); code != 401 {
+		t.Fatalf("/stats without the token from the file: %d, want 401", code)
+	}
+	var seen strings.Builder
+	for _, path := range []string{"/stats", "/rooms", "/metrics", "/debug/pprof/", "/debug/pprof/cmdline", "/debug/pprof/goroutine?debug=2"} {
+		code, body := get(path, true)
+		if path == "/debug/pprof/cmdline" && code != 404 {
+			t.Errorf("%s: %d, want 404", path, code)
+		}
+		seen.WriteString(body)
+	}
+	seen.WriteString(p.stderr.String())
+	for _, secret := range []string{token, jwtSecret} {
+		if strings.Contains(seen.String(), secret) {
+			t.Errorf("secret %q shown by the admin listener or the log", secret)
+		}
+	}
+}
