@@ -132,22 +132,9 @@ func TestPollerReassemblesAcrossReads(t *testing.T) {
 			}
 			go func(c net.Conn, chunk int) {
 				defer c.Close()
-				br := bufio.NewReader(c)
-				key := ""
-				for {
-					line, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, "Sec-WebSocket-Key") {
-						key = strings.TrimSpace(v)
-					}
-					if line == "\r\n" {
-						break
-					}
+				if !acceptUpgrade(c) {
+					return
 				}
-				c.Write([]byte("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " +
-					AcceptKey(key) + "\r\n\r\n"))
 				for i, b := 0, stream; len(b) > 0; i++ {
 					n := min(chunk, len(b))
 					c.Write(b[:n])
@@ -289,23 +276,10 @@ func TestBugPollerLostEOFAfterLastData(t *testing.T) {
 		if err != nil {
 			return
 		}
-		br := bufio.NewReader(c)
-		key := ""
-		for {
-			line, err := br.ReadString('\n')
-			if err != nil {
-				c.Close()
-				return
-			}
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, "Sec-WebSocket-Key") {
-				key = strings.TrimSpace(v)
-			}
-			if line == "\r\n" {
-				break
-			}
+		if !acceptUpgrade(c) {
+			c.Close()
+			return
 		}
-		c.Write([]byte("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " +
-			AcceptKey(key) + "\r\n\r\n"))
 		c.Write(stream)
 		c.Close() // on loopback the FIN is queued behind the data at once
 	}()
@@ -322,4 +296,26 @@ func TestBugPollerLostEOFAfterLastData(t *testing.T) {
 	if !IsClosedByPeer(ends[0]) {
 		t.Fatalf("end = %v, want EOF", ends[0])
 	}
+}
+
+// acceptUpgrade reads a client's handshake request from c and answers
+// 101 with its accept key; false when the request did not come whole.
+func acceptUpgrade(c net.Conn) bool {
+	br := bufio.NewReader(c)
+	key := ""
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return false
+		}
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, "Sec-WebSocket-Key") {
+			key = strings.TrimSpace(v)
+		}
+		if line == "\r\n" {
+			break
+		}
+	}
+	_, err := c.Write([]byte("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " +
+		AcceptKey(key) + "\r\n\r\n"))
+	return err == nil
 }
