@@ -7,7 +7,7 @@
 //
 // # Model
 //
-// An Engine has one Loop per event loop. Every connection embeds a
+// An Engine has one Loop per event loop. Every connection holds a
 // Member, owned by its loop and touched only there. A Room is sharded by
 // loop: each loop keeps its own member list and writes to it without
 // locks. A room's messages are sequenced by one owner loop (the loop of

@@ -23,9 +23,9 @@ type Conn interface {
 }
 
 // Member is a connection's place in the engine: its room (if any), its
-// part of the room shard's batch and its cork. Connections embed one and
-// call Init before any other method. A Member is owned by its loop:
-// every method must be called there.
+// part of the room shard's batch and its cork. A connection holds one by
+// value and calls Init before any other method. A Member is owned by its
+// loop: every method must be called there.
 type Member struct {
 	conn Conn
 	loop *Loop
