@@ -3,6 +3,8 @@
 // client's offers in place and allocates nothing.
 package deflate
 
+import "github.com/loopcast/loopcast/server/internal/reqhead"
+
 // Agreement is what the server accepted of a client's permessage-deflate
 // offer. The server always compresses without context takeover (each
 // message on its own, so one compressed frame serves every member of a
@@ -51,7 +53,7 @@ func Negotiate(values ...[]byte) (a Agreement, ok bool) {
 			if !more {
 				break
 			}
-			a, accept, valid := p.params(equalFold(name, extensionName))
+			a, accept, valid := p.params(reqhead.EqualFold(name, extensionName))
 			if !valid {
 				return Agreement{}, false // syntax error: decline the rest
 			}
@@ -90,7 +92,7 @@ func (p *parser) ows() {
 
 func (p *parser) token() []byte {
 	start := p.i
-	for p.i < len(p.b) && isTokenChar(p.b[p.i]) {
+	for p.i < len(p.b) && reqhead.IsTokenChar(p.b[p.i]) {
 		p.i++
 	}
 	return p.b[start:p.i]
@@ -159,20 +161,20 @@ func (p *parser) params(pmd bool) (a Agreement, accept, valid bool) {
 		}
 		k := -1
 		switch {
-		case equalFold(name, serverNoContextTakeover):
+		case reqhead.EqualFold(name, serverNoContextTakeover):
 			k = 0
 			acceptable = acceptable && !hasValue
-		case equalFold(name, clientNoContextTakeover):
+		case reqhead.EqualFold(name, clientNoContextTakeover):
 			k = 1
 			acceptable = acceptable && !hasValue
 			a.ClientNoContextTakeover = true
-		case equalFold(name, serverMaxWindowBits):
+		case reqhead.EqualFold(name, serverMaxWindowBits):
 			// A value is required (§7.1.2.1); below 32 KiB the server
 			// declines (see maxWindowBits).
 			k = 2
 			bits, ok := windowBits(value)
 			acceptable = acceptable && hasValue && ok && bits == maxWindowBits
-		case equalFold(name, clientMaxWindowBits):
+		case reqhead.EqualFold(name, clientMaxWindowBits):
 			// No value: the client supports the parameter; a value: the
 			// client's window, which any inflater handles (§7.1.2.2).
 			k = 3
@@ -200,7 +202,7 @@ func (p *parser) value() ([]byte, bool) {
 		p.i++
 		start := p.i
 		for p.i < len(p.b) && p.b[p.i] != '"' {
-			if !isTokenChar(p.b[p.i]) {
+			if !reqhead.IsTokenChar(p.b[p.i]) {
 				return nil, false
 			}
 			p.i++
@@ -230,34 +232,4 @@ func windowBits(v []byte) (int, bool) {
 		n = n*10 + int(c-'0')
 	}
 	return n, n >= minWindowBits && n <= maxWindowBits
-}
-
-// isTokenChar reports whether c is a tchar (RFC 9110 §5.6.2).
-func isTokenChar(c byte) bool {
-	switch {
-	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		return true
-	}
-	switch c {
-	case '!', '#', '$', '%', '&', '\'', '*', '+', '-', '.', '^', '_', '`', '|', '~':
-		return true
-	}
-	return false
-}
-
-// equalFold compares b with an ASCII lower-case string, ignoring case.
-func equalFold(b []byte, lower string) bool {
-	if len(b) != len(lower) {
-		return false
-	}
-	for i := range len(b) {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != lower[i] {
-			return false
-		}
-	}
-	return true
 }

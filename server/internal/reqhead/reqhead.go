@@ -372,6 +372,10 @@ func hasPrefixFold(b []byte, lower string) bool {
 
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 
+// IsTokenChar reports whether c may appear in a token (a tchar, RFC 9110
+// §5.6.2), for callers outside the package that parse header values.
+func IsTokenChar(c byte) bool { return tokenTable[c] }
+
 // isToken reports whether c is a tchar (RFC 9110 §5.6.2).
 func isToken(c byte) bool {
 	return tokenTable[c]
