@@ -116,13 +116,7 @@ func TestPollerReassemblesAcrossReads(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	var stream []byte
-	var want []string
-	for i := range 40 {
-		p := strings.Repeat(string(rune('a'+i%26)), i*7) // 0..273 bytes: 2- and 4-byte headers
-		want = append(want, p)
-		stream = append(stream, frame(true, OpBinary, p)...)
-	}
+	stream, want := binaryStream(40)
 	const conns = 3
 	go func() {
 		for k := range conns {
@@ -262,13 +256,7 @@ func TestBugPollerLostEOFAfterLastData(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	var stream []byte
-	var want []string
-	for i := range 200 { // ~27 KB: more than Dial's first read takes
-		p := strings.Repeat(string(rune('a'+i%26)), i%40*7)
-		want = append(want, p)
-		stream = append(stream, frame(true, OpBinary, p)...)
-	}
+	stream, want := binaryStream(200) // ~27 KB: more than Dial's first read takes
 	closed := make(chan struct{})
 	go func() {
 		defer close(closed)
@@ -318,4 +306,15 @@ func acceptUpgrade(c net.Conn) bool {
 	_, err := c.Write([]byte("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " +
 		AcceptKey(key) + "\r\n\r\n"))
 	return err == nil
+}
+
+// binaryStream is n binary frames as a server sends them, frame i with
+// i%40*7 bytes (0..273: 2- and 4-byte headers), and their payloads.
+func binaryStream(n int) (stream []byte, want []string) {
+	for i := range n {
+		p := strings.Repeat(string(rune('a'+i%26)), i%40*7)
+		want = append(want, p)
+		stream = append(stream, frame(true, OpBinary, p)...)
+	}
+	return stream, want
 }
