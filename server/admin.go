@@ -16,6 +16,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/loopcast/loopcast/server/internal/command"
+	"github.com/loopcast/loopcast/server/internal/fanout"
 )
 
 // The admin listener is plain net/http: it is for operators and
@@ -113,13 +116,22 @@ func (s *Server) AdminAddr() net.Addr { return s.adminAddr }
 // RoomInfo is one entry of GET /rooms.
 type RoomInfo struct {
 	Name    string `json:"name"`
-	Members int64  `json:"members"`
+	Members int64  `json:"members"` // subscriptions on this instance
+	// Epoch (16 hex digits) and Offset (the last message's) are where the
+	// room's order stands here; History and HistoryBytes what it keeps
+	// for resumes.
+	Epoch        string `json:"epoch"`
+	Offset       uint64 `json:"offset"`
+	History      int64  `json:"history"`
+	HistoryBytes int64  `json:"history_bytes"`
 }
 
-// Rooms lists the rooms that have members, by name.
+// Rooms lists the rooms (with members or history), by name.
 func (s *Server) Rooms() []RoomInfo {
 	out := []RoomInfo{}
-	s.fan.EachRoom(func(name string, members int64) { out = append(out, RoomInfo{name, members}) })
+	s.fan.EachRoom(func(ri fanout.RoomInfo) {
+		out = append(out, RoomInfo{ri.Name, ri.Members, string(command.AppendEpoch(nil, ri.Epoch)), ri.Offset, ri.History, ri.HistoryBytes})
+	})
 	slices.SortFunc(out, func(a, b RoomInfo) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
@@ -144,14 +156,17 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); strings.HasPrefix(mt, "text/") {
 		t = Text
 	}
-	n, err := s.Publish(room, t, body)
+	p, err := s.Publish(room, t, body)
 	switch {
-	case errors.Is(err, ErrNotRunning):
+	case errors.Is(err, ErrNotRunning), errors.Is(err, ErrTooManyRooms):
 		writeJSON(w, 503, map[string]string{"error": err.Error()})
 	case err != nil:
-		writeJSON(w, 400, map[string]string{"error": err.Error()})
+		// A bad message, or one the broker refused after the local
+		// members got it (then members and offset say so).
+		writeJSON(w, 400, map[string]any{"error": err.Error(), "members": p.Members, "offset": p.Offset})
 	default:
-		writeJSON(w, 202, map[string]int{"members": n})
+		// Offset and epoch as loopcast.v1 clients see them.
+		writeJSON(w, 202, map[string]any{"members": p.Members, "offset": p.Offset, "epoch": string(command.AppendEpoch(nil, p.Epoch))})
 	}
 }
 

@@ -47,13 +47,24 @@ func TestAdminPublish(t *testing.T) {
 	if code, _ := post("news", "text/plain", "wrong", "x"); code != 401 {
 		t.Fatalf("wrong token: %d, want 401", code)
 	}
-	if code, body := post("news", "text/plain; charset=utf-8", "s3cret", "breaking"); code != 202 || !strings.Contains(body, `"members":3`) {
-		t.Fatalf("publish text: %d %s", code, body)
+	// The answer says where the message went: members here, and its
+	// offset and epoch in the room (what loopcast.v1 clients resume from).
+	var epoch string
+	for i, m := range []struct{ ctype, body string }{{"text/plain; charset=utf-8", "breaking"}, {"application/octet-stream", "\x00\x01"}} {
+		code, body := post("news", m.ctype, "s3cret", m.body)
+		var got struct {
+			Members int
+			Offset  uint64
+			Epoch   string
+		}
+		if err := json.Unmarshal([]byte(body), &got); code != 202 || err != nil || got.Members != 3 || got.Offset != uint64(i+1) || len(got.Epoch) != 16 || (epoch != "" && got.Epoch != epoch) {
+			t.Fatalf("publish %s: %d %s", m.ctype, code, body)
+		}
+		epoch = got.Epoch
 	}
-	if code, body := post("news", "application/octet-stream", "s3cret", "\x00\x01"); code != 202 {
-		t.Fatalf("publish binary: %d %s", code, body)
-	}
-	if code, body := post("nobody-here", "text/plain", "s3cret", "x"); code != 202 || !strings.Contains(body, `"members":0`) {
+	// With history on (the default), a room nobody is in keeps the
+	// message for those who resume.
+	if code, body := post("nobody-here", "text/plain", "s3cret", "x"); code != 202 || !strings.Contains(body, `"members":0,"offset":1`) {
 		t.Fatalf("publish to an empty room: %d %s", code, body)
 	}
 	if code, _ := post("bad%20name", "text/plain", "s3cret", "x"); code != 400 {
@@ -109,7 +120,9 @@ func TestAdminPublish(t *testing.T) {
 	}
 	_ = json.NewDecoder(resp.Body).Decode(&rooms)
 	resp.Body.Close()
-	if rooms.Count != 1 || rooms.Rooms[0] != (server.RoomInfo{Name: "news", Members: 3}) {
+	if rooms.Count != 2 || rooms.Rooms[0].Name != "news" || rooms.Rooms[0].Members != 3 || rooms.Rooms[0].Epoch != epoch ||
+		rooms.Rooms[0].Offset != 2 || rooms.Rooms[0].History != 2 || rooms.Rooms[0].HistoryBytes <= 0 ||
+		rooms.Rooms[1].Name != "nobody-here" || rooms.Rooms[1].Members != 0 || rooms.Rooms[1].History != 1 {
 		t.Fatalf("/rooms: %+v", rooms)
 	}
 }

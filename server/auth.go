@@ -35,13 +35,40 @@ type authenticator struct {
 
 // tokenClaims are the claims loopcast reads: the registered ones (exp is
 // required unless JWTAllowNoExp; nbf and iat are enforced when present;
-// aud and iss when JWTAudience and JWTIssuer are set) and rooms, a list of room name
-// patterns (path.Match syntax: "chat-*", "team.?", "*") that limits which
-// rooms the connection may join and so publish to. Without a rooms claim
-// every room is allowed; an empty list allows none.
+// aud and iss when JWTAudience and JWTIssuer are set); rooms, a list of
+// room name patterns (path.Match syntax: "chat-*", "team.?", "*") that
+// limits which rooms the connection may join (raw mode) or subscribe to
+// (loopcast.v1); and publish, patterns of the rooms it may publish to.
+// Without a rooms claim every room is allowed; an empty list allows none.
+// Without a publish claim the connection may publish where rooms allows
+// it; "publish": [] makes a read-only client.
 type tokenClaims struct {
 	jwt.RegisteredClaims
-	Rooms *[]string `json:"rooms,omitempty"`
+	Rooms   *[]string `json:"rooms,omitempty"`
+	Publish *[]string `json:"publish,omitempty"`
+}
+
+// grant is what a connection's token allows, kept for its life (nil
+// when no token is required: everything is allowed).
+type grant struct {
+	rooms, publish *[]string // nil: no such claim
+}
+
+// maySubscribe reports whether the rooms claim allows room.
+func (g *grant) maySubscribe(room []byte) bool {
+	return g == nil || g.rooms == nil || roomAllowed(*g.rooms, string(room))
+}
+
+// mayPublish reports whether the publish claim (or, without one, the
+// rooms claim) allows publishing to room.
+func (g *grant) mayPublish(room []byte) bool {
+	switch {
+	case g == nil:
+		return true
+	case g.publish != nil:
+		return roomAllowed(*g.publish, string(room))
+	}
+	return g.maySubscribe(room)
 }
 
 func newAuthenticator(cfg Config) (*authenticator, error) {
@@ -146,29 +173,38 @@ func (a *authenticator) startJWKS(ctx context.Context, log *slog.Logger) error {
 
 // check authorizes an upgrade to t: a valid token from the Authorization
 // header or the token query parameter (browsers cannot set headers on a
-// WebSocket), whose rooms claim allows t's room.
-func (a *authenticator) check(h *reqhead.Head, t target) *rejection {
+// WebSocket), whose rooms claim allows t's room. It returns what the
+// token allows for the rest of the connection.
+func (a *authenticator) check(h *reqhead.Head, t target) (*grant, *rejection) {
+	g, rej := a.verify(h)
+	if rej == nil && t.room != nil && !g.maySubscribe(t.room) {
+		return nil, rejRoomForbidden
+	}
+	return g, rej
+}
+
+func (a *authenticator) verify(h *reqhead.Head) (*grant, *rejection) {
 	tok := bearerToken(h)
 	if tok == "" {
-		return rejAuthMissing
+		return nil, rejAuthMissing
 	}
 	var c tokenClaims
 	if _, err := a.parser.ParseWithClaims(tok, &c, a.key); err != nil {
 		switch {
 		case errors.Is(err, jwt.ErrTokenExpired):
-			return rejAuthExpired
+			return nil, rejAuthExpired
 		case errors.Is(err, jwt.ErrTokenRequiredClaimMissing) && c.ExpiresAt == nil:
-			return rejAuthNoExp
+			return nil, rejAuthNoExp
 		case errors.Is(err, jwt.ErrTokenInvalidAudience), errors.Is(err, jwt.ErrTokenInvalidIssuer),
 			errors.Is(err, jwt.ErrTokenRequiredClaimMissing): // no aud where one is required
-			return rejAuthAudience
+			return nil, rejAuthAudience
 		}
-		return rejAuthInvalid
+		return nil, rejAuthInvalid
 	}
-	if t.room != nil && c.Rooms != nil && !roomAllowed(*c.Rooms, string(t.room)) {
-		return rejRoomForbidden
+	if c.Rooms == nil && c.Publish == nil {
+		return nil, nil // everything allowed: nothing to keep
 	}
-	return nil
+	return &grant{rooms: c.Rooms, publish: c.Publish}, nil
 }
 
 func roomAllowed(patterns []string, room string) bool {

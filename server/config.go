@@ -118,10 +118,44 @@ type Config struct {
 	// above PublishRate. Default 100; at least 1 when PublishRate is set.
 	PublishBurst int
 
-	// MaxRooms caps the rooms with members. An upgrade that would create
-	// one more gets 503 with Retry-After and is counted. Default 100,000
-	// (a room costs a few hundred bytes); zero means no cap.
+	// MaxRooms caps the rooms (with members, or with history). An
+	// upgrade that would create one more gets 503 with Retry-After and is
+	// counted; a loopcast.v1 sub or pub gets too_many_rooms; an admin
+	// publish 503. Default 100,000 (a room costs a few hundred bytes
+	// besides its history); zero means no cap.
 	MaxRooms int
+
+	// MaxSubscriptions caps the rooms one loopcast.v1 connection is
+	// subscribed to at once; one more sub gets too_many_subscriptions.
+	// Default 128.
+	MaxSubscriptions int
+
+	// SubscribeRate limits the sub and unsub commands of each loopcast.v1
+	// connection, per second, in a token bucket that holds
+	// MaxSubscriptions (a reconnecting client resubscribes everything at
+	// once). Beyond it a command gets rate_limited. Default 20; zero
+	// means no limit.
+	SubscribeRate float64
+
+	// HistoryMessages is the most messages each room keeps for
+	// loopcast.v1 clients that resume (sub with an epoch and offset).
+	// Default 1,000: with HistoryTTL, a client that reconnects within 5
+	// minutes misses nothing from a room publishing up to 3 messages a
+	// second (100 s at 10 a second). Zero turns history off: a resume
+	// then succeeds only if nothing was published meanwhile. With history,
+	// rooms outlive their last member until their history expired, and
+	// publishing to a room nobody is in keeps the message for later.
+	HistoryMessages int
+
+	// HistoryTTL is how long a message stays in its room's history.
+	// Default 5m.
+	HistoryTTL time.Duration
+
+	// HistoryMaxBytes bounds all rooms' history together, in bytes
+	// (payload buffers plus 64 bytes a message); each event loop keeps
+	// its share for the rooms it owns, and a room that passes it drops its
+	// own oldest messages. Default 128 MiB.
+	HistoryMaxBytes int
 
 	// DrainDelay is how long Shutdown keeps serving existing connections
 	// after the health responder turned to 503, so the gateway stops
@@ -205,6 +239,11 @@ func DefaultConfig() Config {
 		PublishRate:      50,
 		PublishBurst:     100,
 		MaxRooms:         100_000,
+		MaxSubscriptions: 128,
+		SubscribeRate:    20,
+		HistoryMessages:  1000,
+		HistoryTTL:       5 * time.Minute,
+		HistoryMaxBytes:  128 << 20,
 		JWTLeeway:        5 * time.Second,
 		JWTJWKSRefresh:   5 * time.Minute,
 	}
@@ -257,6 +296,18 @@ func (c *Config) Validate() error {
 	}
 	if c.PublishRate < 0 || c.PublishBurst < 0 || (c.PublishRate > 0 && c.PublishBurst < 1) {
 		bad("publish-rate %g and publish-burst %d: want a rate of 0 (no limit) or more, and a burst of at least 1 with a rate", c.PublishRate, c.PublishBurst)
+	}
+	if c.MaxSubscriptions < 1 || c.MaxSubscriptions > maxSubscriptionsCeiling {
+		bad("max-subscriptions %d: must be 1 to %d", c.MaxSubscriptions, maxSubscriptionsCeiling)
+	}
+	if c.SubscribeRate < 0 {
+		bad("subscribe-rate %g: must not be negative (0 = no limit)", c.SubscribeRate)
+	}
+	if c.HistoryMessages < 0 || c.HistoryMessages > maxHistoryMessages {
+		bad("history-messages %d: must be 0 (off) to %d", c.HistoryMessages, maxHistoryMessages)
+	}
+	if c.HistoryMessages > 0 && (c.HistoryTTL <= 0 || c.HistoryMaxBytes <= 0) {
+		bad("history-ttl %s and history-max-bytes %d: must be positive with history-messages %d", c.HistoryTTL, c.HistoryMaxBytes, c.HistoryMessages)
 	}
 	if c.MaxRooms < 0 {
 		bad("max-rooms %d: must not be negative (0 = no cap)", c.MaxRooms)

@@ -31,6 +31,9 @@ type conn struct {
 	loop  *loop
 	state connState
 	echo  bool // /echo session; otherwise a room member
+	// v1 marks a loopcast.v1 session: data messages are commands
+	// (protocol.go), room messages carry their room, epoch and offset.
+	v1 bool
 	// goAway marks a WebSocket that Shutdown closes with 1001 when its
 	// wheel deadline comes.
 	goAway bool
@@ -69,6 +72,12 @@ type conn struct {
 	// arrival time (GCRA): ns since the server started at which its
 	// bucket is full again. See allowPublish.
 	publishAt int64
+	// subscribeAt is the same for sub and unsub commands (loopcast.v1):
+	// see allowSubscribe.
+	subscribeAt int64
+
+	// grant is what the connection's token allows (nil: everything).
+	grant *grant
 
 	// Timing, in loop ticks.
 	since    int64 // HTTP: when the current request head started

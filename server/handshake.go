@@ -35,10 +35,15 @@ func appendAccept(dst, key []byte) []byte {
 	return append(dst, out[:]...)
 }
 
-// appendSwitching appends the 101 answer to a valid handshake.
-func appendSwitching(dst, key []byte) []byte {
+// appendSwitching appends the 101 answer to a valid handshake, selecting
+// loopcast.v1 when v1 (RFC 6455 §4.2.2: the one subprotocol chosen among
+// the client's offers).
+func appendSwitching(dst, key []byte, v1 bool) []byte {
 	dst = append(dst, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
 	dst = appendAccept(dst, key)
+	if v1 {
+		dst = append(dst, "\r\nSec-WebSocket-Protocol: "+reqhead.Subprotocol...)
+	}
 	return append(dst, "\r\n\r\n"...)
 }
 
@@ -52,15 +57,22 @@ func isUpgradeAttempt(h *reqhead.Head) bool {
 // target is where an upgrade leads.
 type target struct {
 	echo bool
-	room []byte // aliases the request; copy before keeping
+	// v1: the client offered loopcast.v1 on /ws or /ws/{room}.
+	v1   bool
+	room []byte // aliases the request; copy before keeping. v1: nil on /ws
+	// grant is what the client's token allows (nil: everything).
+	grant *grant
 }
 
-// route maps an upgrade path to its target.
-func route(path []byte) (target, *rejection) {
+// route maps an upgrade path to its target: raw mode, unless v1.
+func route(path []byte, v1 bool) (target, *rejection) {
 	switch string(path) {
 	case "/echo":
 		return target{echo: true}, nil
 	case "/ws":
+		if v1 {
+			return target{v1: true}, nil // subscriptions come as commands
+		}
 		return target{room: defaultRoom}, nil
 	}
 	if len(path) > 4 && string(path[:4]) == "/ws/" {
@@ -68,7 +80,7 @@ func route(path []byte) (target, *rejection) {
 		if !ValidRoomName(name) {
 			return target{}, rejRoomName
 		}
-		return target{room: name}, nil
+		return target{room: name, v1: v1}, nil
 	}
 	if string(path) == "/ws/" {
 		return target{}, rejRoomName
@@ -99,7 +111,7 @@ func (s *Server) checkUpgrade(h *reqhead.Head) (target, *rejection) {
 	if string(h.Method) != "GET" {
 		return target{}, rejUpgradeMethod
 	}
-	t, rej := route(h.Path)
+	t, rej := route(h.Path, h.Tokens&reqhead.ProtoLoopcast != 0)
 	if rej != nil {
 		return t, rej
 	}
@@ -122,7 +134,7 @@ func (s *Server) checkUpgrade(h *reqhead.Head) (target, *rejection) {
 		return t, rejDraining
 	}
 	if s.auth != nil {
-		if rej := s.auth.check(h, t); rej != nil {
+		if t.grant, rej = s.auth.check(h, t); rej != nil {
 			return t, rej
 		}
 	}

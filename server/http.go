@@ -134,12 +134,12 @@ func (cs *conn) linger() gnet.Action {
 // connection a WebSocket of its target.
 func (cs *conn) upgrade(h *reqhead.Head, t target) gnet.Action {
 	c, l := cs.gc, cs.loop
-	l.scratch = appendSwitching(l.scratch[:0], h.Key)
+	l.scratch = appendSwitching(l.scratch[:0], h.Key, t.v1)
 	if !cs.out.Admit(len(l.scratch)) {
 		l.srv.admit.release(cs.ip)
 		return gnet.None // closed as a slow consumer, before it became a WebSocket
 	}
-	if !t.echo && !cs.out.Join(t.room) { // copies the name when it creates the room
+	if !t.echo && !t.v1 && !cs.out.Join(t.room) { // copies the name when it creates the room
 		l.srv.admit.release(cs.ip)
 		return cs.reject(rejRoomsFull)
 	}
@@ -147,7 +147,7 @@ func (cs *conn) upgrade(h *reqhead.Head, t target) gnet.Action {
 	// whoever sees the 101 sees the counters move, and a failed write
 	// is cleaned up by OnClose like any session.
 	cs.state = stateOpen
-	cs.echo = t.echo
+	cs.echo, cs.v1, cs.grant = t.echo, t.v1, t.grant
 	l.stats.upgrades.Add(1)
 	l.stats.websockets.Add(1)
 	cs.seen = l.now
@@ -156,6 +156,11 @@ func (cs *conn) upgrade(h *reqhead.Head, t target) gnet.Action {
 	cs.out.Queue(l.scratch) // admitted above
 	if cs.state == stateClosed {
 		return gnet.None
+	}
+	if t.v1 && t.room != nil {
+		// /ws/{room} in loopcast.v1: subscribed as by "sub 0 {room}"
+		// (t.room aliases the request: before the Discard).
+		cs.subscribe(0, t.room, nil)
 	}
 	_, _ = c.Discard(h.Len)
 	return gnet.None

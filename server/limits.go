@@ -30,6 +30,13 @@ const (
 
 	// maxEventLoops bounds Config.EventLoops; Validate refuses more.
 	maxEventLoops = 1024
+
+	// maxSubscriptionsCeiling bounds Config.MaxSubscriptions: a
+	// connection's subscriptions are searched by name linearly.
+	maxSubscriptionsCeiling = 4096
+
+	// maxHistoryMessages bounds Config.HistoryMessages per room.
+	maxHistoryMessages = 1 << 20
 )
 
 // Timing.
@@ -60,6 +67,11 @@ const (
 	// drainPollInterval is how often Shutdown checks whether every
 	// WebSocket is closed.
 	drainPollInterval = 10 * time.Millisecond
+
+	// publishWaitTimeout bounds how long Server.Publish waits for the
+	// room's owner loop to sequence the message (it is a hand-off and a
+	// poll cycle; only a stopping server takes longer).
+	publishWaitTimeout = 5 * time.Second
 
 	// jwksHTTPTimeout bounds one fetch of the JWT key set.
 	jwksHTTPTimeout = 10 * time.Second

@@ -27,10 +27,13 @@ type loop struct {
 	// publish token bucket (ns; 0: no limit), publishTolerance the credit
 	// a burst may use: (PublishBurst-1) intervals. See conn.allowPublish.
 	publishInterval, publishTolerance int64
-	pingTicks                         int64
-	idleTicks                         int64
-	handshakeTicks                    int64
-	closeGraceTicks                   int64
+	// subscribeInterval and subscribeTolerance: the same for sub and
+	// unsub (SubscribeRate, in a bucket of MaxSubscriptions).
+	subscribeInterval, subscribeTolerance int64
+	pingTicks                             int64
+	idleTicks                             int64
+	handshakeTicks                        int64
+	closeGraceTicks                       int64
 
 	// scratch builds small frames and answers (pong, close, 101); out
 	// builds echo frames. Both are reused: valid until their next use.
@@ -54,6 +57,10 @@ func newLoop(s *Server, idx int, el gnet.EventLoop) *loop {
 	if r := s.cfg.PublishRate; r > 0 {
 		l.publishInterval = int64(float64(time.Second) / r)
 		l.publishTolerance = int64(s.cfg.PublishBurst-1) * l.publishInterval
+	}
+	if r := s.cfg.SubscribeRate; r > 0 {
+		l.subscribeInterval = int64(float64(time.Second) / r)
+		l.subscribeTolerance = int64(s.cfg.MaxSubscriptions-1) * l.subscribeInterval
 	}
 	l.pingTicks = ticks(s.cfg.PingInterval)
 	l.idleTicks = ticks(s.cfg.IdleTimeout)

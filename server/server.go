@@ -73,7 +73,13 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		booted: make(chan struct{}),
 		done:   make(chan struct{}),
 	}
-	fc := fanout.Config{Loops: n, MaxPending: cfg.MaxPending, CorkLimit: corkLimit, MaxFreeBytes: maxFreeBufferBytes, MaxRooms: cfg.MaxRooms}
+	fc := fanout.Config{
+		Loops: n, MaxPending: cfg.MaxPending, CorkLimit: corkLimit, MaxFreeBytes: maxFreeBufferBytes, MaxRooms: cfg.MaxRooms,
+		Encode: encodeFrame,
+	}
+	if cfg.HistoryMessages > 0 {
+		fc.History = fanout.HistoryConfig{Messages: cfg.HistoryMessages, TTL: cfg.HistoryTTL, MaxBytes: int64(cfg.HistoryMaxBytes)}
+	}
 	if b := cfg.Broker; b != nil {
 		fc.RoomOpened, fc.RoomClosed = b.Subscribe, b.Unsubscribe
 	}

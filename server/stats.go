@@ -49,8 +49,14 @@ type loopStats struct {
 	bytesIn      atomic.Int64 // payload bytes of data messages received
 	brokerErrors atomic.Int64 // messages the Broker refused
 	closes       [numCloseReasons]atomic.Int64
-	rejects      [len(rejectStatuses)]atomic.Int64 // refusals by status
-	_            [64]byte                          // keep loops' counters off each other's cache lines
+	// loopcast.v1: subscriptions made, resumes by outcome, messages
+	// replayed, refused commands by code.
+	subscribes    atomic.Int64
+	resumes       [numResumeOutcomes]atomic.Int64
+	replayed      atomic.Int64
+	commandErrors [numCommandErrors]atomic.Int64
+	rejects       [len(rejectStatuses)]atomic.Int64 // refusals by status
+	_             [64]byte                          // keep loops' counters off each other's cache lines
 }
 
 // Stats is a snapshot of the server's counters, summed over loops.

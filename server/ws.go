@@ -14,6 +14,10 @@ var errTooBig = &frame.CloseError{Code: ws.StatusMessageTooBig, Reason: "message
 // errNoPublish closes a member that publishes when ClientPublish is off.
 var errNoPublish = &frame.CloseError{Code: ws.StatusPolicyViolation, Reason: "clients may not publish"}
 
+// errPublishForbidden closes a member whose token's publish claim does
+// not allow its room.
+var errPublishForbidden = &frame.CloseError{Code: ws.StatusPolicyViolation, Reason: "token may not publish to this room"}
+
 // errRateLimited closes a member that publishes faster than
 // Config.PublishRate allows (beyond its PublishBurst).
 var errRateLimited = &frame.CloseError{Code: ws.StatusPolicyViolation, Reason: "publish rate over publish-rate"}
@@ -27,7 +31,7 @@ var errRateLimited = &frame.CloseError{Code: ws.StatusPolicyViolation, Reason: "
 // from its header. In stateClosing only the peer's close frame matters.
 func (cs *conn) serveFrames() gnet.Action {
 	c, l := cs.gc, cs.loop
-	maxMsg := int64(l.srv.cfg.MaxMessage)
+	maxMsg := cs.maxMessage()
 	for {
 		avail := c.InboundBuffered()
 		if avail == 0 {
@@ -132,7 +136,7 @@ func (cs *conn) protocolError(e *frame.CloseError) gnet.Action {
 // message buffer (see takePayload). The frame checks that come before the
 // payload (publishing allowed) come first, as for a whole frame.
 func (cs *conn) startPayload(h frame.Header, n int) gnet.Action {
-	if !cs.loop.srv.cfg.ClientPublish && !cs.echo {
+	if !cs.loop.srv.cfg.ClientPublish && !cs.echo && !cs.v1 {
 		return cs.protocolError(errNoPublish)
 	}
 	if cs.fragOp == 0 {
@@ -217,7 +221,7 @@ func (cs *conn) handleFrame(h frame.Header, payload []byte) gnet.Action {
 	}
 
 	// Data: text, binary or continuation.
-	if !l.srv.cfg.ClientPublish && !cs.echo {
+	if !l.srv.cfg.ClientPublish && !cs.echo && !cs.v1 {
 		return cs.protocolError(errNoPublish)
 	}
 	op := h.Op
@@ -253,12 +257,15 @@ func (cs *conn) handleFrame(h frame.Header, payload []byte) gnet.Action {
 	return gnet.None
 }
 
-// message handles a complete data message: echo it, or publish it to
-// the member's room.
+// message handles a complete data message: echo it, run it as a
+// loopcast.v1 command, or publish it to the member's room.
 func (cs *conn) message(op ws.OpCode, payload []byte) gnet.Action {
 	l := cs.loop
 	l.stats.msgsIn.Add(1)
 	l.stats.bytesIn.Add(int64(len(payload)))
+	if cs.v1 {
+		return cs.command(op, payload)
+	}
 	if cs.echo {
 		l.out = frame.AppendHeader(l.out[:0], true, op, len(payload))
 		l.out = append(l.out, payload...)
@@ -272,8 +279,10 @@ func (cs *conn) message(op ws.OpCode, payload []byte) gnet.Action {
 		if !cs.allowPublish(l.nowNs) {
 			return cs.protocolError(errRateLimited)
 		}
-		l.scratch = frame.AppendHeader(l.scratch[:0], true, op, len(payload))
-		l.fan.Publish(r, l.scratch, payload)
+		if !cs.grant.mayPublish([]byte(r.Name())) {
+			return cs.protocolError(errPublishForbidden)
+		}
+		l.fan.Publish(r, byte(op), payload, nil, 0)
 		l.forward(r.Name(), op, payload)
 	}
 	return gnet.None

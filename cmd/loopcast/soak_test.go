@@ -138,7 +138,8 @@ func TestSoak(t *testing.T) {
 	d := soakDuration(t)
 	// --pprof for the heap profile; --publish-rate 0: the load publishes
 	// far faster than any person.
-	p := startBinary(t, "--event-loops", "2", "--pprof", "--publish-rate", "0", "--ping-interval", "1s", "--idle-timeout", "3s",
+	// --history-ttl 2s: rooms are forgotten once their history expired.
+	p := startBinary(t, "--event-loops", "2", "--pprof", "--publish-rate", "0", "--history-ttl", "2s", "--ping-interval", "1s", "--idle-timeout", "3s",
 		"--handshake-timeout", "2s", "--max-message", "64KiB", "--max-pending", "1MiB")
 	cold := sample(t, p)
 	t.Logf("start:    %v", cold)

@@ -310,8 +310,8 @@ func TestMaxPayload(t *testing.T) {
 
 	big := strings.Repeat("x", 1025)
 	n, err := n1.srv.Publish("big", server.Text, []byte(big))
-	if !errors.Is(err, cluster.ErrTooLarge) || n != 1 || !strings.Contains(err.Error(), "1025 bytes is over the NATS server's max_payload of 1024 bytes") {
-		t.Errorf("Publish: %d, %v", n, err)
+	if !errors.Is(err, cluster.ErrTooLarge) || n.Members != 1 || !strings.Contains(err.Error(), "1025 bytes is over the NATS server's max_payload of 1024 bytes") {
+		t.Errorf("Publish: %+v, %v", n, err)
 	}
 
 	rec := httptest.NewRecorder()

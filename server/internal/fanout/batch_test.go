@@ -51,7 +51,7 @@ func TestBatchGivesEachMemberItsPartInOrder(t *testing.T) {
 	if c := e.Counters(); c.Deliveries != 7 || c.Published != 3 {
 		t.Errorf("counters %+v, want 7 deliveries and 3 published", c)
 	}
-	if len(l.batched) != 0 || r.shards[0].batch != nil || len(l.dirty) != 0 {
+	if len(l.batched) != 0 || r.shards[0].lanes[Raw].batch != nil || len(l.dirty) != 0 {
 		t.Error("batch or cork still held after the cycle")
 	}
 
@@ -120,11 +120,12 @@ func TestLeavingWhileFlushing(t *testing.T) {
 		}
 	}
 	sh := &r.shards[0]
-	if len(sh.members) != 3 || sh.holes != 0 || sh.live.Load() != 3 || r.members.Load() != 3 {
+	ln := &sh.lanes[Raw]
+	if len(ln.subs) != 3 || ln.holes != 0 || sh.live.Load() != 3 || r.members.Load() != 3 {
 		t.Fatalf("after the flush: %d slots, %d holes, %d live, %d members; want 3 members, no holes",
-			len(sh.members), sh.holes, sh.live.Load(), r.members.Load())
+			len(ln.subs), ln.holes, sh.live.Load(), r.members.Load())
 	}
-	for i, mb := range sh.members {
+	for i, mb := range ln.subs {
 		if mb.slot != int32(i) || mb.room != r {
 			t.Fatalf("slot %d holds a member that says slot %d", i, mb.slot)
 		}

@@ -1,12 +1,16 @@
 package fanout
 
 import (
+	"context"
 	"fmt"
+	"hash/maphash"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 )
 
-// Config sizes an Engine. Every field is required.
+// Config sizes an Engine. Every field is required unless it says
+// otherwise.
 type Config struct {
 	// Loops is the number of event loops; each calls AddLoop once.
 	Loops int
@@ -15,28 +19,40 @@ type Config struct {
 	// before it is a slow consumer (see Member.Admit).
 	MaxPending int
 
-	// CorkLimit is how many bytes a room shard's batch, or a member's
-	// cork, collects before it is written without waiting for the end of
-	// the poll cycle.
+	// CorkLimit is how many bytes a lane's batch, or a member's cork,
+	// collects before it is written without waiting for the end of the
+	// poll cycle.
 	CorkLimit int
 
 	// MaxFreeBytes bounds the buffer capacity each loop keeps for reuse.
 	MaxFreeBytes int
 
-	// MaxRooms caps the rooms with members: a Join that would create one
-	// more is refused. Zero means no cap.
+	// MaxRooms caps the rooms: a Subscribe or a publish that would create
+	// one more is refused (ErrTooManyRooms). Zero means no cap.
 	MaxRooms int
 
-	// RoomOpened and RoomClosed, when set, are called when a room gets
-	// its first member and after its last member left, in that order for
-	// a given room, under the registry's lock: they must return quickly
-	// and must not call back into the Engine.
+	// History bounds what rooms keep for resuming subscriptions; the
+	// zero value keeps nothing. With history, a room outlives its last
+	// member until its history expired, and a publish to a room that
+	// does not exist creates it.
+	History HistoryConfig
+
+	// Encode appends the frame of message m of room r for a lane of kind
+	// k to dst and returns it. It runs once per message, lane and loop,
+	// on the loop, and must not allocate. Nil: the opcode byte, then the
+	// payload (for tests).
+	Encode func(dst []byte, k Kind, r *Room, m Message) []byte
+
+	// RoomOpened and RoomClosed, when set, are called when a room is
+	// created and after it is forgotten, in that order for a given room,
+	// under the registry's lock: they must return quickly and must not
+	// call back into the Engine.
 	RoomOpened, RoomClosed func(name string)
 }
 
-// Engine is the registry of rooms that have members, and the loops that
-// serve them. Its lock is taken when a member joins and when the last
-// member of a room leaves, never per message.
+// Engine is the registry of rooms, and the loops that serve them. Its
+// lock is taken when a subscription starts, when a room is forgotten and
+// when a message is published to a room by name, never per delivery.
 type Engine struct {
 	cfg Config
 
@@ -45,6 +61,7 @@ type Engine struct {
 
 	mu    sync.Mutex
 	rooms map[string]*Room
+	seed  maphash.Seed // picks the owner of a room created by Engine.Publish
 }
 
 // New returns an Engine without loops.
@@ -52,7 +69,15 @@ func New(cfg Config) *Engine {
 	if cfg.Loops <= 0 || cfg.MaxPending <= 0 || cfg.CorkLimit <= 0 {
 		panic(fmt.Sprintf("fanout: invalid config %+v", cfg))
 	}
-	e := &Engine{cfg: cfg, rooms: map[string]*Room{}}
+	if h := cfg.History; h.Messages < 0 || h.Messages > 0 && (h.TTL <= 0 || h.MaxBytes <= 0) {
+		panic(fmt.Sprintf("fanout: invalid history config %+v", h))
+	}
+	if cfg.Encode == nil {
+		cfg.Encode = func(dst []byte, _ Kind, _ *Room, m Message) []byte {
+			return append(append(dst, m.Op), m.Payload...)
+		}
+	}
+	e := &Engine{cfg: cfg, rooms: map[string]*Room{}, seed: maphash.MakeSeed()}
 	empty := []*Loop{}
 	e.loops.Store(&empty)
 	return e
@@ -75,29 +100,40 @@ func (e *Engine) AddLoop(exec Executor) *Loop {
 
 func (e *Engine) loopList() []*Loop { return *e.loops.Load() }
 
-// RoomCount is the number of rooms with members.
+// RoomCount is the number of rooms.
 func (e *Engine) RoomCount() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return len(e.rooms)
 }
 
-// EachRoom calls fn with the name and member count of every room, in no
-// particular order, under the registry's lock: fn must not call back
-// into the Engine.
-func (e *Engine) EachRoom(fn func(name string, members int64)) {
+// RoomInfo describes a room for /rooms.
+type RoomInfo struct {
+	Name         string
+	Members      int64  // subscriptions on all loops
+	Epoch        uint64 // see Room.Epoch
+	Offset       uint64 // the last message's
+	History      int64  // messages kept
+	HistoryBytes int64
+}
+
+// EachRoom calls fn for every room, in no particular order, under the
+// registry's lock: fn must not call back into the Engine.
+func (e *Engine) EachRoom(fn func(RoomInfo)) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for name, r := range e.rooms {
-		fn(name, r.members.Load())
+		fn(RoomInfo{name, r.members.Load(), r.epoch, r.top.Load(), r.histLen.Load(), r.histBytes.Load()})
 	}
 }
 
 // Counters are the engine's counters, summed over loops.
 type Counters struct {
-	Deliveries int64 // data frames written or queued to members
-	BytesOut   int64 // their bytes
-	Published  int64 // room messages sequenced by their owner loop
+	Deliveries      int64 // data frames written or queued to members
+	BytesOut        int64 // their bytes
+	Published       int64 // room messages sequenced by their owner loop
+	HistoryMessages int64 // messages kept in history
+	HistoryBytes    int64 // their size (see HistoryConfig.MaxBytes)
 }
 
 // Counters returns the current counters. Safe for concurrent use.
@@ -107,66 +143,153 @@ func (e *Engine) Counters() Counters {
 		c.Deliveries += l.deliveries.Load()
 		c.BytesOut += l.bytesOut.Load()
 		c.Published += l.published.Load()
+		c.HistoryMessages += l.histMsgs.Load()
+		c.HistoryBytes += l.histGauge.Load()
 	}
 	return c
 }
 
-// Publish sends one message to every member of the room named name, in
-// the room's order: the frame is head followed by payload, encoded once.
-// It returns the number of members the room had when the message was
-// handed to its owner loop; 0 when the room has none (nothing is sent).
-// Safe from any goroutine; head and payload are copied before it returns.
-func (e *Engine) Publish(name string, head, payload []byte) int {
-	e.mu.Lock()
-	r := e.rooms[name]
-	e.mu.Unlock()
+// Publish sends one message to every subscription of the room named
+// name, in the room's order, and keeps it in history (creating the room
+// when history is on and it does not exist). It returns the number of
+// subscriptions the room had when the message was handed to its owner
+// loop; 0 when there is no such room (nothing is sent). Safe from any
+// goroutine; payload is copied before it returns.
+func (e *Engine) Publish(name string, op byte, payload []byte) (int, error) {
+	r, err := e.lookup([]byte(name), nil)
 	if r == nil {
-		return 0
+		return 0, err
 	}
 	members := int(r.members.Load())
-	f := newSharedFrame(head, payload)
-	handoff(r.owner, r, f, true)
+	f := newSharedMsg(op, payload)
+	handoff(r.owner, newTask(taskPublish, r, f))
 	f.release()
-	return members
+	return members, nil
 }
 
-// join makes m a member of the room named name, creating the room with
-// m's loop as its owner, unless that would pass MaxRooms. Runs on m's
-// loop.
-func (e *Engine) join(m *Member, name []byte) bool {
+// Sequenced is where the owner placed a message: the room's epoch and
+// the message's offset (zero when it went nowhere: no such room).
+type Sequenced struct {
+	Room          string
+	Epoch, Offset uint64
+}
+
+// PublishWait is Publish that waits until the owner sequenced the message
+// and returns where (zero when there is no such room). It must not be
+// called on a loop. It returns ctx's error if ctx ends first (the
+// message may still be delivered).
+func (e *Engine) PublishWait(ctx context.Context, name string, op byte, payload []byte) (int, Sequenced, error) {
+	r, err := e.lookup([]byte(name), nil)
+	if r == nil {
+		return 0, Sequenced{}, err
+	}
+	members := int(r.members.Load())
+	wait := make(chan Sequenced, 1)
+	f := newSharedMsg(op, payload)
+	t := newTask(taskPublish, r, f)
+	t.wait = wait
+	handoff(r.owner, t)
+	f.release()
+	select {
+	case s := <-wait:
+		return members, s, nil
+	case <-ctx.Done():
+		return members, Sequenced{}, ctx.Err()
+	}
+}
+
+// join counts one more subscription of the room named name, creating
+// the room (owned by l) when it does not exist, unless that would pass
+// MaxRooms (nil).
+func (e *Engine) join(name []byte, l *Loop) *Room {
 	e.mu.Lock()
+	defer e.mu.Unlock()
 	r := e.rooms[string(name)]
 	if r == nil {
-		if e.cfg.MaxRooms > 0 && len(e.rooms) >= e.cfg.MaxRooms {
-			e.mu.Unlock()
-			return false
+		if r = e.create(name, l); r == nil {
+			return nil
 		}
-		r = &Room{name: string(name), owner: m.loop, shards: make([]shard, e.cfg.Loops)}
-		e.rooms[r.name] = r
-		if e.cfg.RoomOpened != nil {
-			e.cfg.RoomOpened(r.name)
+		if e.cfg.History.Messages > 0 {
+			l.own(r) // on l: the owner lists its rooms for expiry
 		}
 	}
 	r.members.Add(1)
-	e.mu.Unlock()
-	r.shards[m.loop.idx].add(m, r)
-	return true
+	return r
 }
 
-// leave removes m from its room, and the room from the registry when m
-// was its last member. Runs on m's loop.
-func (e *Engine) leave(m *Member) {
-	r := m.room
-	m.room = nil
-	r.shards[m.loop.idx].remove(m)
-	if r.members.Add(-1) == 0 {
-		e.mu.Lock()
-		if r.members.Load() == 0 && e.rooms[r.name] == r {
-			delete(e.rooms, r.name)
-			if e.cfg.RoomClosed != nil {
-				e.cfg.RoomClosed(r.name)
-			}
-		}
-		e.mu.Unlock()
+// lookup returns the room named name; when it does not exist and history
+// is on, it creates it, owned by l (or, when l is nil, by a loop the
+// name hashes to). nil without an error: no such room, history off.
+func (e *Engine) lookup(name []byte, l *Loop) (*Room, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if r := e.rooms[string(name)]; r != nil {
+		return r, nil
 	}
+	if e.cfg.History.Messages == 0 {
+		return nil, nil
+	}
+	owner := l
+	if owner == nil {
+		loops := e.loopList()
+		if len(loops) == 0 {
+			return nil, nil
+		}
+		owner = loops[maphash.Bytes(e.seed, name)%uint64(len(loops))]
+	}
+	r := e.create(name, owner)
+	if r == nil {
+		return nil, ErrTooManyRooms
+	}
+	if l != nil {
+		l.own(r) // on l; otherwise the owner lists it when it keeps a message
+	}
+	return r, nil
+}
+
+// create adds a room owned by l, under e.mu; nil past MaxRooms.
+func (e *Engine) create(name []byte, l *Loop) *Room {
+	if e.cfg.MaxRooms > 0 && len(e.rooms) >= e.cfg.MaxRooms {
+		return nil
+	}
+	r := &Room{name: string(name), owner: l, epoch: newEpoch(), shards: make([]shard, e.cfg.Loops)}
+	e.rooms[r.name] = r
+	if e.cfg.RoomOpened != nil {
+		e.cfg.RoomOpened(r.name)
+	}
+	return r
+}
+
+// newEpoch is a random, non-zero epoch.
+func newEpoch() uint64 {
+	for {
+		if v := rand.Uint64(); v != 0 {
+			return v
+		}
+	}
+}
+
+// leave counts one subscription less of r. Without history, a room is
+// forgotten when its last subscription ends; with history, its owner's
+// expiry pass forgets it once its history is gone too.
+func (e *Engine) leave(r *Room) {
+	if r.members.Add(-1) == 0 && e.cfg.History.Messages == 0 {
+		e.forget(r)
+	}
+}
+
+// forget removes r from the registry if it still has no subscriptions
+// and reports whether it did.
+func (e *Engine) forget(r *Room) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if r.members.Load() != 0 || e.rooms[r.name] != r {
+		return false
+	}
+	delete(e.rooms, r.name)
+	r.gone.Store(true)
+	if e.cfg.RoomClosed != nil {
+		e.cfg.RoomClosed(r.name)
+	}
+	return true
 }

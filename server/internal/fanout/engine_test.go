@@ -53,7 +53,7 @@ func TestOneOrderAcrossLoops(t *testing.T) {
 		defer wg.Done()
 		for k := range perPublisher {
 			f := frame(fmt.Sprintf("X-%d", k))
-			if n := e.Publish("r", f[:1], f[1:]); n != nloops*perLoop {
+			if n, _ := e.Publish("r", f[0], f[1:]); n != nloops*perLoop {
 				t.Errorf("Publish reached %d members, want %d", n, nloops*perLoop)
 				return
 			}
@@ -126,7 +126,7 @@ func TestRoomLifecycle(t *testing.T) {
 	}
 	a.m.Leave()
 	b.m.Release()
-	if e.Publish("r", []byte{0}, nil) != 0 || e.RoomCount() != 0 {
+	if n, _ := e.Publish("r", 0, nil); n != 0 || e.RoomCount() != 0 {
 		t.Fatal("room still registered after its last member left")
 	}
 	c := newMember(l1, "r")
@@ -138,7 +138,7 @@ func TestRoomLifecycle(t *testing.T) {
 		t.Fatalf("events %q, want %q", got, want)
 	}
 	var listed []string
-	e.EachRoom(func(n string, members int64) { listed = append(listed, fmt.Sprint(n, "=", members)) })
+	e.EachRoom(func(ri RoomInfo) { listed = append(listed, fmt.Sprint(ri.Name, "=", ri.Members)) })
 	if fmt.Sprint(listed) != "[r=1]" {
 		t.Fatalf("EachRoom listed %v", listed)
 	}
@@ -151,15 +151,16 @@ func checkShards(t *testing.T, r *Room) {
 	var total int64
 	for i := range r.shards {
 		sh := &r.shards[i]
-		if int(sh.live.Load()) != len(sh.members) || sh.holes != 0 {
-			t.Fatalf("shard %d: live %d, %d members, %d holes", i, sh.live.Load(), len(sh.members), sh.holes)
+		ln := &sh.lanes[Raw]
+		if int(sh.live.Load()) != len(ln.subs) || ln.holes != 0 {
+			t.Fatalf("shard %d: live %d, %d members, %d holes", i, sh.live.Load(), len(ln.subs), ln.holes)
 		}
-		for j, m := range sh.members {
-			if m.room != r || int(m.slot) != j || m.loop.idx != i {
-				t.Fatalf("shard %d slot %d: member says room %p slot %d loop %d", i, j, m.room, m.slot, m.loop.idx)
+		for j, s := range ln.subs {
+			if s.room != r || int(s.slot) != j || s.m.loop.idx != i {
+				t.Fatalf("shard %d slot %d: subscription says room %p slot %d loop %d", i, j, s.room, s.slot, s.m.loop.idx)
 			}
 		}
-		total += int64(len(sh.members))
+		total += int64(len(ln.subs))
 	}
 	if total != r.members.Load() {
 		t.Fatalf("room counts %d members, shards hold %d", r.members.Load(), total)
@@ -223,15 +224,15 @@ func TestOneRoomWithEveryone(t *testing.T) {
 
 	third := members[:len(members)/3]
 	for i := range r.shards {
-		r.shards[i].delivering = true
+		r.shards[i].lanes[Raw].delivering = true
 	}
 	for _, c := range third {
 		c.m.Leave()
 	}
 	for i := range r.shards {
-		sh := &r.shards[i]
-		sh.delivering = false
-		sh.compact()
+		ln := &r.shards[i].lanes[Raw]
+		ln.delivering = false
+		ln.compact()
 	}
 	checkShards(t, r)
 	for k, c := range members[len(third):] {
@@ -244,7 +245,7 @@ func TestOneRoomWithEveryone(t *testing.T) {
 		t.Fatalf("room not deleted: %d rooms, %d members", e.RoomCount(), r.members.Load())
 	}
 	for i := range r.shards {
-		if c := cap(r.shards[i].members); c > shrinkMinCap {
+		if c := cap(r.shards[i].lanes[Raw].subs); c > shrinkMinCap {
 			t.Fatalf("shard %d keeps capacity %d after emptying", i, c)
 		}
 	}

@@ -39,6 +39,17 @@ type fakeConn struct {
 	// onWrite, when set, runs after each Write (to leave or release
 	// members in the middle of a flush).
 	onWrite func()
+	// joins and acks record Subscribed and Published; onJoin, when set,
+	// runs in Subscribed (to queue an acknowledgement frame).
+	joins  []JoinResult
+	acks   []ack
+	onJoin func(*Sub, *JoinResult)
+}
+
+type ack struct {
+	id     uint32
+	room   string
+	offset uint64
 }
 
 var closeFrame = []byte("<close 1013>")
@@ -51,6 +62,17 @@ func (c *fakeConn) Write(p []byte) {
 	if c.onWrite != nil {
 		c.onWrite()
 	}
+}
+
+func (c *fakeConn) Subscribed(s *Sub, res *JoinResult) {
+	c.joins = append(c.joins, *res)
+	if c.onJoin != nil {
+		c.onJoin(s, res)
+	}
+}
+
+func (c *fakeConn) Published(id uint32, r *Room, offset uint64) {
+	c.acks = append(c.acks, ack{id, r.Name(), offset})
 }
 
 func (c *fakeConn) Overflow() {
@@ -94,7 +116,7 @@ func frame(payload string) []byte { return append([]byte{byte(len(payload))}, pa
 
 func publish(l *Loop, r *Room, payload string) {
 	f := frame(payload)
-	l.Publish(r, f[:1], f[1:])
+	l.Publish(r, f[0], f[1:], nil, 0)
 }
 
 func cat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }

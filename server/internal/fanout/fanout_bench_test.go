@@ -8,9 +8,11 @@ import (
 // discardConn is a connection whose socket takes everything.
 type discardConn struct{ n int }
 
-func (c *discardConn) Queued() int    { return 0 }
-func (c *discardConn) Write(p []byte) { c.n += len(p) }
-func (c *discardConn) Overflow()      { panic("discardConn never overflows") }
+func (c *discardConn) Queued() int                     { return 0 }
+func (c *discardConn) Write(p []byte)                  { c.n += len(p) }
+func (c *discardConn) Overflow()                       { panic("discardConn never overflows") }
+func (c *discardConn) Subscribed(*Sub, *JoinResult)    {}
+func (c *discardConn) Published(uint32, *Room, uint64) {}
 func (c *discardConn) member(l *Loop) *Member {
 	m := &Member{}
 	m.Init(l, c)
@@ -35,19 +37,19 @@ func BenchmarkFanoutEngine(b *testing.B) {
 				(&discardConn{}).member(l).Join([]byte("bench"))
 			}
 			r := e.rooms["bench"]
-			head, payload := []byte{0x82, 64}, make([]byte, 64)
+			payload := make([]byte, 64)
 			cycle := func() {
 				c0.endCycle()
 				c1.endCycle()
 			}
 			for range 64 { // warm up pools and buffers
-				l0.Publish(r, head, payload)
+				l0.Publish(r, 0x82, payload, nil, 0)
 			}
 			cycle()
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := range b.N {
-				l0.Publish(r, head, payload)
+				l0.Publish(r, 0x82, payload, nil, 0)
 				if i%16 == 15 {
 					cycle()
 				}

@@ -3,6 +3,7 @@ package fanout
 import (
 	"context"
 	"sync/atomic"
+	"time"
 
 	"github.com/valyala/bytebufferpool"
 )
@@ -26,6 +27,18 @@ type taskFunc func()
 
 func (f taskFunc) Run(context.Context) error { f(); return nil }
 
+// Message is one room message as Config.Encode sees it. Payload is only
+// valid during the call.
+type Message struct {
+	Op      byte   // the WebSocket opcode it was published with
+	Offset  uint64 // its place in the room's order, from 1
+	Payload []byte
+}
+
+func (f *sharedMsg) message() Message {
+	return Message{Op: f.op, Offset: f.offset, Payload: f.buf.B}
+}
+
 // Loop is the engine's state for one event loop. Everything except the
 // counters and the mailbox is touched only on the loop's goroutine.
 type Loop struct {
@@ -36,24 +49,37 @@ type Loop struct {
 	mbox      mailbox
 	drainTask Task
 
-	// dirty lists the members with a cork, batched the room shards with
-	// a batch: flush writes both at the end of the poll cycle.
+	// dirty lists the members with a cork, batched the lanes with a
+	// batch: flush writes both at the end of the poll cycle.
 	dirty       []*Member
-	batched     []*shard
+	batched     []*lane
 	flushQueued bool // a flushTask is queued (or a drain will flush)
 	flushTask   Task
 
-	free freeList
+	free    freeList
+	scratch []byte // encodes replayed messages
+
+	// now is the loop's clock (Unix ns), read at each Tick: history
+	// times and expiry use it, never a clock read per message.
+	now        int64
+	lastExpire int64
+	// owned lists the rooms this loop owns while history is on, for the
+	// expiry pass; histBytes is their history's size.
+	owned     []*Room
+	histBytes int64
 
 	// Counters, written by this loop only; read by Engine.Counters.
 	deliveries atomic.Int64
 	bytesOut   atomic.Int64
 	published  atomic.Int64
+	histGauge  atomic.Int64 // histBytes, for Engine.Counters
+	histMsgs   atomic.Int64
 	_          [64]byte // keep loops' counters off each other's cache lines
 }
 
 func newLoop(e *Engine, idx int, exec Executor) *Loop {
-	l := &Loop{idx: idx, eng: e, exec: exec}
+	l := &Loop{idx: idx, eng: e, exec: exec, now: time.Now().UnixNano()}
+	l.lastExpire = l.now
 	l.free.maxBytes, l.free.maxCap = e.cfg.MaxFreeBytes, 2*e.cfg.CorkLimit
 	l.drainTask = taskFunc(l.drainMailbox)
 	l.flushTask = taskFunc(func() {
@@ -66,53 +92,187 @@ func newLoop(e *Engine, idx int, exec Executor) *Loop {
 // Index is the loop's position, 0 to Config.Loops-1.
 func (l *Loop) Index() int { return l.idx }
 
-// Tick gives the garbage collector the free buffers no cycle needed
-// since the previous Tick. Call it from the loop's timer.
-func (l *Loop) Tick() { l.free.trim() }
+// Tick reads the clock, gives the garbage collector the free buffers no
+// cycle needed since the previous Tick and, once per expireEvery, drops
+// expired history and forgets rooms left with neither members nor
+// history. Call it from the loop's timer.
+func (l *Loop) Tick() {
+	l.now = time.Now().UnixNano()
+	l.free.trim()
+	if l.now-l.lastExpire >= int64(expireEvery) {
+		l.lastExpire = l.now
+		l.expire()
+	}
+}
 
-// Publish sends one message (head followed by payload, encoded once) to
-// every member of r, in the room's order: sequenced here when this loop
-// owns r, else handed to the owner. head and payload are only read
+// Publish sends one message (op and payload, encoded once per lane and
+// loop by Config.Encode) to every subscription of r, in the room's order:
+// sequenced here when this loop owns r, else handed to the owner. When id
+// is not 0, from's connection is told the message's offset
+// (Conn.Published) once the owner sequenced it. payload is only read
 // during the call.
-func (l *Loop) Publish(r *Room, head, payload []byte) {
-	f := newSharedFrame(head, payload)
+func (l *Loop) Publish(r *Room, op byte, payload []byte, from *Member, id uint32) {
+	f := newSharedMsg(op, payload)
 	if r.owner == l {
-		l.fanout(r, f)
+		l.sequence(r, f, from, id, nil)
 	} else {
-		handoff(r.owner, r, f, true)
+		t := newTask(taskPublish, r, f)
+		t.from, t.id = from, id
+		handoff(r.owner, t)
 	}
 	f.release()
 }
 
-// fanout runs on the owner: it hands f to every other loop with members
-// and delivers it to its own.
-func (l *Loop) fanout(r *Room, f *sharedFrame) {
+// Lookup returns the room named name, creating it (owned by this loop)
+// when history is on, so that messages published to a room nobody is
+// in are kept for those who resume. It returns nil when the room does not
+// exist and history is off, or with ErrTooManyRooms.
+func (l *Loop) Lookup(name []byte) (*Room, error) {
+	return l.eng.lookup(name, l)
+}
+
+// sequence runs on r's owner: it gives f the room's next offset, keeps
+// it in history, hands it to every other loop with subscriptions and
+// delivers it to its own. from/id acknowledge a member's publish, wait
+// wakes Engine.Publish.
+func (l *Loop) sequence(r *Room, f *sharedMsg, from *Member, id uint32, wait chan<- Sequenced) {
+	if r.gone.Load() {
+		// The room was forgotten while f was on its way: sequence f in
+		// the room that replaced it, if any.
+		var err error
+		if r, err = l.eng.lookup([]byte(r.name), l); r == nil || err != nil {
+			l.ack(nil, from, id, wait, 0)
+			return
+		}
+		if r.owner != l {
+			t := newTask(taskPublish, r, f)
+			t.from, t.id, t.wait = from, id, wait
+			handoff(r.owner, t)
+			return
+		}
+	}
+	offset := r.top.Load() + 1
+	f.offset, f.at = offset, l.now
+	r.top.Store(offset)
 	l.published.Add(1)
+	if hc := &l.eng.cfg.History; hc.Messages > 0 {
+		l.keep(r, f, hc)
+	}
 	for _, other := range l.eng.loopList() {
 		if other != l && r.shards[other.idx].live.Load() > 0 {
-			handoff(other, r, f, false)
+			handoff(other, newTask(taskDeliver, r, f))
 		}
 	}
 	l.deliver(r, f)
+	l.ack(r, from, id, wait, offset)
 }
 
-// deliver appends f to the batch of r's shard on this loop: one copy per
-// frame, whatever the number of members. The flush at the end of the
-// cycle (or at CorkLimit) writes it to the members.
-func (l *Loop) deliver(r *Room, f *sharedFrame) {
+// ack tells a publisher the offset its message got (0: none).
+func (l *Loop) ack(r *Room, from *Member, id uint32, wait chan<- Sequenced, offset uint64) {
+	switch {
+	case wait != nil:
+		var s Sequenced
+		if r != nil {
+			s = Sequenced{r.name, r.epoch, offset}
+		}
+		wait <- s
+	case id == 0 || from == nil:
+	case from.loop == l:
+		if !from.released {
+			from.conn.Published(id, r, offset)
+		}
+	default:
+		t := newTask(taskAck, r, nil)
+		t.from, t.id, t.offset = from, id, offset
+		handoff(from.loop, t)
+	}
+}
+
+// keep appends f to r's history within its limits: the room's message
+// count, then this loop's share of HistoryConfig.MaxBytes (the room's
+// oldest messages go first).
+func (l *Loop) keep(r *Room, f *sharedMsg, hc *HistoryConfig) {
+	h := &r.hist
+	l.own(r)
+	for h.n >= hc.Messages {
+		l.histBytes -= h.pop()
+		l.histMsgs.Add(-1)
+	}
+	h.push(f)
+	l.histBytes += f.size()
+	l.histMsgs.Add(1)
+	share := hc.MaxBytes / int64(l.eng.cfg.Loops)
+	for l.histBytes > share && h.n > 0 {
+		l.histBytes -= h.pop()
+		l.histMsgs.Add(-1)
+	}
+	l.histGauge.Store(l.histBytes)
+	r.histLen.Store(int64(h.n))
+	r.histBytes.Store(h.bytes)
+}
+
+// own lists r, a room this loop owns, for the expiry pass.
+func (l *Loop) own(r *Room) {
+	if !r.listed {
+		r.listed = true
+		l.owned = append(l.owned, r)
+	}
+}
+
+// expire drops history older than HistoryConfig.TTL from the rooms this
+// loop owns, and forgets the rooms left with neither members nor
+// history. Their epoch goes with them: a resume afterwards is told the
+// epoch changed.
+func (l *Loop) expire() {
+	hc := &l.eng.cfg.History
+	if hc.Messages == 0 {
+		return
+	}
+	cutoff := l.now - int64(hc.TTL)
+	kept := l.owned[:0]
+	for _, r := range l.owned {
+		h := &r.hist
+		for h.n > 0 && h.at(0).at < cutoff {
+			l.histBytes -= h.pop()
+			l.histMsgs.Add(-1)
+		}
+		r.histLen.Store(int64(h.n))
+		r.histBytes.Store(h.bytes)
+		if h.n == 0 && r.members.Load() == 0 && l.eng.forget(r) {
+			h.clear()
+			r.listed = false
+			continue
+		}
+		kept = append(kept, r)
+	}
+	clear(l.owned[len(kept):])
+	l.owned = kept
+	l.histGauge.Store(l.histBytes)
+}
+
+// deliver appends f, encoded once per lane, to the batches of r's shard
+// on this loop, whatever the number of subscriptions. The flush at the
+// end of the cycle (or at CorkLimit) writes them.
+func (l *Loop) deliver(r *Room, f *sharedMsg) {
 	sh := &r.shards[l.idx]
 	if sh.live.Load() == 0 {
 		return
 	}
-	if sh.batch == nil {
-		sh.batch = l.getBuf()
-		l.batched = append(l.batched, sh)
-		l.flushLater()
-	}
-	sh.batch.B = append(sh.batch.B, f.buf.B...)
-	sh.frames++
-	if len(sh.batch.B) >= l.eng.cfg.CorkLimit {
-		l.flushShard(sh) // stays listed in batched; its batch is empty now
+	for k := range sh.lanes {
+		ln := &sh.lanes[k]
+		if len(ln.subs) == 0 {
+			continue
+		}
+		if ln.batch == nil {
+			ln.batch = l.getBuf()
+			l.batched = append(l.batched, ln)
+			l.flushLater()
+		}
+		ln.batch.B = l.eng.cfg.Encode(ln.batch.B, Kind(k), r, f.message())
+		ln.frames++
+		if len(ln.batch.B) >= l.eng.cfg.CorkLimit {
+			l.flushLane(ln) // stays listed in batched; its batch is empty now
+		}
 	}
 }
 
@@ -131,16 +291,17 @@ func (l *Loop) flushLater() {
 	}
 }
 
-// flush writes each room shard's batch to its members, then every
-// member's cork: one write per member and cycle.
+// flush writes each lane's batch to its subscriptions' members, then
+// every member's cork: one write per member and lane with output, and
+// cycle.
 func (l *Loop) flush() {
-	for i, sh := range l.batched {
+	for i, ln := range l.batched {
 		l.batched[i] = nil
-		if len(sh.batch.B) > 0 {
-			l.flushShard(sh)
+		if len(ln.batch.B) > 0 {
+			l.flushLane(ln)
 		}
-		l.putBuf(sh.batch)
-		sh.batch = nil
+		l.putBuf(ln.batch)
+		ln.batch = nil
 	}
 	l.batched = l.batched[:0]
 	for i, m := range l.dirty {
@@ -150,34 +311,35 @@ func (l *Loop) flush() {
 	l.dirty = l.dirty[:0]
 }
 
-// flushShard writes every member of sh its part of the batch (the frames
-// delivered since it joined, or since it last took its part) and empties
-// the batch. A member the slow-consumer rule refuses is closed instead.
-func (l *Loop) flushShard(sh *shard) {
-	b := sh.batch.B
-	frames := sh.frames
-	sh.delivering = true
+// flushLane writes every subscription of ln its part of the batch (the
+// frames delivered since it joined, or since it last took its part) and
+// empties the batch. A member the slow-consumer rule refuses is closed
+// instead.
+func (l *Loop) flushLane(ln *lane) {
+	b := ln.batch.B
+	frames := ln.frames
+	ln.delivering = true
 	var delivered, sent int64
-	for _, m := range sh.members {
-		if m == nil {
+	for _, s := range ln.subs {
+		if s == nil {
 			continue
 		}
-		from, fromN := m.from, m.fromN
-		// Taken before writing: a write that fails closes m, and
-		// leaving must not take the part again.
-		m.from, m.fromN = int32(len(b)), frames
-		if int(from) < len(b) && m.writePart(b[from:]) {
+		from, fromN := s.from, s.fromN
+		// Taken before writing: a write that fails closes the member,
+		// and leaving must not take the part again.
+		s.from, s.fromN = int32(len(b)), frames
+		if int(from) < len(b) && s.m.writePart(b[from:]) {
 			delivered += int64(frames - fromN)
 			sent += int64(len(b) - int(from))
 		}
-		m.from, m.fromN = 0, 0
+		s.from, s.fromN = 0, 0
 	}
-	sh.delivering = false
-	if sh.holes > 0 {
-		sh.compact()
+	ln.delivering = false
+	if ln.holes > 0 {
+		ln.compact()
 	}
-	sh.batch.B = sh.batch.B[:0]
-	sh.frames = 0
+	ln.batch.B = ln.batch.B[:0]
+	ln.frames = 0
 	l.deliveries.Add(delivered)
 	l.bytesOut.Add(sent)
 }

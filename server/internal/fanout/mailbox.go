@@ -8,47 +8,89 @@ import (
 	"github.com/valyala/bytebufferpool"
 )
 
-// sharedFrame is one encoded frame shared by every member of a room,
-// across loops. The bytes live in a pooled buffer; refs counts the
-// holders (the publisher while it hands the frame out, and each task
-// carrying it), and the last release returns it to the pool. Loops copy
-// the bytes into their batches, so nothing references them after that.
-type sharedFrame struct {
-	buf  *bytebufferpool.ByteBuffer
-	refs atomic.Int32
+// msgOverhead is what a message in history costs beyond its payload
+// buffer's capacity (the sharedMsg and its ring slot), in bytes, for
+// HistoryConfig.MaxBytes.
+const msgOverhead = 64
+
+// sharedMsg is one room message shared by every loop and by the room's
+// history: its payload in a pooled buffer, its opcode, and the offset and
+// time the owner gave it. refs counts the holders (the publisher while it
+// hands the message out, each task carrying it, the history), and the
+// last release returns it to the pool. Offset and at are written once by
+// the owner before the message is handed on, and only read afterwards.
+type sharedMsg struct {
+	buf    *bytebufferpool.ByteBuffer
+	op     byte
+	offset uint64
+	at     int64 // owner loop's clock (Loop.now) when sequenced
+	refs   atomic.Int32
 }
 
-var framePool = sync.Pool{New: func() any { return new(sharedFrame) }}
+var msgPool = sync.Pool{New: func() any { return new(sharedMsg) }}
 
-// newSharedFrame copies head and payload into a pooled frame, refs = 1.
-func newSharedFrame(head, payload []byte) *sharedFrame {
-	f := framePool.Get().(*sharedFrame)
+// newSharedMsg copies payload into a pooled message, refs = 1.
+func newSharedMsg(op byte, payload []byte) *sharedMsg {
+	f := msgPool.Get().(*sharedMsg)
 	f.buf = bytebufferpool.Get()
-	f.buf.B = append(append(f.buf.B, head...), payload...)
+	f.buf.B = append(f.buf.B, payload...)
+	f.op, f.offset, f.at = op, 0, 0
 	f.refs.Store(1)
 	return f
 }
 
-func (f *sharedFrame) retain() { f.refs.Add(1) }
+func (f *sharedMsg) retain() { f.refs.Add(1) }
 
-func (f *sharedFrame) release() {
+func (f *sharedMsg) release() {
 	if f.refs.Add(-1) == 0 {
 		bytebufferpool.Put(f.buf)
 		f.buf = nil
-		framePool.Put(f)
+		msgPool.Put(f)
 	}
 }
 
-// roomTask carries a frame to a loop: publish (sequence it on the owner)
-// or deliver (append it to the loop's shard). It holds one reference.
+func (f *sharedMsg) size() int64 { return int64(cap(f.buf.B)) + msgOverhead }
+
+// taskKind is what a roomTask asks of the loop that runs it.
+type taskKind uint8
+
+const (
+	taskPublish taskKind = iota // on the owner: sequence f in r
+	taskDeliver                 // append f, sequenced, to this loop's shard of r
+	taskJoin                    // on the owner: answer sub's join of r (res)
+	taskJoined                  // on sub's loop: the owner's answer
+	taskAck                     // on from's loop: f was sequenced at offset
+)
+
+// roomTask carries work between loops. It holds one reference to f when
+// f is set.
 type roomTask struct {
-	r       *Room
-	f       *sharedFrame
-	publish bool
-	next    *roomTask // mailbox link
+	kind taskKind
+	r    *Room
+	f    *sharedMsg
+	// Publish: who to acknowledge (from, id, when id is not 0) or wake
+	// (wait). Ack: the same, with the offset.
+	from   *Member
+	id     uint32
+	wait   chan<- Sequenced
+	offset uint64
+	// Join and Joined.
+	sub *Sub
+	res *JoinResult
+
+	next *roomTask // mailbox link
 }
 
 var roomTaskPool = sync.Pool{New: func() any { return new(roomTask) }}
+
+func newTask(kind taskKind, r *Room, f *sharedMsg) *roomTask {
+	t := roomTaskPool.Get().(*roomTask)
+	t.kind, t.r, t.f = kind, r, f
+	if f != nil {
+		f.retain()
+	}
+	return t
+}
 
 // mailbox is a loop's inbox of room tasks from other goroutines: a
 // lock-free stack that producers push onto and the loop takes whole. The
@@ -60,12 +102,8 @@ type mailbox struct {
 	scheduled atomic.Bool              // a drain is queued on the loop
 }
 
-// handoff passes f (with a reference taken for the task) to loop to.
-// Safe from any goroutine.
-func handoff(to *Loop, r *Room, f *sharedFrame, publish bool) {
-	t := roomTaskPool.Get().(*roomTask)
-	t.r, t.f, t.publish = r, f, publish
-	f.retain()
+// handoff queues t on loop to. Safe from any goroutine.
+func handoff(to *Loop, t *roomTask) {
 	for {
 		old := to.mbox.head.Load()
 		t.next = old
@@ -98,17 +136,36 @@ func (l *Loop) drainMailbox() {
 	l.flushQueued = true
 	for t := fifo; t != nil; {
 		next := t.next
-		r, f, publish := t.r, t.f, t.publish
+		task := *t
 		*t = roomTask{}
 		roomTaskPool.Put(t)
-		if publish {
-			l.fanout(r, f)
-		} else {
-			l.deliver(r, f)
+		l.run(&task)
+		if task.f != nil {
+			task.f.release()
 		}
-		f.release()
 		t = next
 	}
 	l.flushQueued = queued
 	l.flush()
+}
+
+// run does what a task asks.
+func (l *Loop) run(t *roomTask) {
+	switch t.kind {
+	case taskPublish:
+		l.sequence(t.r, t.f, t.from, t.id, t.wait)
+	case taskDeliver:
+		l.deliver(t.r, t.f)
+	case taskJoin:
+		res := l.answerJoin(t.r, t.res)
+		back := newTask(taskJoined, t.r, nil)
+		back.sub, back.res = t.sub, res
+		handoff(t.sub.m.loop, back)
+	case taskJoined:
+		l.joined(t.sub, t.res)
+	case taskAck:
+		if !t.from.released {
+			t.from.conn.Published(t.id, t.r, t.offset)
+		}
+	}
 }

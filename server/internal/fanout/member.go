@@ -20,27 +20,40 @@ type Conn interface {
 	// connection without a close code is closed. The engine calls it once
 	// per refused write and queues nothing of that write.
 	Overflow()
+
+	// Subscribed answers Member.Subscribe for a Framed subscription, once
+	// the room's owner placed it in the room's order: res.Err is set when
+	// it was refused (s is then gone). Otherwise the connection queues
+	// its acknowledgement now (Member.Send); the engine then queues the
+	// replay (res.Replayed messages) and adds s to the room, so live
+	// messages follow.
+	Subscribed(s *Sub, res *JoinResult)
+
+	// Published acknowledges a message published with an id (Loop.Publish):
+	// the owner gave it offset in r.
+	Published(id uint32, r *Room, offset uint64)
 }
 
-// Member is a connection's place in the engine: its room (if any), its
-// part of the room shard's batch and its cork. A connection holds one by
-// value and calls Init before any other method. A Member is owned by its
-// loop: every method must be called there.
+// Member is a connection's place in the engine: its subscriptions, its
+// part of each one's batch and its cork. A connection holds one by value
+// and calls Init before any other method. A Member is owned by its loop:
+// every method must be called there.
 type Member struct {
 	conn Conn
 	loop *Loop
 
-	room *Room // nil when not a member of a room
-	slot int32 // index in room.shards[loop.idx].members
-	// from is where this member's unwritten part of its shard's batch
-	// starts (bytes; 0 at the start of a cycle), fromN the number of
-	// frames before it. See shard.batch.
-	from, fromN int32
+	// subs are the member's subscriptions, in the order they were made.
+	// Raw-mode connections have at most one.
+	subs []*Sub
 
 	// cork holds frames for this poll cycle (nil when none; the member
 	// is then listed in Loop.dirty). Returned to the free list when
 	// written.
 	cork *bytebufferpool.ByteBuffer
+
+	// released is set by Release: tasks still on their way to the
+	// member (acknowledgements) are dropped.
+	released bool
 }
 
 // Init attaches m to its connection and loop.
@@ -49,34 +62,57 @@ func (m *Member) Init(l *Loop, c Conn) { m.loop, m.conn = l, c }
 // Loop is the loop that owns m.
 func (m *Member) Loop() *Loop { return m.loop }
 
-// Room is the room m is a member of, or nil.
-func (m *Member) Room() *Room { return m.room }
+// Room is the room of m's first subscription (raw mode has one), or nil.
+func (m *Member) Room() *Room {
+	if len(m.subs) == 0 {
+		return nil
+	}
+	return m.subs[0].room
+}
 
-// Join makes m a member of the room named name (copied when it creates
-// the room) and reports true, or false when the room does not exist and
-// Config.MaxRooms rooms do. m must not be a member of a room.
-func (m *Member) Join(name []byte) bool { return m.loop.eng.join(m, name) }
+// Subs are m's subscriptions, pending ones included. The slice is m's:
+// read it, do not keep it.
+func (m *Member) Subs() []*Sub { return m.subs }
 
-// Leave takes m out of its room. The room frames delivered to m so far
-// in this cycle are kept: they leave before whatever m sends next (its
-// close frame). A no-op when m is in no room.
+// Sub is m's subscription to the room named name, or nil.
+func (m *Member) Sub(name []byte) *Sub {
+	for _, s := range m.subs {
+		if s.room.name == string(name) {
+			return s
+		}
+	}
+	return nil
+}
+
+// Join subscribes m to the room named name in the Raw lane (copied when
+// it creates the room) and reports true, or false when the room does not
+// exist and Config.MaxRooms rooms do.
+func (m *Member) Join(name []byte) bool {
+	_, err := m.Subscribe(name, Raw, nil, 0)
+	return err == nil
+}
+
+// Leave ends all of m's subscriptions. The room frames delivered to m so
+// far in this cycle are kept: they leave before whatever m sends next
+// (its close frame).
 func (m *Member) Leave() {
-	if m.room != nil {
-		m.takePart()
-		m.loop.eng.leave(m)
+	m.takeParts()
+	for len(m.subs) > 0 {
+		m.subs[len(m.subs)-1].end()
 	}
 }
 
-// Release forgets m when its connection is gone: it leaves its room and
-// its unwritten bytes are dropped.
+// Release forgets m when its connection is gone: its subscriptions end
+// and its unwritten bytes are dropped.
 func (m *Member) Release() {
-	if m.room != nil {
-		m.loop.eng.leave(m)
+	for len(m.subs) > 0 {
+		m.subs[len(m.subs)-1].end()
 	}
 	if m.cork != nil {
 		m.loop.putBuf(m.cork)
 		m.cork = nil
 	}
+	m.released = true
 }
 
 // Admit is the slow-consumer rule, the one place Config.MaxPending is
@@ -86,9 +122,10 @@ func (m *Member) Release() {
 // its unsent bytes plus n stay within MaxPending. Otherwise the
 // connection is closed as a slow consumer (Conn.Overflow) and Admit
 // reports false. Send and Deliver apply it; call it alone to admit bytes
-// before a change of state, then Queue them. Corked bytes do not count: they leave at the end of
-// this cycle, so a burst within one cycle is not mistaken for a slow
-// reader; what counts is what the socket did not take.
+// before a change of state, then Queue them. Corked bytes do not count:
+// they leave at the end of this cycle, so a burst within one cycle is
+// not mistaken for a slow reader; what counts is what the socket did not
+// take.
 func (m *Member) Admit(n int) bool {
 	q := m.conn.Queued()
 	if q == 0 || q+n <= m.loop.eng.cfg.MaxPending {
@@ -99,10 +136,10 @@ func (m *Member) Admit(n int) bool {
 }
 
 // Send queues p, one of the connection's own frames or answers (a pong,
-// a ping, an HTTP response), after everything queued for m before it:
-// appended to its cork when it has one, written now otherwise. It
-// reports false when the slow-consumer rule closed the connection
-// instead.
+// a ping, an HTTP response, a protocol reply), after everything queued
+// for m before it: appended to its cork when it has one, written now
+// otherwise. It reports false when the slow-consumer rule closed the
+// connection instead.
 func (m *Member) Send(p []byte) bool {
 	if !m.Admit(len(p)) {
 		return false
@@ -111,15 +148,15 @@ func (m *Member) Send(p []byte) bool {
 	return true
 }
 
-// Deliver corks p, a data frame for m alone (an echo), for the end of the
-// cycle (or writes the cork at once past Config.CorkLimit), and counts it
-// as a delivery. It reports false when the slow-consumer rule closed the
-// connection instead.
+// Deliver corks p, a data frame for m alone (an echo, a replayed
+// message), for the end of the cycle (or writes the cork at once past
+// Config.CorkLimit), and counts it as a delivery. It reports false when
+// the slow-consumer rule closed the connection instead.
 func (m *Member) Deliver(p []byte) bool {
 	if !m.Admit(len(p)) {
 		return false
 	}
-	m.takePart()
+	m.takeParts()
 	m.corkAppend(p)
 	m.loop.deliveries.Add(1)
 	m.loop.bytesOut.Add(int64(len(p)))
@@ -140,12 +177,12 @@ func (m *Member) Flush() {
 	m.loop.putBuf(b)
 }
 
-// Queue appends p after m's part of the batch and its cork, or writes it
-// now when there is neither, without the slow-consumer rule: for a close
+// Queue appends p after m's parts of its batches and its cork, or writes
+// it now when there is none, without the slow-consumer rule: for a close
 // frame (it ends the connection's output anyway, so it is never refused)
 // and for bytes Admit already admitted.
 func (m *Member) Queue(p []byte) {
-	m.takePart()
+	m.takeParts()
 	if m.cork != nil {
 		m.cork.B = append(m.cork.B, p...)
 		return
@@ -164,25 +201,17 @@ func (m *Member) corkAppend(p []byte) {
 	m.cork.B = append(m.cork.B, p...)
 }
 
-// takePart moves m's unwritten part of its shard's batch into its cork,
-// so that what it queues next follows the room frames delivered before
-// it. A no-op unless m has such a part.
-func (m *Member) takePart() {
-	if m.room == nil {
-		return
+// takeParts moves m's unwritten parts of its lanes' batches into its
+// cork, so that what it queues next follows the room frames delivered
+// before it. One look per subscription; a no-op for those without a
+// part.
+func (m *Member) takeParts() {
+	for _, s := range m.subs {
+		s.takePart()
 	}
-	sh := &m.room.shards[m.loop.idx]
-	if sh.batch == nil || int(m.from) >= len(sh.batch.B) {
-		return
-	}
-	part := sh.batch.B[m.from:]
-	m.loop.deliveries.Add(int64(sh.frames - m.fromN))
-	m.loop.bytesOut.Add(int64(len(part)))
-	m.from, m.fromN = int32(len(sh.batch.B)), sh.frames
-	m.corkAppend(part)
 }
 
-// writePart writes p, m's part of its shard's batch, unless the
+// writePart writes p, m's part of a lane's batch, unless the
 // slow-consumer rule closes m instead. A member with a cork (its own
 // frames sent earlier in the cycle) gets both in one write. It reports
 // whether p was written or queued. p is only read during the call.

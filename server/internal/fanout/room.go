@@ -6,99 +6,130 @@ import (
 	"github.com/valyala/bytebufferpool"
 )
 
-// Room is a set of members sharded by loop. Shard i is touched only on
-// loop i, so delivering to it needs no lock.
+// Room is a set of subscriptions sharded by loop, with the room's order:
+// one owner loop gives every message its offset, keeps the room's
+// history and hands the message to the other loops. Shard i is touched
+// only on loop i, so delivering to it needs no lock.
 type Room struct {
 	name  string
 	owner *Loop // sequences every message of the room
-	// members counts members on all loops. It goes up under the
+	// epoch names this incarnation of the room's offsets: random, set
+	// when the room is created. A room that was forgotten (no members,
+	// history expired) and is created again gets another epoch, and its
+	// offsets start again at 1.
+	epoch uint64
+	// members counts subscriptions on all loops. It goes up under the
 	// registry's lock, so a room found in the registry is never deleted
 	// under a joining member.
 	members atomic.Int64
-	shards  []shard // indexed by Loop.idx
+	// top is the offset of the room's last message (0: none yet). Written
+	// by the owner only; others read it for /rooms.
+	top  atomic.Uint64
+	hist history // owner only
+	// histLen and histBytes mirror hist for /rooms (written by the
+	// owner after each change).
+	histLen, histBytes atomic.Int64
+	listed             bool // in the owner's Loop.owned (owner only)
+	// gone is set (under the registry's lock) when the room left the
+	// registry; a message that reaches its owner afterwards is sequenced
+	// in the room that replaced it.
+	gone   atomic.Bool
+	shards []shard // indexed by Loop.idx
 }
 
 // Name is the room's name.
 func (r *Room) Name() string { return r.name }
 
-// shard is a room's members on one loop.
+// Epoch is the room's epoch (see Room.epoch).
+func (r *Room) Epoch() uint64 { return r.epoch }
+
+// Top is the offset of the room's last message, 0 when it has none.
+func (r *Room) Top() uint64 { return r.top.Load() }
+
+// shard is a room's subscriptions on one loop, in one lane per Kind.
 type shard struct {
-	room    *Room
-	members []*Member
-	live    atomic.Int32 // len(members) minus holes; read by the owner loop
-	// While flushing, leaving members leave a nil hole instead of
+	// live counts the subscriptions on this loop, pending ones included;
+	// the owner hands a message to a loop only when its shard's live is
+	// above zero (see Loop.fanout).
+	live  atomic.Int32
+	lanes [numKinds]lane
+}
+
+// lane is a shard's subscriptions of one Kind: they all get the same
+// encoding of each message, appended once to the lane's batch.
+type lane struct {
+	subs []*Sub
+	// While flushing, leaving subscriptions leave a nil hole instead of
 	// moving others; the holes are compacted afterwards.
 	delivering bool
 	holes      int
 
-	// batch holds the frames delivered to this shard in the current poll
+	// batch holds the frames delivered to this lane in the current poll
 	// cycle, back to back (nil when none; listed in Loop.batched). At the
-	// end of the cycle each member is written its part,
-	// batch.B[member.from:], straight from this one buffer. frames counts
+	// end of the cycle each subscription's member is written its part,
+	// batch.B[sub.from:], straight from this one buffer. frames counts
 	// them. The buffer goes back to the loop's free list after the flush.
 	batch  *bytebufferpool.ByteBuffer
 	frames int32
 }
 
-// shrinkMinCap and shrinkFactor: a member list with capacity over
-// shrinkMinCap that holds less than 1/shrinkFactor of it is reallocated at
-// half its capacity, so a room that lost most of its members gives the
-// memory back. Small lists are left alone: their reallocation would cost
-// more than it saves.
+// shrinkMinCap and shrinkFactor: a subscription list with capacity over
+// shrinkMinCap that holds less than 1/shrinkFactor of it is reallocated
+// at half its capacity, so a room that lost most of its members gives
+// the memory back. Small lists are left alone: their reallocation would
+// cost more than it saves.
 const (
 	shrinkMinCap = 64
 	shrinkFactor = 4
 )
 
-// add appends m; a member that joins mid-cycle starts at the current end
-// of the batch, since the frames delivered earlier are not for it.
-func (sh *shard) add(m *Member, r *Room) {
-	sh.room = r
-	m.room, m.slot = r, int32(len(sh.members))
-	m.from, m.fromN = 0, 0
-	if sh.batch != nil {
-		m.from, m.fromN = int32(len(sh.batch.B)), sh.frames
+// add appends s; a subscription that joins mid-cycle starts at the
+// current end of the batch, since the frames delivered earlier are not
+// for it.
+func (ln *lane) add(s *Sub) {
+	s.slot = int32(len(ln.subs))
+	s.from, s.fromN = 0, 0
+	if ln.batch != nil {
+		s.from, s.fromN = int32(len(ln.batch.B)), ln.frames
 	}
-	sh.members = append(sh.members, m)
-	sh.live.Add(1)
+	ln.subs = append(ln.subs, s)
 }
 
-// remove takes m out: a hole while the shard is being flushed, else the
-// last member moves into m's slot.
-func (sh *shard) remove(m *Member) {
-	sh.live.Add(-1)
-	if sh.delivering {
-		sh.members[m.slot] = nil
-		sh.holes++
+// remove takes s out: a hole while the lane is being flushed, else the
+// last subscription moves into s's slot.
+func (ln *lane) remove(s *Sub) {
+	if ln.delivering {
+		ln.subs[s.slot] = nil
+		ln.holes++
 		return
 	}
-	i, last := int(m.slot), len(sh.members)-1
+	i, last := int(s.slot), len(ln.subs)-1
 	if i != last {
-		moved := sh.members[last]
-		sh.members[i], moved.slot = moved, int32(i)
+		moved := ln.subs[last]
+		ln.subs[i], moved.slot = moved, int32(i)
 	}
-	sh.members[last] = nil
-	sh.members = sh.members[:last]
-	sh.shrink()
+	ln.subs[last] = nil
+	ln.subs = ln.subs[:last]
+	ln.shrink()
 }
 
 // compact closes the holes left during a flush.
-func (sh *shard) compact() {
+func (ln *lane) compact() {
 	j := 0
-	for _, m := range sh.members {
-		if m != nil {
-			sh.members[j], m.slot = m, int32(j)
+	for _, s := range ln.subs {
+		if s != nil {
+			ln.subs[j], s.slot = s, int32(j)
 			j++
 		}
 	}
-	clear(sh.members[j:])
-	sh.members = sh.members[:j]
-	sh.holes = 0
-	sh.shrink()
+	clear(ln.subs[j:])
+	ln.subs = ln.subs[:j]
+	ln.holes = 0
+	ln.shrink()
 }
 
-func (sh *shard) shrink() {
-	if c := cap(sh.members); c > shrinkMinCap && len(sh.members) < c/shrinkFactor {
-		sh.members = append(make([]*Member, 0, c/2), sh.members...)
+func (ln *lane) shrink() {
+	if c := cap(ln.subs); c > shrinkMinCap && len(ln.subs) < c/shrinkFactor {
+		ln.subs = append(make([]*Sub, 0, c/2), ln.subs...)
 	}
 }

@@ -47,13 +47,18 @@ var (
 	ErrNoHost         = &Error{400, "HTTP/1.1 request without a Host header (RFC 9112 section 3.2)"}
 )
 
-// Connection and Upgrade tokens seen in any occurrence of the headers.
+// Connection, Upgrade and Sec-WebSocket-Protocol tokens seen in any
+// occurrence of the headers.
 const (
 	ConnClose     = 1 << iota // Connection: close
 	ConnKeepAlive             // Connection: keep-alive
 	ConnUpgrade               // Connection: upgrade
 	UpgradeWS                 // Upgrade: websocket
+	ProtoLoopcast             // Sec-WebSocket-Protocol: loopcast.v1 (case-sensitive, RFC 6455 §4.1)
 )
+
+// Subprotocol is the WebSocket subprotocol ProtoLoopcast stands for.
+const Subprotocol = "loopcast.v1"
 
 // Head is a parsed request head. Slices alias the input.
 type Head struct {
@@ -260,6 +265,12 @@ func (h *Head) parseField(line []byte) error {
 			// RFC 6455's token, so compare the whole token.
 			if equalFold(t, "websocket") {
 				h.Tokens |= UpgradeWS
+			}
+		})
+	case equalFold(name, "sec-websocket-protocol"):
+		forEachToken(value, func(t []byte) {
+			if string(t) == Subprotocol {
+				h.Tokens |= ProtoLoopcast
 			}
 		})
 	case equalFold(name, "sec-websocket-key"):

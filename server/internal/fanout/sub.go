@@ -1,0 +1,252 @@
+package fanout
+
+import "errors"
+
+// Kind is how a lane encodes a room's messages for its subscriptions
+// (Config.Encode): every subscription of one Kind on one loop shares one
+// encoding of each message.
+type Kind uint8
+
+const (
+	// Raw is the payload alone (raw mode: one room per connection).
+	Raw Kind = iota
+	// Framed carries the room, epoch and offset with the payload
+	// (loopcast.v1). Framed subscriptions are placed in the room's order
+	// by its owner, which makes resuming exact.
+	Framed
+	numKinds
+)
+
+// Errors of Subscribe and Publish.
+var (
+	// ErrTooManyRooms: the room does not exist and Config.MaxRooms do.
+	ErrTooManyRooms = errors.New("too many rooms")
+	// ErrOffsetAhead: a resume asked for an offset the room has not
+	// reached in that epoch.
+	ErrOffsetAhead = errors.New("offset ahead of the room")
+)
+
+// Resume asks a Framed subscription to start after Offset in Epoch: the
+// messages the client missed are replayed from history before live ones.
+type Resume struct {
+	Epoch, Offset uint64
+}
+
+// NotRecovered says why a resume could not replay everything missed.
+type NotRecovered uint8
+
+const (
+	Recovered     NotRecovered = iota // nothing missing
+	EpochChanged                      // the room's history was lost (restart, expiry): offsets start again
+	HistoryPassed                     // messages after the offset are no longer in history
+)
+
+// JoinResult is the owner's answer to a Framed subscription.
+type JoinResult struct {
+	// Err is set when the subscription was refused (ErrOffsetAhead).
+	Err error
+	// Epoch and Offset are the room's epoch and the offset of its last
+	// message when the subscription took its place: replayed messages
+	// end at Offset, live ones start after it.
+	Epoch, Offset uint64
+	// Resumed is set when a Resume was asked; Recovered says whether
+	// every message after its offset follows (Why, when not). Without
+	// recovery, live messages follow and nothing is replayed.
+	Resumed bool
+	Why     NotRecovered
+	// Replayed is the number of messages replayed.
+	Replayed int
+
+	replay []*sharedMsg
+}
+
+// Recovered reports whether a resume replays everything missed.
+func (r *JoinResult) Recovered() bool { return r.Resumed && r.Why == Recovered }
+
+// subState is where a subscription is in its life.
+type subState uint8
+
+const (
+	subPending subState = iota // waiting for the owner's answer
+	subLive                    // in its lane: gets the room's messages
+	subGone                    // ended (or refused)
+)
+
+// Sub is one subscription of a member to a room. It belongs to the
+// member's loop.
+type Sub struct {
+	m     *Member
+	room  *Room
+	kind  Kind
+	state subState
+	slot  int32 // index in its lane's subs
+	// from is where this subscription's unwritten part of its lane's
+	// batch starts (bytes; 0 at the start of a cycle), fromN the number
+	// of frames before it. See lane.batch.
+	from, fromN int32
+	tag         uint32 // the caller's, see Subscribe
+}
+
+// Room is the subscription's room.
+func (s *Sub) Room() *Room { return s.room }
+
+// Tag is the number given to Subscribe (loopcast.v1: the sub command's
+// id, for the reply that comes later).
+func (s *Sub) Tag() uint32 { return s.tag }
+
+// Live reports whether s gets the room's messages (not pending, not
+// ended).
+func (s *Sub) Live() bool { return s.state == subLive }
+
+func (s *Sub) lane() *lane { return &s.room.shards[s.m.loop.idx].lanes[s.kind] }
+
+// Subscribe adds a subscription of m to the room named name (created,
+// with m's loop as its owner, when it does not exist; the name is copied
+// then), encoded as k. A Raw subscription is live at once. A Framed one
+// is placed in the room's order by the owner, then answered through
+// Conn.Subscribed (before Subscribe returns when m's loop is the owner,
+// or later in a task); resume, when not nil, asks for the messages after
+// its offset. tag is the caller's (Sub.Tag). Subscribe fails only with
+// ErrTooManyRooms. The caller checks that m has no subscription to name
+// yet.
+func (m *Member) Subscribe(name []byte, k Kind, resume *Resume, tag uint32) (*Sub, error) {
+	r := m.loop.eng.join(name, m.loop)
+	if r == nil {
+		return nil, ErrTooManyRooms
+	}
+	s := &Sub{m: m, room: r, kind: k, tag: tag}
+	r.shards[m.loop.idx].live.Add(1)
+	m.subs = append(m.subs, s)
+	if k == Raw {
+		s.state = subLive
+		s.lane().add(s)
+		return s, nil
+	}
+	if r.owner == m.loop {
+		m.loop.joined(s, m.loop.answerJoin(r, resumeRequest(resume)))
+		return s, nil
+	}
+	t := newTask(taskJoin, r, nil)
+	t.sub, t.res = s, resumeRequest(resume)
+	handoff(r.owner, t)
+	return s, nil
+}
+
+// Unsubscribe ends s. The room frames delivered to it so far in this
+// cycle are kept: they leave before whatever m sends next.
+func (s *Sub) Unsubscribe() {
+	if s.state == subGone {
+		return
+	}
+	s.takePart()
+	s.end()
+}
+
+// end takes s out of its lane (if live), its room and its member's list.
+func (s *Sub) end() {
+	m := s.m
+	if s.state == subLive {
+		s.lane().remove(s)
+	}
+	s.state = subGone
+	for i, x := range m.subs {
+		if x == s {
+			last := len(m.subs) - 1
+			copy(m.subs[i:], m.subs[i+1:])
+			m.subs[last] = nil
+			m.subs = m.subs[:last]
+			break
+		}
+	}
+	s.room.shards[m.loop.idx].live.Add(-1)
+	m.loop.eng.leave(s.room)
+}
+
+// answerJoin runs on r's owner: it reads where r's order stands and, for
+// a resume (req, with Resumed set), what history holds after its offset.
+// Every message the owner sequences after this answer reaches the
+// subscription's loop after the answer does (the mailbox is FIFO per
+// producer), and every earlier one before it: replayed and live messages
+// meet without a gap or a duplicate.
+func (l *Loop) answerJoin(r *Room, req *JoinResult) *JoinResult {
+	res := &JoinResult{Epoch: r.epoch, Offset: r.top.Load()}
+	if req == nil || !req.Resumed {
+		return res
+	}
+	res.Resumed = true
+	switch since := req.Offset; {
+	case req.Epoch != r.epoch:
+		res.Why = EpochChanged
+	case since > res.Offset:
+		res.Err = ErrOffsetAhead
+	case since == res.Offset:
+		// Nothing was published since: nothing to replay, history or not.
+	default:
+		var ok bool
+		res.replay, ok = r.hist.since(since, nil)
+		if !ok {
+			res.Why = HistoryPassed
+		}
+	}
+	return res
+}
+
+// resumeRequest is answerJoin's request form of a Resume.
+func resumeRequest(r *Resume) *JoinResult {
+	if r == nil {
+		return nil
+	}
+	return &JoinResult{Resumed: true, Epoch: r.Epoch, Offset: r.Offset}
+}
+
+// joined runs on s's loop with the owner's answer: acknowledge, replay,
+// go live.
+func (l *Loop) joined(s *Sub, res *JoinResult) {
+	defer func() {
+		for _, f := range res.replay {
+			f.release()
+		}
+		res.replay = nil
+	}()
+	if s.state == subGone {
+		return // ended while the answer was on its way
+	}
+	m := s.m
+	if res.Err != nil {
+		s.end()
+		m.conn.Subscribed(s, res)
+		return
+	}
+	res.Replayed = len(res.replay)
+	m.conn.Subscribed(s, res)
+	if s.state == subGone {
+		return // the acknowledgement closed the connection
+	}
+	enc := l.eng.cfg.Encode
+	for _, f := range res.replay {
+		l.scratch = enc(l.scratch[:0], Framed, s.room, f.message())
+		if !m.Deliver(l.scratch) || s.state == subGone {
+			return // closed as a slow consumer
+		}
+	}
+	s.state = subLive
+	s.lane().add(s)
+}
+
+// takePart moves s's unwritten part of its lane's batch into its
+// member's cork. A no-op unless s has such a part.
+func (s *Sub) takePart() {
+	if s.state != subLive {
+		return
+	}
+	ln := s.lane()
+	if ln.batch == nil || int(s.from) >= len(ln.batch.B) {
+		return
+	}
+	m := s.m
+	part := ln.batch.B[s.from:]
+	m.loop.deliveries.Add(int64(ln.frames - s.fromN))
+	m.loop.bytesOut.Add(int64(len(part)))
+	s.from, s.fromN = int32(len(ln.batch.B)), ln.frames
+	m.corkAppend(part)
+}

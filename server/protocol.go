@@ -1,0 +1,265 @@
+package server
+
+import (
+	"errors"
+
+	"github.com/gobwas/ws"
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/loopcast/loopcast/server/internal/command"
+	"github.com/loopcast/loopcast/server/internal/fanout"
+	"github.com/loopcast/loopcast/server/internal/frame"
+)
+
+// loopcast.v1 sessions (PROTOCOL.md): every data message from the client
+// is a command (package command), answered with a text frame; room
+// messages arrive as "msg <room> <epoch> <offset>\n<payload>" in a frame
+// of the type they were published with, encoded once per room, lane and
+// loop (encodeFrame). A refused command gets an "err" reply and nothing
+// else happens; only frame-level faults (RFC 6455, max-message) close
+// the connection.
+
+// maxMessage is the largest data message a session accepts: MaxMessage,
+// and in loopcast.v1 a pub's line on top of MaxMessage of payload.
+func (cs *conn) maxMessage() int64 {
+	m := int64(cs.loop.srv.cfg.MaxMessage)
+	if cs.v1 {
+		m += command.MaxLine + 1
+	}
+	return m
+}
+
+// Errors of commands the parser cannot see.
+var (
+	errAlreadySubscribed    = &command.Error{Code: command.CodeAlreadySubscribed, Reason: "already subscribed to this room"}
+	errNotSubscribed        = &command.Error{Code: command.CodeNotSubscribed, Reason: "not subscribed to this room"}
+	errTooManySubscriptions = &command.Error{Code: command.CodeTooManySubscriptions, Reason: "subscriptions over max-subscriptions"}
+	errTooManyRooms         = &command.Error{Code: command.CodeTooManyRooms, Reason: "rooms over max-rooms"}
+	errSubForbidden         = &command.Error{Code: command.CodeForbidden, Reason: "the token's rooms claim does not allow this room"}
+	errPubForbidden         = &command.Error{Code: command.CodeForbidden, Reason: "the token's publish claim does not allow this room"}
+	errPublishDisabled      = &command.Error{Code: command.CodePublishDisabled, Reason: "clients may not publish"}
+	errPubTooLarge          = &command.Error{Code: command.CodeTooLarge, Reason: "payload over max-message"}
+	errPubRateLimited       = &command.Error{Code: command.CodeRateLimited, Reason: "publish rate over publish-rate"}
+	errSubRateLimited       = &command.Error{Code: command.CodeRateLimited, Reason: "sub and unsub over subscribe-rate"}
+	errOffsetAhead          = &command.Error{Code: command.CodeOffsetAhead, Reason: "offset is ahead of the room's offset in this epoch"}
+)
+
+// command handles one data message of a loopcast.v1 session. payload is
+// only valid during the call.
+func (cs *conn) command(op ws.OpCode, payload []byte) gnet.Action {
+	c, perr := command.Parse(payload)
+	if perr != nil {
+		cs.refuse(c.ID, perr)
+		return gnet.None
+	}
+	switch c.Op {
+	case command.OpSub:
+		var resume *fanout.Resume
+		if c.Resume {
+			resume = &fanout.Resume{Epoch: c.Epoch, Offset: c.Offset}
+		}
+		if !cs.allowSubscribe(cs.loop.nowNs) {
+			cs.refuse(c.ID, errSubRateLimited)
+			return gnet.None
+		}
+		cs.subscribe(c.ID, c.Room, resume)
+	case command.OpUnsub:
+		if !cs.allowSubscribe(cs.loop.nowNs) {
+			cs.refuse(c.ID, errSubRateLimited)
+			return gnet.None
+		}
+		s := cs.out.Sub(c.Room)
+		if s == nil {
+			cs.refuse(c.ID, errNotSubscribed)
+			return gnet.None
+		}
+		s.Unsubscribe() // the room's frames delivered so far leave first
+		cs.reply(command.AppendUnsubscribed(cs.loop.scratch[:0], c.ID, c.Room))
+	case command.OpPub:
+		cs.publish(op, c)
+	}
+	return gnet.None
+}
+
+// subscribe starts a subscription; the reply comes through Subscribed.
+func (cs *conn) subscribe(id uint32, room []byte, resume *fanout.Resume) {
+	l := cs.loop
+	switch {
+	case cs.out.Sub(room) != nil:
+		cs.refuse(id, errAlreadySubscribed)
+		return
+	case len(cs.out.Subs()) >= l.srv.cfg.MaxSubscriptions:
+		cs.refuse(id, errTooManySubscriptions)
+		return
+	case !cs.grant.maySubscribe(room):
+		cs.refuse(id, errSubForbidden)
+		return
+	}
+	if _, err := cs.out.Subscribe(room, fanout.Framed, resume, id); err != nil {
+		cs.refuse(id, errTooManyRooms)
+		return
+	}
+	l.stats.subscribes.Add(1)
+}
+
+// Subscribed implements fanout.Conn: the owner placed the subscription
+// in the room's order. The reply goes out before the replay and the
+// live messages.
+func (cs *conn) Subscribed(s *fanout.Sub, res *fanout.JoinResult) {
+	l := cs.loop
+	r := s.Room()
+	if errors.Is(res.Err, fanout.ErrOffsetAhead) {
+		cs.refuse(s.Tag(), errOffsetAhead)
+		return
+	}
+	status := command.StatusLive
+	switch {
+	case !res.Resumed:
+	case res.Recovered():
+		status = command.StatusRecovered
+		l.stats.resumes[resumeRecovered].Add(1)
+		l.stats.replayed.Add(int64(res.Replayed))
+	case res.Why == fanout.EpochChanged:
+		status = command.StatusEpochChanged
+		l.stats.resumes[resumeEpochChanged].Add(1)
+	default:
+		status = command.StatusHistoryPassed
+		l.stats.resumes[resumeHistoryPassed].Add(1)
+	}
+	cs.reply(command.AppendSubscribed(l.scratch[:0], s.Tag(), r.Name(), res.Epoch, res.Offset, status))
+}
+
+// publish handles a pub command.
+func (cs *conn) publish(op ws.OpCode, c command.Command) {
+	l := cs.loop
+	cfg := &l.srv.cfg
+	switch {
+	case !cfg.ClientPublish:
+		cs.refuse(c.ID, errPublishDisabled)
+		return
+	case !cs.grant.mayPublish(c.Room):
+		cs.refuse(c.ID, errPubForbidden)
+		return
+	case len(c.Body) > cfg.MaxMessage:
+		cs.refuse(c.ID, errPubTooLarge)
+		return
+	case !cs.allowPublish(l.nowNs):
+		cs.refuse(c.ID, errPubRateLimited)
+		return
+	}
+	var r *fanout.Room
+	if s := cs.out.Sub(c.Room); s != nil {
+		r = s.Room() // no registry lookup
+	} else {
+		var err error
+		if r, err = l.fan.Lookup(c.Room); err != nil {
+			cs.refuse(c.ID, errTooManyRooms)
+			return
+		}
+	}
+	l.forward(string(c.Room), op, c.Body)
+	if r == nil {
+		// No such room and no history: nobody gets it, offset 0.
+		if c.ID != 0 {
+			cs.reply(command.AppendPublished(l.scratch[:0], c.ID, string(c.Room), 0, 0))
+		}
+		return
+	}
+	l.fan.Publish(r, byte(op), c.Body, &cs.out, c.ID)
+}
+
+// Published implements fanout.Conn: the acknowledgement of a pub with an
+// id, once the room's owner gave the message its offset.
+func (cs *conn) Published(id uint32, r *fanout.Room, offset uint64) {
+	if cs.state != stateOpen {
+		return
+	}
+	cs.reply(command.AppendPublished(cs.loop.scratch[:0], id, r.Name(), r.Epoch(), offset))
+}
+
+// refuse sends an "err" reply for command id and counts it by code.
+func (cs *conn) refuse(id uint32, e *command.Error) {
+	cs.loop.stats.countCommandError(e.Code)
+	cs.reply(command.AppendError(cs.loop.scratch[:0], id, e))
+}
+
+// reply sends p, built in the loop's scratch buffer, as a text frame
+// (or the connection is closed as a slow consumer).
+func (cs *conn) reply(p []byte) {
+	if cs.state != stateOpen {
+		return
+	}
+	l := cs.loop
+	n := len(p)
+	// Move the reply up to make room for the frame header in front.
+	var head [frame.MaxHeaderLen]byte
+	h := frame.AppendHeader(head[:0], true, ws.OpText, n)
+	l.scratch = append(p, h...) // grow if needed
+	copy(l.scratch[len(h):], l.scratch[:n])
+	copy(l.scratch, h)
+	cs.out.Send(l.scratch[:len(h)+n])
+}
+
+// allowSubscribe applies Config.SubscribeRate to one sub or unsub at now
+// (ns since start), as allowPublish does, in a bucket of
+// MaxSubscriptions.
+func (cs *conn) allowSubscribe(now int64) bool {
+	l := cs.loop
+	if l.subscribeInterval == 0 {
+		return true
+	}
+	at := max(cs.subscribeAt, now)
+	if at-now > l.subscribeTolerance {
+		return false
+	}
+	cs.subscribeAt = at + l.subscribeInterval
+	return true
+}
+
+// encodeFrame is the engine's Config.Encode: the WebSocket frame of room
+// message m for lane k. Raw: the payload alone. Framed (loopcast.v1):
+// the "msg" line, then the payload, in one frame of m's type. It runs
+// once per message, lane and loop, and does not allocate.
+func encodeFrame(dst []byte, k fanout.Kind, r *fanout.Room, m fanout.Message) []byte {
+	op := ws.OpCode(m.Op)
+	if k == fanout.Raw {
+		dst = frame.AppendHeader(dst, true, op, len(m.Payload))
+		return append(dst, m.Payload...)
+	}
+	name := r.Name()
+	dst = frame.AppendHeader(dst, true, op, command.MessageHeaderLen(name, m.Offset)+len(m.Payload))
+	dst = command.AppendMessageHeader(dst, name, r.Epoch(), m.Offset)
+	return append(dst, m.Payload...)
+}
+
+// numCommandErrors is the number of error codes.
+const numCommandErrors = 12
+
+// resumeOutcome counts how resumes went (loopcast_resumes_total).
+type resumeOutcome uint8
+
+const (
+	resumeRecovered resumeOutcome = iota
+	resumeEpochChanged
+	resumeHistoryPassed
+	numResumeOutcomes
+)
+
+var resumeOutcomeNames = [numResumeOutcomes]string{command.StatusRecovered, command.StatusEpochChanged, command.StatusHistoryPassed}
+
+// commandErrorCodes are the codes counted per loop, in order.
+var commandErrorCodes = [numCommandErrors]string{
+	command.CodeBadCommand, command.CodeUnknownOp, command.CodeBadRoom,
+	command.CodeAlreadySubscribed, command.CodeNotSubscribed, command.CodeTooManySubscriptions,
+	command.CodeTooManyRooms, command.CodeForbidden, command.CodePublishDisabled,
+	command.CodeTooLarge, command.CodeRateLimited, command.CodeOffsetAhead,
+}
+
+func (ls *loopStats) countCommandError(code string) {
+	for i, c := range commandErrorCodes {
+		if c == code {
+			ls.commandErrors[i].Add(1)
+			return
+		}
+	}
+}
