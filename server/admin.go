@@ -183,6 +183,8 @@ type collector struct {
 	conns, websockets, rooms, draining                      *prometheus.Desc
 	accepted, handshakes, health, msgsIn, bytesIn, delivers *prometheus.Desc
 	bytesOut, published, closes                             *prometheus.Desc
+	subscribes, resumes, replayed, commandErrors            *prometheus.Desc
+	historyMessages, historyBytes                           *prometheus.Desc
 }
 
 func newCollector(s *Server) *collector {
@@ -193,7 +195,7 @@ func newCollector(s *Server) *collector {
 		s:          s,
 		conns:      d("connections", "Open TCP connections on the main listener."),
 		websockets: d("websockets", "Open WebSocket sessions."),
-		rooms:      d("rooms", "Rooms with members."),
+		rooms:      d("rooms", "Rooms (with members, or with history)."),
 		draining:   d("draining", "1 once shutdown began."),
 		accepted:   d("accepted_total", "TCP connections accepted."),
 		handshakes: d("handshakes_total", "WebSocket handshakes by result: ok, or the status code of the refusal.", "result"),
@@ -204,6 +206,13 @@ func newCollector(s *Server) *collector {
 		bytesOut:   d("bytes_out_total", "Bytes of data frames written."),
 		published:  d("published_total", "Room messages sequenced."),
 		closes:     d("closes_total", "Closed connections by reason.", "reason"),
+
+		subscribes:      d("subscribes_total", "loopcast.v1 subscriptions made."),
+		resumes:         d("resumes_total", "loopcast.v1 resumes by outcome: recovered, epoch_changed, history_passed.", "outcome"),
+		replayed:        d("replayed_total", "Messages replayed from history to resuming subscriptions."),
+		commandErrors:   d("command_errors_total", "loopcast.v1 commands refused, by error code.", "code"),
+		historyMessages: d("history_messages", "Messages kept in rooms' history."),
+		historyBytes:    d("history_bytes", "Bytes of rooms' history (payload buffers plus 64 bytes a message), bounded by history-max-bytes."),
 	}
 }
 
@@ -236,6 +245,16 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	n(c.delivers, st.Deliveries)
 	n(c.bytesOut, st.BytesOut)
 	n(c.published, st.Published)
+	n(c.subscribes, st.Subscribes)
+	for outcome, v := range st.Resumes {
+		n(c.resumes, v, outcome)
+	}
+	n(c.replayed, st.Replayed)
+	for code, v := range st.CommandErrors {
+		n(c.commandErrors, v, code)
+	}
+	g(c.historyMessages, st.HistoryMessages)
+	g(c.historyBytes, st.HistoryBytes)
 	for reason, v := range st.Closes {
 		n(c.closes, v, reason)
 	}

@@ -79,12 +79,21 @@ type Stats struct {
 	Rejects       map[int]int64    `json:"rejects"`        // refused requests by status
 	SlowConsumers int64            `json:"slow_consumers"` // closes with 1013
 	Draining      bool             `json:"draining"`
+
+	// loopcast.v1 and history.
+	Subscribes      int64            `json:"subscribes"`       // subscriptions made
+	Resumes         map[string]int64 `json:"resumes"`          // resumes by outcome
+	Replayed        int64            `json:"replayed"`         // messages replayed from history
+	CommandErrors   map[string]int64 `json:"command_errors"`   // refused commands by code
+	HistoryMessages int64            `json:"history_messages"` // messages kept in history
+	HistoryBytes    int64            `json:"history_bytes"`    // their size
 }
 
 // Stats returns current counters. Safe for concurrent use; it allocates
 // and is meant for monitoring, not the hot path.
 func (s *Server) Stats() Stats {
-	st := Stats{Closes: make(map[string]int64, numCloseReasons), Rejects: map[int]int64{}, Draining: s.draining.Load()}
+	st := Stats{Closes: make(map[string]int64, numCloseReasons), Rejects: map[int]int64{}, Draining: s.draining.Load(),
+		Resumes: make(map[string]int64, numResumeOutcomes), CommandErrors: make(map[string]int64, numCommandErrors)}
 	for _, l := range s.loopList() {
 		ls := &l.stats
 		st.Connections += ls.conns.Load()
@@ -104,10 +113,19 @@ func (s *Server) Stats() Stats {
 		for r := range numCloseReasons {
 			st.Closes[r.String()] += ls.closes[r].Load()
 		}
+		st.Subscribes += ls.subscribes.Load()
+		st.Replayed += ls.replayed.Load()
+		for o, name := range resumeOutcomeNames {
+			st.Resumes[name] += ls.resumes[o].Load()
+		}
+		for i, code := range commandErrorCodes {
+			st.CommandErrors[code] += ls.commandErrors[i].Load()
+		}
 	}
 	st.SlowConsumers = st.Closes[closeSlowConsumer.String()]
 	fc := s.fan.Counters()
 	st.Deliveries, st.BytesOut, st.Published = fc.Deliveries, fc.BytesOut, fc.Published
+	st.HistoryMessages, st.HistoryBytes = fc.HistoryMessages, fc.HistoryBytes
 	st.Rooms = int64(s.fan.RoomCount())
 	st.Remote = s.remote.Load()
 	return st
