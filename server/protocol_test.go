@@ -16,7 +16,6 @@ import (
 // Conformance of loopcast.v1, written from PROTOCOL.md: every frame and
 // every error it lists, with a raw client.
 
-
 // dialV1 opens a WebSocket to path offering protocols (a comma list) and
 // checks the 101 selects wantProto ("" for none).
 func dialV1(t testing.TB, addr string, path, protocols, wantProto string, extra ...string) *rawClient {
