@@ -57,8 +57,8 @@ func (cs *conn) serveHTTP() gnet.Action {
 		// Health responder: every other GET or HEAD. /livez stays 200
 		// while draining (liveness); everything else reports readiness.
 		draining := 0
-		if l.srv.draining.Load() && string(h.Path) != "/livez" {
-			draining = 1
+		if string(h.Path) != "/livez" && (l.srv.draining.Load() || l.srv.clog != nil && !l.srv.clog.Ready()) {
+			draining = 1 // not ready: draining, or the cluster log not caught up yet
 		}
 		headOnly := 0
 		if head {

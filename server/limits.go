@@ -73,6 +73,12 @@ const (
 	// poll cycle; only a stopping server takes longer).
 	publishWaitTimeout = 5 * time.Second
 
+	// resumeWaitMax bounds how long a resume newer than this instance's
+	// view of the JetStream log waits for the log to bring it (the
+	// client saw those messages on a faster instance); then it gets
+	// offset_ahead.
+	resumeWaitMax = 5 * time.Second
+
 	// jwksHTTPTimeout bounds one fetch of the JWT key set.
 	jwksHTTPTimeout = 10 * time.Second
 

@@ -42,6 +42,7 @@ var (
 	errPubRateLimited       = &command.Error{Code: command.CodeRateLimited, Reason: "publish rate over publish-rate"}
 	errSubRateLimited       = &command.Error{Code: command.CodeRateLimited, Reason: "sub and unsub over subscribe-rate"}
 	errOffsetAhead          = &command.Error{Code: command.CodeOffsetAhead, Reason: "offset is ahead of the room's offset in this epoch"}
+	errLogUnavailable       = &command.Error{Code: command.CodeUnavailable, Reason: "the cluster log (JetStream) did not take the message"}
 )
 
 // command handles one data message of a loopcast.v1 session. payload is
@@ -157,6 +158,13 @@ func (cs *conn) publish(op ws.OpCode, c command.Command) {
 			return
 		}
 	}
+	if lg := l.srv.clog; lg != nil {
+		// Cluster log: delivered (here too) when the log has it.
+		if err := lg.Append(string(c.Room), MessageType(op), c.Body, PublishRef{&cs.out, c.ID}); err != nil {
+			cs.refuse(c.ID, errLogUnavailable)
+		}
+		return
+	}
 	l.forward(string(c.Room), op, c.Body)
 	if r == nil {
 		// No such room and no history: nobody gets it, offset 0.
@@ -169,12 +177,19 @@ func (cs *conn) publish(op ws.OpCode, c command.Command) {
 }
 
 // Published implements fanout.Conn: the acknowledgement of a pub with an
-// id, once the room's owner gave the message its offset.
-func (cs *conn) Published(id uint32, r *fanout.Room, offset uint64) {
+// id, once the room's owner (or the cluster log) gave the message its
+// offset; or its refusal by the log.
+func (cs *conn) Published(id uint32, room string, epoch, offset uint64, err error) {
 	if cs.state != stateOpen {
 		return
 	}
-	cs.reply(command.AppendPublished(cs.loop.scratch[:0], id, r.Name(), r.Epoch(), offset))
+	if err != nil {
+		cs.refuse(id, errLogUnavailable)
+		return
+	}
+	if id != 0 {
+		cs.reply(command.AppendPublished(cs.loop.scratch[:0], id, room, epoch, offset))
+	}
 }
 
 // refuse sends an "err" reply for command id and counts it by code.
@@ -228,12 +243,12 @@ func encodeFrame(dst []byte, k fanout.Kind, r *fanout.Room, m fanout.Message) []
 	}
 	name := r.Name()
 	dst = frame.AppendHeader(dst, true, op, command.MessageHeaderLen(name, m.Offset)+len(m.Payload))
-	dst = command.AppendMessageHeader(dst, name, r.Epoch(), m.Offset)
+	dst = command.AppendMessageHeader(dst, name, m.Epoch, m.Offset)
 	return append(dst, m.Payload...)
 }
 
 // numCommandErrors is the number of error codes.
-const numCommandErrors = 12
+const numCommandErrors = 13
 
 // resumeOutcome counts how resumes went (loopcast_resumes_total).
 type resumeOutcome uint8
@@ -252,7 +267,7 @@ var commandErrorCodes = [numCommandErrors]string{
 	command.CodeBadCommand, command.CodeUnknownOp, command.CodeBadRoom,
 	command.CodeAlreadySubscribed, command.CodeNotSubscribed, command.CodeTooManySubscriptions,
 	command.CodeTooManyRooms, command.CodeForbidden, command.CodePublishDisabled,
-	command.CodeTooLarge, command.CodeRateLimited, command.CodeOffsetAhead,
+	command.CodeTooLarge, command.CodeRateLimited, command.CodeOffsetAhead, command.CodeUnavailable,
 }
 
 func (ls *loopStats) countCommandError(code string) {

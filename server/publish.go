@@ -39,6 +39,8 @@ var (
 	ErrTooLarge       = errors.New("message over max-message")
 	ErrNotRunning     = errors.New("server not running")
 	ErrTooManyRooms   = errors.New("rooms over max-rooms")
+	// ErrLogUnavailable: the JetStream log did not take the message.
+	ErrLogUnavailable = errors.New("cluster log unavailable")
 )
 
 // Published says where Publish placed a message on this instance.
@@ -67,6 +69,13 @@ func (s *Server) Publish(room string, t MessageType, payload []byte) (Published,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), publishWaitTimeout)
 	defer cancel()
+	if s.clog != nil {
+		epoch, offset, err := s.clog.AppendWait(ctx, room, t, payload)
+		if err != nil {
+			return Published{}, fmt.Errorf("%w: %w", ErrLogUnavailable, err)
+		}
+		return Published{Members: s.fan.Members(room), Epoch: epoch, Offset: offset}, nil
+	}
 	n, seq, err := s.fan.PublishWait(ctx, room, byte(t), payload)
 	p := Published{Members: n, Epoch: seq.Epoch, Offset: seq.Offset}
 	if errors.Is(err, fanout.ErrTooManyRooms) {

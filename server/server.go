@@ -38,6 +38,7 @@ type Server struct {
 	loops   atomic.Pointer[[]*loop] // indexed by loop idx; grows as loops appear
 
 	fan    *fanout.Engine // rooms and the write path
+	clog   Log            // Config.Broker when it is a Log (the cluster log), else nil
 	auth   *authenticator // nil: no token required
 	admit  *admission
 	remote atomic.Int64 // messages from other instances delivered here
@@ -80,7 +81,13 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	if cfg.HistoryMessages > 0 {
 		fc.History = fanout.HistoryConfig{Messages: cfg.HistoryMessages, TTL: cfg.HistoryTTL, MaxBytes: int64(cfg.HistoryMaxBytes)}
 	}
-	if b := cfg.Broker; b != nil {
+	if lg, ok := cfg.Broker.(Log); ok {
+		if cfg.HistoryMessages == 0 {
+			return nil, errors.New("a JetStream log needs history-messages above 0: rooms keep the log's recent messages for resumes")
+		}
+		s.clog = lg
+		fc.External = &fanout.External{Epoch: lg.Epoch, Covered: lg.Covered, Handed: lg.Handed, MaxWait: resumeWaitMax}
+	} else if b := cfg.Broker; b != nil {
 		fc.RoomOpened, fc.RoomClosed = b.Subscribe, b.Unsubscribe
 	}
 	s.fan = fanout.New(fc)

@@ -282,6 +282,12 @@ func (cs *conn) message(op ws.OpCode, payload []byte) gnet.Action {
 		if !cs.grant.mayPublish([]byte(r.Name())) {
 			return cs.protocolError(errPublishForbidden)
 		}
+		if lg := l.srv.clog; lg != nil {
+			if lg.Append(r.Name(), MessageType(op), payload, PublishRef{}) != nil {
+				l.stats.brokerErrors.Add(1) // raw mode has no reply: counted
+			}
+			return gnet.None
+		}
 		l.fan.Publish(r, byte(op), payload, nil, 0)
 		l.forward(r.Name(), op, payload)
 	}

@@ -68,6 +68,7 @@ const (
 	CodeTooLarge             = "too_large"
 	CodeRateLimited          = "rate_limited"
 	CodeOffsetAhead          = "offset_ahead"
+	CodeUnavailable          = "unavailable"
 )
 
 // Parse errors.

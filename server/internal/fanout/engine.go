@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Config sizes an Engine. Every field is required unless it says
@@ -43,11 +44,64 @@ type Config struct {
 	// payload (for tests).
 	Encode func(dst []byte, k Kind, r *Room, m Message) []byte
 
+	// External, when set, means a log outside the engine (JetStream)
+	// numbers the messages: they come with their epoch and offset
+	// through Engine.Deliver, offsets increase per room but need not be
+	// consecutive, and the owner keeps their order and history without
+	// numbering them. Loop.Publish and Engine.Publish must not be used.
+	External *External
+
 	// RoomOpened and RoomClosed, when set, are called when a room is
 	// created and after it is forgotten, in that order for a given room,
 	// under the registry's lock: they must return quickly and must not
 	// call back into the Engine.
 	RoomOpened, RoomClosed func(name string)
+}
+
+// External describes the outside log of Config.External. Its functions
+// are called under the registry's lock when a room is created.
+type External struct {
+	// Epoch is the log's current epoch.
+	Epoch func() uint64
+	// Covered is the log position after which every message has been,
+	// or will be, delivered to this engine: a new room's history is
+	// complete after it (a resume from an older offset was not).
+	Covered func() uint64
+	// Handed is the offset of the last message Deliver handed to a loop
+	// (read with an atomic load, outside any lock). A resume newer than
+	// a room's last message waits until Handed reaches it, so that the
+	// messages up to it are in order first; at most MaxWait.
+	Handed func() uint64
+	// MaxWait bounds that wait; then the resume is refused
+	// (ErrOffsetAhead).
+	MaxWait time.Duration
+}
+
+// Deliver hands a message numbered by the external log (Config.External)
+// to its room's owner, creating the room (history is on). Messages must
+// come in the log's order, from one goroutine; a message at or below
+// the room's last offset in the same epoch is a duplicate and dropped.
+// It returns the room's subscriptions, like Publish.
+func (e *Engine) Deliver(name string, op byte, payload []byte, epoch, offset uint64) (int, error) {
+	r, err := e.lookup([]byte(name), nil)
+	if r == nil {
+		return 0, err
+	}
+	members := int(r.members.Load())
+	f := newSharedMsg(op, payload)
+	f.epoch, f.offset = epoch, offset
+	handoff(r.owner, newTask(taskPublish, r, f))
+	f.release()
+	return members, nil
+}
+
+// Acknowledge tells m's connection, on its loop, where an external log
+// placed a message it published with id (or that it failed). Safe from
+// any goroutine.
+func (e *Engine) Acknowledge(m *Member, id uint32, room string, epoch, offset uint64, err error) {
+	t := newTask(taskAck, nil, nil)
+	t.from, t.id, t.name, t.epoch, t.offset, t.err = m, id, room, epoch, offset, err
+	handoff(m.loop, t)
 }
 
 // Engine is the registry of rooms, and the loops that serve them. Its
@@ -107,6 +161,16 @@ func (e *Engine) RoomCount() int {
 	return len(e.rooms)
 }
 
+// Members is the number of subscriptions of the room named name.
+func (e *Engine) Members(name string) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if r := e.rooms[name]; r != nil {
+		return int(r.members.Load())
+	}
+	return 0
+}
+
 // RoomInfo describes a room for /rooms.
 type RoomInfo struct {
 	Name         string
@@ -123,7 +187,7 @@ func (e *Engine) EachRoom(fn func(RoomInfo)) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for name, r := range e.rooms {
-		fn(RoomInfo{name, r.members.Load(), r.epoch, r.top.Load(), r.histLen.Load(), r.histBytes.Load()})
+		fn(RoomInfo{name, r.members.Load(), r.epoch.Load(), r.top.Load(), r.histLen.Load(), r.histBytes.Load()})
 	}
 }
 
@@ -252,7 +316,13 @@ func (e *Engine) create(name []byte, l *Loop) *Room {
 	if e.cfg.MaxRooms > 0 && len(e.rooms) >= e.cfg.MaxRooms {
 		return nil
 	}
-	r := &Room{name: string(name), owner: l, epoch: newEpoch(), shards: make([]shard, e.cfg.Loops)}
+	r := &Room{name: string(name), owner: l, shards: make([]shard, e.cfg.Loops)}
+	if x := e.cfg.External; x != nil {
+		r.epoch.Store(x.Epoch())
+		r.hist.covered = x.Covered()
+	} else {
+		r.epoch.Store(newEpoch())
+	}
 	e.rooms[r.name] = r
 	if e.cfg.RoomOpened != nil {
 		e.cfg.RoomOpened(r.name)

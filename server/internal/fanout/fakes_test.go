@@ -71,8 +71,8 @@ func (c *fakeConn) Subscribed(s *Sub, res *JoinResult) {
 	}
 }
 
-func (c *fakeConn) Published(id uint32, r *Room, offset uint64) {
-	c.acks = append(c.acks, ack{id, r.Name(), offset})
+func (c *fakeConn) Published(id uint32, room string, _, offset uint64, _ error) {
+	c.acks = append(c.acks, ack{id, room, offset})
 }
 
 func (c *fakeConn) Overflow() {

@@ -8,11 +8,11 @@ import (
 // discardConn is a connection whose socket takes everything.
 type discardConn struct{ n int }
 
-func (c *discardConn) Queued() int                     { return 0 }
-func (c *discardConn) Write(p []byte)                  { c.n += len(p) }
-func (c *discardConn) Overflow()                       { panic("discardConn never overflows") }
-func (c *discardConn) Subscribed(*Sub, *JoinResult)    {}
-func (c *discardConn) Published(uint32, *Room, uint64) {}
+func (c *discardConn) Queued() int                                     { return 0 }
+func (c *discardConn) Write(p []byte)                                  { c.n += len(p) }
+func (c *discardConn) Overflow()                                       { panic("discardConn never overflows") }
+func (c *discardConn) Subscribed(*Sub, *JoinResult)                    {}
+func (c *discardConn) Published(uint32, string, uint64, uint64, error) {}
 func (c *discardConn) member(l *Loop) *Member {
 	m := &Member{}
 	m.Init(l, c)

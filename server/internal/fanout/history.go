@@ -30,6 +30,9 @@ type history struct {
 	head  int          // index of the oldest
 	n     int
 	bytes int64
+	// covered is the offset after which every message of the room is in
+	// the ring: the last one dropped, or where the room's history began.
+	covered uint64
 }
 
 func (h *history) len() int { return h.n }
@@ -73,6 +76,7 @@ func (h *history) pop() int64 {
 	h.ring[i] = nil
 	h.head = (h.head + 1) & (len(h.ring) - 1)
 	h.n--
+	h.covered = max(h.covered, m.offset)
 	sz := m.size()
 	h.bytes -= sz
 	m.release()
@@ -90,14 +94,14 @@ func (h *history) clear() int64 {
 }
 
 // since returns the messages after offset, retained for the caller, and
-// whether they are all of them: false when the oldest kept is newer than
-// offset+1 (some were dropped).
+// whether they are all of them: false when some after offset were
+// dropped (offset is older than covered).
 func (h *history) since(offset uint64, dst []*sharedMsg) ([]*sharedMsg, bool) {
+	if offset < h.covered {
+		return dst, false
+	}
 	if h.n == 0 || h.at(h.n-1).offset <= offset {
 		return dst, true
-	}
-	if h.at(0).offset > offset+1 {
-		return dst, false
 	}
 	for i := range h.n {
 		if m := h.at(i); m.offset > offset {

@@ -31,12 +31,13 @@ func (f taskFunc) Run(context.Context) error { f(); return nil }
 // valid during the call.
 type Message struct {
 	Op      byte   // the WebSocket opcode it was published with
+	Epoch   uint64 // the room's epoch when it was sequenced
 	Offset  uint64 // its place in the room's order, from 1
 	Payload []byte
 }
 
 func (f *sharedMsg) message() Message {
-	return Message{Op: f.op, Offset: f.offset, Payload: f.buf.B}
+	return Message{Op: f.op, Epoch: f.epoch, Offset: f.offset, Payload: f.buf.B}
 }
 
 // Loop is the engine's state for one event loop. Everything except the
@@ -67,6 +68,14 @@ type Loop struct {
 	// expiry pass; histBytes is their history's size.
 	owned     []*Room
 	histBytes int64
+
+	// pos is the offset of the last message sequenced here with
+	// external offsets: every message of the rooms this loop owns up to
+	// it is in order (the log's messages come in its order). waiting are
+	// the resumes newer than that, waiting for the log (see
+	// External.Handed).
+	pos     uint64
+	waiting []waitingJoin
 
 	// Counters, written by this loop only; read by Engine.Counters.
 	deliveries atomic.Int64
@@ -99,6 +108,9 @@ func (l *Loop) Index() int { return l.idx }
 func (l *Loop) Tick() {
 	l.now = time.Now().UnixNano()
 	l.free.trim()
+	if len(l.waiting) > 0 {
+		l.retryWaiting()
+	}
 	if l.now-l.lastExpire >= int64(expireEvery) {
 		l.lastExpire = l.now
 		l.expire()
@@ -152,7 +164,23 @@ func (l *Loop) sequence(r *Room, f *sharedMsg, from *Member, id uint32, wait cha
 		}
 	}
 	offset := r.top.Load() + 1
-	f.offset, f.at = offset, l.now
+	if l.eng.cfg.External != nil {
+		if f.epoch != r.epoch.Load() {
+			// The log started again (a JetStream stream recreated): the
+			// room's history and offsets belong to the old epoch.
+			l.histBytes -= r.hist.clear()
+			r.hist.covered = f.offset - 1
+			r.top.Store(0)
+			r.epoch.Store(f.epoch)
+		}
+		if f.offset <= r.top.Load() {
+			l.ack(r, from, id, wait, 0) // a duplicate
+			return
+		}
+		offset = f.offset
+		l.pos = max(l.pos, offset)
+	}
+	f.offset, f.epoch, f.at = offset, r.epoch.Load(), l.now
 	r.top.Store(offset)
 	l.published.Add(1)
 	if hc := &l.eng.cfg.History; hc.Messages > 0 {
@@ -173,13 +201,13 @@ func (l *Loop) ack(r *Room, from *Member, id uint32, wait chan<- Sequenced, offs
 	case wait != nil:
 		var s Sequenced
 		if r != nil {
-			s = Sequenced{r.name, r.epoch, offset}
+			s = Sequenced{r.name, r.epoch.Load(), offset}
 		}
 		wait <- s
 	case id == 0 || from == nil:
 	case from.loop == l:
 		if !from.released {
-			from.conn.Published(id, r, offset)
+			from.conn.Published(id, r.name, r.epoch.Load(), offset, nil)
 		}
 	default:
 		t := newTask(taskAck, r, nil)

@@ -22,6 +22,7 @@ const msgOverhead = 64
 type sharedMsg struct {
 	buf    *bytebufferpool.ByteBuffer
 	op     byte
+	epoch  uint64
 	offset uint64
 	at     int64 // owner loop's clock (Loop.now) when sequenced
 	refs   atomic.Int32
@@ -34,7 +35,7 @@ func newSharedMsg(op byte, payload []byte) *sharedMsg {
 	f := msgPool.Get().(*sharedMsg)
 	f.buf = bytebufferpool.Get()
 	f.buf.B = append(f.buf.B, payload...)
-	f.op, f.offset, f.at = op, 0, 0
+	f.op, f.epoch, f.offset, f.at = op, 0, 0, 0
 	f.refs.Store(1)
 	return f
 }
@@ -74,6 +75,10 @@ type roomTask struct {
 	id     uint32
 	wait   chan<- Sequenced
 	offset uint64
+	// An external acknowledgement (Engine.Acknowledge).
+	name  string
+	epoch uint64
+	err   error
 	// Join and Joined.
 	sub *Sub
 	res *JoinResult
@@ -157,15 +162,17 @@ func (l *Loop) run(t *roomTask) {
 	case taskDeliver:
 		l.deliver(t.r, t.f)
 	case taskJoin:
-		res := l.answerJoin(t.r, t.res)
-		back := newTask(taskJoined, t.r, nil)
-		back.sub, back.res = t.sub, res
-		handoff(t.sub.m.loop, back)
+		l.placeJoin(t.r, t.sub, t.res)
 	case taskJoined:
 		l.joined(t.sub, t.res)
 	case taskAck:
-		if !t.from.released {
-			t.from.conn.Published(t.id, t.r, t.offset)
+		if t.from.released {
+			break
+		}
+		if t.r != nil {
+			t.from.conn.Published(t.id, t.r.name, t.r.epoch.Load(), t.offset, nil)
+		} else {
+			t.from.conn.Published(t.id, t.name, t.epoch, t.offset, t.err)
 		}
 	}
 }

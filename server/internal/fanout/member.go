@@ -29,9 +29,10 @@ type Conn interface {
 	// messages follow.
 	Subscribed(s *Sub, res *JoinResult)
 
-	// Published acknowledges a message published with an id (Loop.Publish):
-	// the owner gave it offset in r.
-	Published(id uint32, r *Room, offset uint64)
+	// Published acknowledges a message published with an id
+	// (Loop.Publish, or Engine.Acknowledge for an external log): it was
+	// placed at offset in room's epoch, or failed with err.
+	Published(id uint32, room string, epoch, offset uint64, err error)
 }
 
 // Member is a connection's place in the engine: its subscriptions, its

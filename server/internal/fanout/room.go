@@ -16,8 +16,9 @@ type Room struct {
 	// epoch names this incarnation of the room's offsets: random, set
 	// when the room is created. A room that was forgotten (no members,
 	// history expired) and is created again gets another epoch, and its
-	// offsets start again at 1.
-	epoch uint64
+	// offsets start again at 1. With external offsets it is the log's
+	// epoch, and changes when a message of another epoch arrives.
+	epoch atomic.Uint64
 	// members counts subscriptions on all loops. It goes up under the
 	// registry's lock, so a room found in the registry is never deleted
 	// under a joining member.
@@ -41,7 +42,7 @@ type Room struct {
 func (r *Room) Name() string { return r.name }
 
 // Epoch is the room's epoch (see Room.epoch).
-func (r *Room) Epoch() uint64 { return r.epoch }
+func (r *Room) Epoch() uint64 { return r.epoch.Load() }
 
 // Top is the offset of the room's last message, 0 when it has none.
 func (r *Room) Top() uint64 { return r.top.Load() }

@@ -58,6 +58,9 @@ type JoinResult struct {
 	Replayed int
 
 	replay []*sharedMsg
+	// handed: with external offsets, the log position read when the
+	// request was queued again behind the log's messages (see placeJoin).
+	handed uint64
 }
 
 // Recovered reports whether a resume replays everything missed.
@@ -123,7 +126,7 @@ func (m *Member) Subscribe(name []byte, k Kind, resume *Resume, tag uint32) (*Su
 		return s, nil
 	}
 	if r.owner == m.loop {
-		m.loop.joined(s, m.loop.answerJoin(r, resumeRequest(resume)))
+		m.loop.placeJoin(r, s, resumeRequest(resume))
 		return s, nil
 	}
 	t := newTask(taskJoin, r, nil)
@@ -169,13 +172,18 @@ func (s *Sub) end() {
 // producer), and every earlier one before it: replayed and live messages
 // meet without a gap or a duplicate.
 func (l *Loop) answerJoin(r *Room, req *JoinResult) *JoinResult {
-	res := &JoinResult{Epoch: r.epoch, Offset: r.top.Load()}
+	res := &JoinResult{Epoch: r.epoch.Load(), Offset: r.top.Load()}
+	if l.eng.cfg.External != nil {
+		// Every message of r up to pos is in order here, even if r has
+		// none: live messages come after it.
+		res.Offset = max(res.Offset, l.pos)
+	}
 	if req == nil || !req.Resumed {
 		return res
 	}
 	res.Resumed = true
 	switch since := req.Offset; {
-	case req.Epoch != r.epoch:
+	case req.Epoch != res.Epoch:
 		res.Why = EpochChanged
 	case since > res.Offset:
 		res.Err = ErrOffsetAhead
@@ -189,6 +197,74 @@ func (l *Loop) answerJoin(r *Room, req *JoinResult) *JoinResult {
 		}
 	}
 	return res
+}
+
+// waitingJoin is a resume newer than its room's messages on the owner,
+// waiting for the external log to hand them (see placeJoin).
+type waitingJoin struct {
+	r        *Room
+	s        *Sub
+	req      *JoinResult
+	deadline int64 // Loop.now
+}
+
+// placeJoin runs on r's owner: it answers the join of s, on s's loop.
+// With external offsets, a resume newer than what this loop has in order
+// is either newer than the log handed so far (it waits, retried at each
+// Tick, at most External.MaxWait) or already handed: then the request is
+// queued again behind those messages, and answered when it comes back.
+func (l *Loop) placeJoin(r *Room, s *Sub, req *JoinResult) {
+	if x := l.eng.cfg.External; x != nil && req != nil && req.Resumed {
+		l.pos = max(l.pos, req.handed)
+		if req.Epoch == r.epoch.Load() && req.Offset > max(r.top.Load(), l.pos) {
+			if h := x.Handed(); h >= req.Offset {
+				t := newTask(taskJoin, r, nil)
+				req.handed = h
+				t.sub, t.res = s, req
+				handoff(l, t)
+			} else {
+				l.waiting = append(l.waiting, waitingJoin{r, s, req, l.now + int64(x.MaxWait)})
+			}
+			return
+		}
+	}
+	res := l.answerJoin(r, req)
+	if s.m.loop == l {
+		l.joined(s, res)
+		return
+	}
+	back := newTask(taskJoined, r, nil)
+	back.sub, back.res = s, res
+	handoff(s.m.loop, back)
+}
+
+// retryWaiting places the waiting joins the log caught up with, and
+// refuses those past their deadline.
+func (l *Loop) retryWaiting() {
+	x := l.eng.cfg.External
+	h := x.Handed()
+	kept := l.waiting[:0]
+	for _, w := range l.waiting {
+		switch {
+		case h >= w.req.Offset:
+			l.placeJoin(w.r, w.s, w.req)
+		case l.now >= w.deadline:
+			w.req.Offset = ^uint64(0) // answerJoin refuses it
+			w.req.handed = 0
+			res := l.answerJoin(w.r, w.req)
+			if w.s.m.loop == l {
+				l.joined(w.s, res)
+			} else {
+				back := newTask(taskJoined, w.r, nil)
+				back.sub, back.res = w.s, res
+				handoff(w.s.m.loop, back)
+			}
+		default:
+			kept = append(kept, w)
+		}
+	}
+	clear(l.waiting[len(kept):])
+	l.waiting = kept
 }
 
 // resumeRequest is answerJoin's request form of a Resume.
