@@ -73,6 +73,11 @@ const (
 	// poll cycle; only a stopping server takes longer).
 	publishWaitTimeout = 5 * time.Second
 
+	// registerLoopsTimeout bounds how long Start waits for every event
+	// loop to see one of the server's connections to itself (see
+	// registerLoops).
+	registerLoopsTimeout = 5 * time.Second
+
 	// resumeWaitMax bounds how long a resume newer than this instance's
 	// view of the JetStream log waits for the log to bring it (the
 	// client saw those messages on a faster instance); then it gets

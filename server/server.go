@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -138,6 +139,10 @@ func (s *Server) Start() error {
 	}()
 	select {
 	case <-s.booted:
+		if err := s.registerLoops(); err != nil {
+			_ = s.Close()
+			return err
+		}
 		if err := s.startAdmin(); err != nil {
 			_ = s.Close()
 			return err
@@ -229,6 +234,46 @@ func (s *Server) closeWebSockets(ctx context.Context) error {
 }
 
 func (s *Server) loopList() []*loop { return *s.loops.Load() }
+
+// registerLoops makes every event loop known before the first client
+// comes: rooms are owned by loops, and a message published (or read back
+// from the cluster log) before any client connected needs one. gnet
+// shows a loop only through a connection on it, and hands new
+// connections to its loops in turn: so the server connects to itself
+// once per loop, waits until each loop saw its connection, and closes
+// them (counted as accepted connections, closed without a request).
+func (s *Server) registerLoops() error {
+	host := "127.0.0.1"
+	if a, ok := s.addr.(*net.TCPAddr); ok && a.IP != nil && !a.IP.IsUnspecified() {
+		host = a.IP.String()
+	}
+	port := 0
+	if a, ok := s.addr.(*net.TCPAddr); ok {
+		port = a.Port
+	}
+	addr := net.JoinHostPort(host, strconv.Itoa(port))
+	deadline := time.Now().Add(registerLoopsTimeout)
+	for len(s.loopList()) < s.nloops {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("only %d of %d event loops seen a connection within %s", len(s.loopList()), s.nloops, registerLoopsTimeout)
+		}
+		var conns []net.Conn
+		for range s.nloops {
+			c, err := net.DialTimeout("tcp", addr, time.Second)
+			if err != nil {
+				return fmt.Errorf("connecting to %s to register the event loops: %w", addr, err)
+			}
+			conns = append(conns, c)
+		}
+		for len(s.loopList()) < s.nloops && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	}
+	return nil
+}
 
 // loopFor returns the state of gnet loop el, creating it on first use.
 // Called on el's goroutine; the lock is taken once per loop lifetime.

@@ -83,7 +83,8 @@ func TestClusterEndToEnd(t *testing.T) {
 	if out := adminGet(t, b, "/metrics"); !strings.Contains(out, "loopcast_cluster_connected 1") || !strings.Contains(out, fmt.Sprintf("loopcast_cluster_received_total %d", n)) {
 		t.Errorf("/metrics on b lacks the cluster's state")
 	}
-	if !strings.Contains(a.stderr.String(), "cluster=nats") || !strings.Contains(a.stderr.String(), "NATS connected") {
+	if !strings.Contains(a.stderr.String(), `cluster="nats core (at most once across replicas`) || !strings.Contains(a.stderr.String(), "NATS connected") ||
+		!strings.Contains(a.stderr.String(), "the NATS server has no JetStream") {
 		t.Errorf("start-up log:\n%s", a.stderr.String())
 	}
 
@@ -129,5 +130,83 @@ func TestNATSURLChecked(t *testing.T) {
 	p := startBinary(t, "--nats-url", "nats://127.0.0.1:1")
 	if !strings.Contains(p.stderr.String(), "NATS unreachable") {
 		t.Errorf("log:\n%s", p.stderr.String())
+	}
+}
+
+// TestJetStreamEndToEnd runs two loopcast binaries against NATS with
+// JetStream: a loopcast.v1 client on a, dropped, resumes on b without
+// loss, from the log both read in one order; /rooms says so.
+func TestJetStreamEndToEnd(t *testing.T) {
+	opts := natstest.DefaultTestOptions
+	opts.Port = -1
+	opts.JetStream = true
+	opts.StoreDir = t.TempDir()
+	ns := natstest.RunServer(&opts)
+	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	url := "nats://" + ns.Addr().String()
+	a := startBinary(t, "--nats-url", url, "--publish-rate", "0")
+	b := startBinary(t, "--nats-url", url, "--publish-rate", "0")
+	for _, p := range []*proc{a, b} {
+		if !strings.Contains(p.stderr.String(), `cluster="jetstream (resume on any replica)"`) {
+			t.Fatalf("start-up log:\n%s", p.stderr.String())
+		}
+	}
+	d := gorilla.Dialer{Subprotocols: []string{"loopcast.v1"}}
+	ca, _, err := d.Dial("ws://"+a.addr+"/ws/e2e", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func(c *gorilla.Conn) string {
+		t.Helper()
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, m, err := c.ReadMessage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(m)
+	}
+	var epoch string
+	var off uint64
+	var id int
+	var status string
+	if _, err := fmt.Sscanf(read(ca), "sub %d e2e %s %d %s", &id, &epoch, &off, &status); err != nil || status != "live" {
+		t.Fatalf("sub reply: %v", err)
+	}
+	publish := func(p *proc, body string) {
+		resp, err := http.Post("http://"+p.admin+"/publish/e2e", "text/plain", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 202 {
+			t.Fatalf("admin publish: %s", resp.Status)
+		}
+	}
+	publish(b, "one") // appended on b, delivered on a from the log
+	line, body, _ := strings.Cut(read(ca), "\n")
+	if _, err := fmt.Sscanf(line, "msg e2e "+epoch+" %d", &off); err != nil || body != "one" {
+		t.Fatalf("got %q %q", line, body)
+	}
+	ca.Close()          // dropped
+	publish(a, "two")   // missed
+	publish(b, "three") // missed
+	cb, _, err := d.Dial("ws://"+b.addr+"/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cb.Close()
+	if err := cb.WriteMessage(gorilla.TextMessage, fmt.Appendf(nil, "sub 1 e2e %s %d", epoch, off)); err != nil {
+		t.Fatal(err)
+	}
+	if r := read(cb); !strings.HasPrefix(r, "sub 1 e2e "+epoch) || !strings.HasSuffix(r, "recovered") {
+		t.Fatalf("resume on b: %q", r)
+	}
+	for _, want := range []string{"two", "three"} {
+		if _, body, _ := strings.Cut(read(cb), "\n"); body != want {
+			t.Fatalf("replayed %q, want %q", body, want)
+		}
+	}
+	if out := adminGet(t, b, "/rooms"); !strings.Contains(out, `"mode":"jetstream"`) || !strings.Contains(out, `"ready":true`) {
+		t.Errorf("/rooms on b: %s", out)
 	}
 }

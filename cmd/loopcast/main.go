@@ -22,6 +22,7 @@ import (
 	"github.com/loopcast/loopcast/cmd/loopcast/flags"
 	"github.com/loopcast/loopcast/server"
 	"github.com/loopcast/loopcast/server/cluster"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 func main() {
@@ -73,28 +74,40 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer, 
 	}
 	log := newLogger(stderr, opts)
 
-	// The NATS bridge comes first (it is part of the server's
-	// configuration) and goes last, after the WebSockets are closed. An
-	// unreachable NATS does not stop the start: local rooms are served
-	// while the bridge keeps trying.
+	// The NATS bridge or JetStream log comes first (it is part of the
+	// server's configuration) and goes last, after the WebSockets are
+	// closed. An unreachable NATS does not stop the start: core NATS
+	// serves local rooms while the bridge keeps trying; JetStream keeps
+	// the instance unready until it read the stream back.
 	var bridge *cluster.Bridge
+	var stream *cluster.Stream
 	closeBridge := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
 		if bridge != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
 			if err := bridge.Close(ctx); err != nil {
 				log.Warn("NATS drain cut short", "err", err)
 			}
 		}
+		if stream != nil {
+			_ = stream.Close(ctx)
+		}
 	}
 	clusterMode := "off"
 	if opts.NATSURL != "" {
-		bridge, err = newBridge(opts.NATSURL, cfg, log)
-		if err != nil {
+		if stream, err = newStream(opts, cfg, log); err != nil {
 			return usageError{err}
 		}
-		cfg.Broker = bridge
-		clusterMode = "nats"
+		if stream != nil {
+			cfg.Broker = stream
+			clusterMode = "jetstream (resume on any replica)"
+		} else {
+			if bridge, err = newBridge(opts.NATSURL, cfg, log); err != nil {
+				return usageError{err}
+			}
+			cfg.Broker = bridge
+			clusterMode = "nats core (at most once across replicas: a resume on another replica gets epoch_changed)"
+		}
 	}
 	srv, err := server.New(cfg, log)
 	if err != nil {
@@ -103,6 +116,9 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer, 
 	}
 	if bridge != nil {
 		bridge.Attach(srv)
+	}
+	if stream != nil {
+		stream.Start(srv)
 	}
 	if err := srv.Start(); err != nil {
 		closeBridge()
@@ -125,6 +141,53 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer, 
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// newStream connects to NATS for --nats-url in JetStream mode: nil
+// (without an error) when --nats-jetstream is off, or auto and the NATS
+// server has no JetStream (then core NATS it is, said loudly).
+func newStream(opts flags.Options, cfg server.Config, log *slog.Logger) (*cluster.Stream, error) {
+	if opts.NATSJetStream == "off" {
+		return nil, nil
+	}
+	storage := jetstream.MemoryStorage
+	if opts.NATSStorage == "file" {
+		storage = jetstream.FileStorage
+	}
+	st, err := cluster.NewStream(cluster.StreamOptions{
+		URL: opts.NATSURL, Name: connName(), Logger: log, MaxMessage: cfg.MaxMessage,
+		Stream: opts.NATSStream, Storage: storage, Replicas: opts.NATSReplicas,
+		HistoryMessages: cfg.HistoryMessages, HistoryTTL: cfg.HistoryTTL, HistoryBytes: int64(cfg.HistoryMaxBytes),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if opts.NATSJetStream == "on" {
+		return st, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), natsProbeTimeout)
+	defer cancel()
+	switch err := st.Probe(ctx); {
+	case errors.Is(err, cluster.ErrNoJetStream):
+		st.CloseUnstarted()
+		log.Warn("the NATS server has no JetStream: rooms fan out over core NATS, at most once across replicas (a client that reconnects to another replica cannot resume); enable JetStream in NATS, or set --nats-jetstream=off to silence this")
+		return nil, nil
+	case err != nil:
+		log.Warn("NATS unreachable or not answering; using JetStream, not ready until it is back and the stream is read back", "err", err)
+	}
+	return st, nil
+}
+
+// natsProbeTimeout bounds how long --nats-jetstream=auto waits for NATS
+// to say whether it has JetStream.
+const natsProbeTimeout = 10 * time.Second
+
+func connName() string {
+	name := "loopcast"
+	if h, err := os.Hostname(); err == nil {
+		name += " " + h
+	}
+	return name
 }
 
 // newBridge connects to NATS for --nats-url; the connection name carries

@@ -19,7 +19,8 @@ import (
 // each room's messages from 1 (as PublishSeq sends them); the Resumer
 // records any seq that is not the previous one plus one (a loss, a
 // duplicate or a reordering), any offset that does not increase, and any
-// resume the server did not recover.
+// resume the server did not recover. The same seq again at a later offset
+// is the publisher's retry (two messages in the log), counted apart.
 type Resumer struct {
 	url   string
 	rooms []string
@@ -29,6 +30,9 @@ type Resumer struct {
 	last     map[string]position // per room
 	faults   []string
 	connects int
+	// republished counts messages the publisher sent twice (same seq,
+	// a later offset): not faults of the delivery.
+	republished int
 	closed   bool
 	done     chan struct{}
 }
@@ -200,7 +204,14 @@ func (r *Resumer) handle(b []byte) {
 		if p.epoch != "" && (f[2] != p.epoch || off <= p.offset) {
 			r.fault("%s: offset %s %d after %s %d", room, f[2], off, p.epoch, p.offset)
 		}
-		if p.seq != 0 && seq != p.seq+1 {
+		switch {
+		case p.seq != 0 && seq == p.seq && off > p.offset:
+			// The publisher sent it again (a retry after an error): two
+			// messages in the room's log, each delivered once.
+			r.republished++
+			r.last[room] = position{f[2], off, seq, p.count}
+			return
+		case p.seq != 0 && seq != p.seq+1:
 			r.fault("%s: seq %d after %d (offset %d)", room, seq, p.seq, off)
 		}
 		r.last[room] = position{f[2], off, seq, p.count + 1}

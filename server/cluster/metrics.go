@@ -56,6 +56,9 @@ type Status struct {
 	Disconnects   int64            `json:"disconnects"`
 	Reconnects    int64            `json:"reconnects"`
 	Errors        map[string]int64 `json:"errors"` // by kind; see errKind
+	// Mode is "core"; Delivery says what that means for reconnects.
+	Mode     string `json:"mode"`
+	Delivery string `json:"delivery"`
 }
 
 // Status reports the connection and the counters. Safe for concurrent use.
@@ -71,6 +74,8 @@ func (b *Bridge) Status() Status {
 		Disconnects:   b.stats.disconnects.Load(),
 		Reconnects:    b.stats.reconnects.Load(),
 		Errors:        make(map[string]int64, numErrKinds),
+		Mode:          "core",
+		Delivery:      "at most once across instances: each numbers its rooms itself, a resume on another instance gets epoch_changed; use NATS with JetStream to resume anywhere",
 	}
 	if st.Connected {
 		st.Server = b.nc.ConnectedUrlRedacted()

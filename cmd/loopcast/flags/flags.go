@@ -42,6 +42,14 @@ type Options struct {
 	// (package cluster builds server.Config.Broker from it). Empty (the
 	// default): rooms are in-process only.
 	NATSURL string
+	// NATSJetStream is "auto" (the default: JetStream when the NATS
+	// server has it, else core NATS), "on" or "off".
+	NATSJetStream string
+	// NATSStream, NATSStorage ("memory" or "file") and NATSReplicas
+	// describe the JetStream stream rooms live in.
+	NATSStream   string
+	NATSStorage  string
+	NATSReplicas int
 }
 
 // ErrUsage wraps every error about the command line or the environment:
@@ -63,7 +71,7 @@ func (e usageError) Unwrap() []error { return []error{e.error, ErrUsage} }
 // and returns flag.ErrHelp.
 func Load(args []string, environ []string, out io.Writer) (server.Config, Options, error) {
 	cfg := server.DefaultConfig()
-	opts := Options{LogFormat: "text", LogLevel: "info"}
+	opts := Options{LogFormat: "text", LogLevel: "info", NATSJetStream: "auto", NATSStream: "LOOPCAST", NATSStorage: "memory", NATSReplicas: 1}
 	fs := newFlagSet(&cfg, &opts)
 
 	fs.SetOutput(io.Discard) // errors are returned, usage printed only for -h
@@ -111,6 +119,23 @@ func Load(args []string, environ []string, out io.Writer) (server.Config, Option
 	case "debug", "info", "warn", "error":
 	default:
 		errs = append(errs, fmt.Errorf("log-level %q: want debug, info, warn or error", opts.LogLevel))
+	}
+	opts.NATSJetStream, opts.NATSStorage = strings.ToLower(opts.NATSJetStream), strings.ToLower(opts.NATSStorage)
+	switch opts.NATSJetStream {
+	case "auto", "on", "off":
+	default:
+		errs = append(errs, fmt.Errorf("nats-jetstream %q: want auto, on or off", opts.NATSJetStream))
+	}
+	switch opts.NATSStorage {
+	case "memory", "file":
+	default:
+		errs = append(errs, fmt.Errorf("nats-storage %q: want memory or file", opts.NATSStorage))
+	}
+	if opts.NATSReplicas < 1 || opts.NATSReplicas > 5 {
+		errs = append(errs, fmt.Errorf("nats-replicas %d: want 1 to 5", opts.NATSReplicas))
+	}
+	if opts.NATSStream == "" || strings.ContainsAny(opts.NATSStream, " \t.*>/\\") {
+		errs = append(errs, fmt.Errorf("nats-stream %q: want a JetStream stream name (no spaces, '.', '*', '>', '/')", opts.NATSStream))
 	}
 	if err := cfg.Validate(); err != nil {
 		errs = append(errs, err)
@@ -167,6 +192,10 @@ func newFlagSet(cfg *server.Config, opts *Options) *flag.FlagSet {
 	dur(&cfg.DrainDelay, "drain-delay", "on SIGTERM, keep serving this long after readiness fails")
 	dur(&cfg.DrainDuration, "drain-duration", "spread the 1001 closes of a drain over this long")
 	str(&opts.NATSURL, "nats-url", "NATS URL(s), comma-separated, to fan rooms out across replicas; empty = rooms in-process only")
+	str(&opts.NATSJetStream, "nats-jetstream", "auto: rooms in a JetStream stream when NATS has JetStream (resume on any replica), else core NATS (at most once across replicas); on; off")
+	str(&opts.NATSStream, "nats-stream", "the JetStream stream rooms live in (created if missing)")
+	str(&opts.NATSStorage, "nats-storage", "the stream's storage when loopcast creates it: memory or file")
+	num(&opts.NATSReplicas, "nats-replicas", "the stream's replicas when loopcast creates it (3 on a 3-node NATS cluster)")
 	boolean(&opts.Check, "check", "validate the configuration (and read secret files), then exit")
 	boolean(&opts.Version, "version", "print the version and exit")
 	str(&opts.LogFormat, "log-format", "text or json")
