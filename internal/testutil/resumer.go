@@ -33,8 +33,8 @@ type Resumer struct {
 	// republished counts messages the publisher sent twice (same seq,
 	// a later offset): not faults of the delivery.
 	republished int
-	closed   bool
-	done     chan struct{}
+	closed      bool
+	done        chan struct{}
 }
 
 type position struct {
