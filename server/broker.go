@@ -84,8 +84,16 @@ func (s *Server) Appended(ref PublishRef, room string, epoch, offset uint64, err
 
 // DeliverLogged delivers a message of the Log, numbered by it, to this
 // instance's subscribers of room, in the log's order (call it from one
-// goroutine, in order). It returns the local subscription count.
+// goroutine, in order). It waits for Start to finish. It returns the
+// local subscription count.
 func (s *Server) DeliverLogged(room string, t MessageType, payload []byte, epoch, offset uint64) (int, error) {
+	// The log is read from its start: wait until the server runs, so
+	// that no message is dropped for want of a loop to own its room.
+	select {
+	case <-s.ready:
+	case <-s.done:
+		return 0, ErrNotRunning
+	}
 	if err := s.checkPublish(room, t, payload); err != nil {
 		return 0, err
 	}

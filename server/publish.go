@@ -124,7 +124,7 @@ func (s *Server) checkPublish(room string, t MessageType, payload []byte) error 
 		}
 	}
 	select {
-	case <-s.booted:
+	case <-s.ready:
 		return nil
 	default:
 		return ErrNotRunning

@@ -31,6 +31,9 @@ type Server struct {
 	eng      gnet.Engine
 	addr     net.Addr
 	booted   chan struct{}
+	// ready is closed once every event loop is registered (Start):
+	// rooms need a loop to own them, so publishing waits for it.
+	ready chan struct{}
 	done     chan struct{} // closed when gnet.Run returned
 	runErr   error
 	draining atomic.Bool
@@ -73,6 +76,7 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		nloops: n,
 		tick:   tickFor(cfg),
 		booted: make(chan struct{}),
+		ready:  make(chan struct{}),
 		done:   make(chan struct{}),
 	}
 	fc := fanout.Config{
@@ -143,6 +147,7 @@ func (s *Server) Start() error {
 			_ = s.Close()
 			return err
 		}
+		close(s.ready)
 		if err := s.startAdmin(); err != nil {
 			_ = s.Close()
 			return err

@@ -107,9 +107,10 @@ func sourceIPs(addr string, n int) []net.IP {
 
 // dialer opens connections round-robin over the source addresses.
 type dialer struct {
-	addr string
-	ips  []net.IP
-	rbuf int
+	addr     string
+	ips      []net.IP
+	rbuf     int
+	protocol string // offered subprotocol, "" for none
 	next atomic.Uint64
 	hs   *hist.Histogram // handshake latency, may be nil
 }
@@ -119,7 +120,7 @@ func newDialer(c *Common, readBuf int, hs *hist.Histogram) *dialer {
 }
 
 func (d *dialer) dial(ctx context.Context, path string) (*wsclient.Conn, error) {
-	o := wsclient.Options{ReadBuffer: d.rbuf}
+	o := wsclient.Options{ReadBuffer: d.rbuf, Protocol: d.protocol}
 	if len(d.ips) > 0 {
 		o.LocalIP = d.ips[int(d.next.Add(1)%uint64(len(d.ips)))]
 	}

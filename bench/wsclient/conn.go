@@ -59,6 +59,9 @@ type Options struct {
 	ReadBuffer int
 	// Timeout bounds dial plus handshake (0: 10 s).
 	Timeout time.Duration
+	// Protocol, when set, is offered in Sec-WebSocket-Protocol
+	// ("loopcast.v1").
+	Protocol string
 }
 
 // Conn is a client WebSocket connection. Reading is for one goroutine (or
@@ -83,6 +86,8 @@ type Conn struct {
 	wmu  sync.Mutex
 	wbuf []byte
 	rng  uint64
+
+	protocol string // offered in the handshake
 }
 
 // NetConn is the underlying connection; nil once a Poller took it over.
@@ -110,7 +115,7 @@ func Dial(ctx context.Context, addr, path string, o Options) (*Conn, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		nc.SetDeadline(dl)
 	}
-	c := &Conn{nc: nc, rbuf: make([]byte, max(o.ReadBuffer, maxHandshake))}
+	c := &Conn{nc: nc, rbuf: make([]byte, max(o.ReadBuffer, maxHandshake)), protocol: o.Protocol}
 	var seed [8]byte
 	rand.Read(seed[:])
 	c.rng = binary.LittleEndian.Uint64(seed[:]) | 1
@@ -143,7 +148,11 @@ func (c *Conn) handshake(addr, path string) error {
 	key := base64.StdEncoding.EncodeToString(nonce[:])
 	req := "GET " + path + " HTTP/1.1\r\nHost: " + addr +
 		"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + key +
-		"\r\nSec-WebSocket-Version: 13\r\n\r\n"
+		"\r\nSec-WebSocket-Version: 13\r\n"
+	if c.protocol != "" {
+		req += "Sec-WebSocket-Protocol: " + c.protocol + "\r\n"
+	}
+	req += "\r\n"
 	if _, err := io.WriteString(c.nc, req); err != nil {
 		return err
 	}

@@ -56,7 +56,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "report":
 		return runReport(args[1:], stdout, stderr)
-	case "echo", "fanout", "conns", "storm", "health":
+	case "echo", "fanout", "conns", "storm", "health", "resume":
 		return runScenario(ctx, args[0], args[1:], stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "loopcast-bench: unknown command %q\n\n%s", args[0], usage)

@@ -31,6 +31,9 @@ func runScenario(ctx context.Context, name string, args []string, stdout, stderr
 		rate                                              float64
 		room, path                                        string
 		backoff                                           time.Duration
+		rooms                                             int
+		warm, after                                       time.Duration
+		protocol, apiURL, apiKey                          string
 	)
 	switch name {
 	case "echo":
@@ -52,6 +55,16 @@ func runScenario(ctx context.Context, name string, args []string, stdout, stderr
 		fs.IntVar(&rounds, "rounds", 1, "storms, one after another")
 		fs.DurationVar(&backoff, "backoff", 50*time.Millisecond, "first retry delay (doubles to 2s, full jitter)")
 		fs.StringVar(&room, "room", "storm", "room the clients join")
+	case "resume":
+		fs.IntVar(&conns, "c", 10000, "clients, each in one room")
+		fs.IntVar(&rooms, "rooms", 100, "rooms")
+		fs.Float64Var(&rate, "rate", 200, "messages per second over all rooms")
+		fs.DurationVar(&warm, "warm", 2*time.Second, "publishing before the drop")
+		fs.DurationVar(&after, "after", 2*time.Second, "publishing after every client caught up")
+		fs.DurationVar(&backoff, "backoff", 50*time.Millisecond, "first retry delay (doubles to 2s, full jitter)")
+		fs.StringVar(&protocol, "protocol", "loopcast", "loopcast (loopcast.v1) or centrifugo (its JSON protocol, publishing through --api-url)")
+		fs.StringVar(&apiURL, "api-url", "", "centrifugo: its HTTP API, http://host:port/api")
+		fs.StringVar(&apiKey, "api-key", "", "centrifugo: its HTTP API key")
 	case "health":
 		fs.IntVar(&conns, "c", 50, "keep-alive connections")
 		fs.StringVar(&path, "path", "/", "request path")
@@ -88,6 +101,9 @@ func runScenario(ctx context.Context, name string, args []string, stdout, stderr
 		r, err = scenario.Conns(ctx, scenario.ConnsConfig{Common: c, Conns: conns, Room: room})
 	case "storm":
 		r, err = scenario.Storm(ctx, scenario.StormConfig{Common: c, Conns: conns, Rounds: rounds, Backoff: backoff, Room: room})
+	case "resume":
+		r, err = scenario.Resume(ctx, scenario.ResumeConfig{Common: c, Conns: conns, Rooms: rooms, Rate: rate, Warm: warm, After: after,
+			Backoff: backoff, Protocol: protocol, APIURL: apiURL, APIKey: apiKey})
 	case "health":
 		r, err = scenario.Health(ctx, scenario.HealthConfig{Common: c, Conns: conns, Path: path})
 	}
