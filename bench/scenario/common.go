@@ -111,8 +111,8 @@ type dialer struct {
 	ips      []net.IP
 	rbuf     int
 	protocol string // offered subprotocol, "" for none
-	next atomic.Uint64
-	hs   *hist.Histogram // handshake latency, may be nil
+	next     atomic.Uint64
+	hs       *hist.Histogram // handshake latency, may be nil
 }
 
 func newDialer(c *Common, readBuf int, hs *hist.Histogram) *dialer {
