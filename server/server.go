@@ -28,12 +28,12 @@ type Server struct {
 	tick   time.Duration // timing wheel resolution
 	start  time.Time
 
-	eng      gnet.Engine
-	addr     net.Addr
-	booted   chan struct{}
+	eng    gnet.Engine
+	addr   net.Addr
+	booted chan struct{}
 	// ready is closed once every event loop is registered (Start):
 	// rooms need a loop to own them, so publishing waits for it.
-	ready chan struct{}
+	ready    chan struct{}
 	done     chan struct{} // closed when gnet.Run returned
 	runErr   error
 	draining atomic.Bool
