@@ -43,6 +43,11 @@ type ResumeConfig struct {
 	Protocol string        // "loopcast" (default) or "centrifugo"
 	APIURL   string        // centrifugo: http://host:port/api
 	APIKey   string
+	// Addrs, when it has several instances (loopcast over JetStream),
+	// spreads the clients over them (client i on Addrs[i%n]) and sends
+	// each reconnect to the next one: every resume on another instance.
+	// The publisher uses Addrs[0]. Empty: Addr alone.
+	Addrs []string
 }
 
 // Metric names of the resume scenario.
@@ -98,8 +103,18 @@ func Resume(ctx context.Context, cfg ResumeConfig) (*result.Result, error) {
 	r.Params = result.Params{Conns: cfg.Conns, Subscribers: cfg.Rooms, Rate: cfg.Rate, SourceIPs: cfg.SourceIPs}
 
 	var hs hist.Histogram
-	d := newDialer(&cfg.Common, idleReadBuffer, &hs)
-	d.protocol = proto.subprotocol()
+	if len(cfg.Addrs) == 0 {
+		cfg.Addrs = []string{cfg.Addr}
+	}
+	cfg.Addr = cfg.Addrs[0]
+	dialers := make([]*dialer, len(cfg.Addrs))
+	for i, a := range cfg.Addrs {
+		c := cfg.Common
+		c.Addr = a
+		dialers[i] = newDialer(&c, idleReadBuffer, &hs)
+		dialers[i].protocol = proto.subprotocol()
+	}
+	dialerFor := func(i, round int) *dialer { return dialers[(i+round)%len(dialers)] }
 	clients := make([]*resumeClient, cfg.Conns)
 	for i := range clients {
 		clients[i] = &resumeClient{room: i % cfg.Rooms}
@@ -152,7 +167,7 @@ func Resume(ctx context.Context, cfg ResumeConfig) (*result.Result, error) {
 					if i >= cfg.Conns || ctx.Err() != nil {
 						return
 					}
-					c, err := d.dial(ctx, proto.path())
+					c, err := dialerFor(i, 0).dial(ctx, proto.path())
 					if err != nil {
 						mu.Lock()
 						failed++
@@ -248,7 +263,7 @@ func Resume(ctx context.Context, cfg ResumeConfig) (*result.Result, error) {
 			time.Sleep(time.Duration(rng.Int64N(int64(delay))))
 			for rctx.Err() == nil {
 				attempts.Add(1)
-				c, err := d.dial(rctx, proto.path())
+				c, err := dialerFor(i, 1).dial(rctx, proto.path())
 				if err == nil {
 					back.Record(int64(time.Since(drop)))
 					if reconnected.Add(1) == int64(cfg.Conns) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/loopcast/loopcast/bench/result"
@@ -33,7 +34,7 @@ func runScenario(ctx context.Context, name string, args []string, stdout, stderr
 		backoff                                           time.Duration
 		rooms                                             int
 		warm, after                                       time.Duration
-		protocol, apiURL, apiKey                          string
+		protocol, apiURL, apiKey, addrs                   string
 	)
 	switch name {
 	case "echo":
@@ -65,6 +66,7 @@ func runScenario(ctx context.Context, name string, args []string, stdout, stderr
 		fs.StringVar(&protocol, "protocol", "loopcast", "loopcast (loopcast.v1) or centrifugo (its JSON protocol, publishing through --api-url)")
 		fs.StringVar(&apiURL, "api-url", "", "centrifugo: its HTTP API, http://host:port/api")
 		fs.StringVar(&apiKey, "api-key", "", "centrifugo: its HTTP API key")
+		fs.StringVar(&addrs, "addrs", "", "comma-separated instances (loopcast over JetStream): clients spread over them, each reconnect to the next; overrides --addr")
 	case "health":
 		fs.IntVar(&conns, "c", 50, "keep-alive connections")
 		fs.StringVar(&path, "path", "/", "request path")
@@ -103,7 +105,7 @@ func runScenario(ctx context.Context, name string, args []string, stdout, stderr
 		r, err = scenario.Storm(ctx, scenario.StormConfig{Common: c, Conns: conns, Rounds: rounds, Backoff: backoff, Room: room})
 	case "resume":
 		r, err = scenario.Resume(ctx, scenario.ResumeConfig{Common: c, Conns: conns, Rooms: rooms, Rate: rate, Warm: warm, After: after,
-			Backoff: backoff, Protocol: protocol, APIURL: apiURL, APIKey: apiKey})
+			Backoff: backoff, Protocol: protocol, APIURL: apiURL, APIKey: apiKey, Addrs: splitList(addrs)})
 	case "health":
 		r, err = scenario.Health(ctx, scenario.HealthConfig{Common: c, Conns: conns, Path: path})
 	}
@@ -132,4 +134,12 @@ func runScenario(ctx context.Context, name string, args []string, stdout, stderr
 		return codeError(2)
 	}
 	return nil
+}
+
+// splitList splits a comma-separated flag value ("" is none).
+func splitList(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
 }
