@@ -26,9 +26,12 @@ const (
 // touched only there. It stays small: an idle WebSocket holds no buffer
 // of its own (gnet's buffers are allocated on demand).
 type conn struct {
-	gc    gnet.Conn
-	fd    int // gc.Fd(), for the raw write fast path
-	loop  *loop
+	gc   gnet.Conn
+	fd   int // gc.Fd(), for the raw write fast path
+	loop *loop
+
+	// The small fields together, so the struct stays in a 240-byte
+	// allocation class.
 	state connState
 	echo  bool // /echo session; otherwise a room member
 	// v1 marks a loopcast.v1 session: data messages are commands
@@ -40,33 +43,36 @@ type conn struct {
 	// peerClosed marks a closing WebSocket whose peer's close frame came
 	// while output was still queued: see closeAfterFlush.
 	peerClosed bool
-
-	ip netip.Addr // client address counted by admission (WebSockets only)
-
-	// out is the connection's place in the fan-out engine: its room, and
-	// every byte it sends goes through it (and its slow-consumer rule).
-	out fanout.Member
-
-	// A fragmented message in progress: its opcode (0 when none), the
-	// fragments so far (nil until the second fragment: the first stays
-	// in gnet's buffer if the whole message arrives in one read) and
-	// the UTF-8 state of a text message.
-	fragOp ws.OpCode
-	msg    *bytebufferpool.ByteBuffer
-	text   frame.UTF8
-
-	// A data frame whose payload is still arriving (see takePayload):
-	// bytes still to come (0 when none), position in the payload, whether
-	// it ends its message, and its masking key.
-	payloadLeft int64
-	payloadPos  int
-	payloadFin  bool
-	payloadMask [4]byte
-
 	// reason is why the server is closing the connection; counted once
 	// in OnClose. hasReason false there means the peer went away.
 	reason    closeReason
 	hasReason bool
+	// A fragmented message in progress: its opcode (0 when none) and the
+	// UTF-8 state of a text message; its fragments are in msg.
+	fragOp ws.OpCode
+	text   frame.UTF8
+	// A data frame whose payload is still arriving (see takePayload):
+	// whether it ends its message, and its masking key; payloadLeft and
+	// payloadPos below.
+	payloadFin  bool
+	payloadMask [4]byte
+	wslot       int32 // timing wheel slot
+
+	ip netip.Addr // client address counted by admission (WebSockets only)
+
+	// out is the connection's place in the fan-out engine: its rooms, and
+	// every byte it sends goes through it (and its slow-consumer rule).
+	out fanout.Member
+
+	// The fragments of a message so far (nil until the second fragment:
+	// the first stays in gnet's buffer if the whole message arrives in
+	// one read).
+	msg *bytebufferpool.ByteBuffer
+
+	// Bytes of the arriving frame still to come (0 when none), and the
+	// position in its payload.
+	payloadLeft int64
+	payloadPos  int
 
 	// publishAt is the member's publish token bucket as a theoretical
 	// arrival time (GCRA): ns since the server started at which its
@@ -91,7 +97,6 @@ type conn struct {
 
 	// Timing wheel links.
 	deadline     int64
-	wslot        int32
 	wprev, wnext *conn
 }
 

@@ -106,11 +106,11 @@ func (cs *conn) subscribe(id uint32, room []byte, resume *fanout.Resume) {
 // Subscribed implements fanout.Conn: the owner placed the subscription
 // in the room's order. The reply goes out before the replay and the
 // live messages.
-func (cs *conn) Subscribed(s *fanout.Sub, res *fanout.JoinResult) {
+func (cs *conn) Subscribed(s *fanout.Sub, res fanout.JoinResult) {
 	l := cs.loop
 	r := s.Room()
 	if errors.Is(res.Err, fanout.ErrOffsetAhead) {
-		cs.refuse(s.Tag(), errOffsetAhead)
+		cs.refuse(res.Tag, errOffsetAhead)
 		return
 	}
 	status := command.StatusLive
@@ -127,7 +127,7 @@ func (cs *conn) Subscribed(s *fanout.Sub, res *fanout.JoinResult) {
 		status = command.StatusHistoryPassed
 		l.stats.resumes[resumeHistoryPassed].Add(1)
 	}
-	cs.reply(command.AppendSubscribed(l.scratch[:0], s.Tag(), r.Name(), res.Epoch, res.Offset, status))
+	cs.reply(command.AppendSubscribed(l.scratch[:0], res.Tag, r.Name(), res.Epoch, res.Offset, status))
 }
 
 // publish handles a pub command.

@@ -20,6 +20,10 @@ type ConnsConfig struct {
 	Common
 	Conns int    // default 10000
 	Room  string // default "conns"
+	// Subscriptions, when above 0, makes every client a loopcast.v1
+	// connection subscribed to that many rooms (of 1000, "<Room>-<n>")
+	// instead of a raw-mode member of Room.
+	Subscriptions int
 }
 
 // idleReadBuffer is the read buffer of an idle client: pings and closes only.
@@ -53,8 +57,13 @@ func Conns(ctx context.Context, cfg ConnsConfig) (*result.Result, error) {
 	defer pr.close()
 	u := startUsage(cfg.PID)
 	d := newDialer(&cfg.Common, idleReadBuffer, &hs)
+	path := "/ws/" + cfg.Room
+	if cfg.Subscriptions > 0 {
+		d.protocol, path = "loopcast.v1", "/ws"
+		r.Params.Subscribers = cfg.Subscriptions
+	}
 	t0 := time.Now()
-	conns, failed, err := d.dialAll(ctx, cfg.Conns, cfg.DialConcurrency, "/ws/"+cfg.Room, pr)
+	conns, failed, err := d.dialAll(ctx, cfg.Conns, cfg.DialConcurrency, path, pr)
 	setup := time.Since(t0)
 	defer closeAll(conns)
 	connected := cfg.Conns - failed
@@ -75,16 +84,27 @@ func Conns(ctx context.Context, cfg ConnsConfig) (*result.Result, error) {
 		closes   atomic.Uint64
 		codes    closeCodes
 		wg       sync.WaitGroup
+		replies  atomic.Int64
 	)
-	for _, c := range conns {
+	for i, c := range conns {
 		if c == nil {
 			continue
+		}
+		for s := range cfg.Subscriptions {
+			cmd := fmt.Sprintf("sub %d %s-%d", s+1, cfg.Room, (i*cfg.Subscriptions+s)%1000)
+			if err := c.WriteFrame(wsclient.OpText, []byte(cmd)); err != nil {
+				r.Errorf("subscribing: %v", err)
+			}
 		}
 		wg.Add(1)
 		go func(c *wsclient.Conn) {
 			defer wg.Done()
 			for {
-				if _, _, err := c.ReadMessage(); err != nil {
+				_, p, err := c.ReadMessage()
+				if err == nil && len(p) > 4 && string(p[:4]) == "sub " {
+					replies.Add(1)
+				}
+				if err != nil {
 					if !stopping.Load() {
 						closes.Add(1)
 						codes.add(err)
@@ -93,6 +113,15 @@ func Conns(ctx context.Context, cfg ConnsConfig) (*result.Result, error) {
 				}
 			}
 		}(c)
+	}
+	if want := int64(connected * cfg.Subscriptions); want > 0 {
+		deadline := time.Now().Add(30 * time.Second)
+		for replies.Load() < want && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if got := replies.Load(); got < want {
+			r.Errorf("%d of %d subscriptions answered", got, want)
+		}
 	}
 	holdStart := time.Now()
 	pr.set(func() string {

@@ -51,6 +51,7 @@ func runScenario(ctx context.Context, name string, args []string, stdout, stderr
 	case "conns":
 		fs.IntVar(&conns, "c", 10000, "connections to hold")
 		fs.StringVar(&room, "room", "conns", "room the idle clients join")
+		fs.IntVar(&pubs, "subscriptions", 0, "loopcast.v1 clients, each subscribed to this many rooms (0: raw-mode members of --room)")
 	case "storm":
 		fs.IntVar(&conns, "c", 5000, "clients")
 		fs.IntVar(&rounds, "rounds", 1, "storms, one after another")
@@ -100,7 +101,7 @@ func runScenario(ctx context.Context, name string, args []string, stdout, stderr
 		r, err = scenario.Fanout(ctx, scenario.FanoutConfig{Common: c, Subscribers: subs, Publishers: pubs,
 			Size: size, Window: window, Rate: rate, Room: room})
 	case "conns":
-		r, err = scenario.Conns(ctx, scenario.ConnsConfig{Common: c, Conns: conns, Room: room})
+		r, err = scenario.Conns(ctx, scenario.ConnsConfig{Common: c, Conns: conns, Room: room, Subscriptions: pubs})
 	case "storm":
 		r, err = scenario.Storm(ctx, scenario.StormConfig{Common: c, Conns: conns, Rounds: rounds, Backoff: backoff, Room: room})
 	case "resume":

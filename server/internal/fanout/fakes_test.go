@@ -43,7 +43,7 @@ type fakeConn struct {
 	// runs in Subscribed (to queue an acknowledgement frame).
 	joins  []JoinResult
 	acks   []ack
-	onJoin func(*Sub, *JoinResult)
+	onJoin func(*Sub, JoinResult)
 }
 
 type ack struct {
@@ -64,8 +64,8 @@ func (c *fakeConn) Write(p []byte) {
 	}
 }
 
-func (c *fakeConn) Subscribed(s *Sub, res *JoinResult) {
-	c.joins = append(c.joins, *res)
+func (c *fakeConn) Subscribed(s *Sub, res JoinResult) {
+	c.joins = append(c.joins, res)
 	if c.onJoin != nil {
 		c.onJoin(s, res)
 	}

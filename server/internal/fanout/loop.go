@@ -206,7 +206,7 @@ func (l *Loop) ack(r *Room, from *Member, id uint32, wait chan<- Sequenced, offs
 		wait <- s
 	case id == 0 || from == nil:
 	case from.loop == l:
-		if !from.released {
+		if !from.released() {
 			from.conn.Published(id, r.name, r.epoch.Load(), offset, nil)
 		}
 	default:

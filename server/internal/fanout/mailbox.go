@@ -81,7 +81,7 @@ type roomTask struct {
 	err   error
 	// Join and Joined.
 	sub *Sub
-	res *JoinResult
+	res JoinResult
 
 	next *roomTask // mailbox link
 }
@@ -166,7 +166,7 @@ func (l *Loop) run(t *roomTask) {
 	case taskJoined:
 		l.joined(t.sub, t.res)
 	case taskAck:
-		if t.from.released {
+		if t.from.released() {
 			break
 		}
 		if t.r != nil {

@@ -27,7 +27,7 @@ type Conn interface {
 	// its acknowledgement now (Member.Send); the engine then queues the
 	// replay (res.Replayed messages) and adds s to the room, so live
 	// messages follow.
-	Subscribed(s *Sub, res *JoinResult)
+	Subscribed(s *Sub, res JoinResult)
 
 	// Published acknowledges a message published with an id
 	// (Loop.Publish, or Engine.Acknowledge for an external log): it was
@@ -51,11 +51,11 @@ type Member struct {
 	// is then listed in Loop.dirty). Returned to the free list when
 	// written.
 	cork *bytebufferpool.ByteBuffer
-
-	// released is set by Release: tasks still on their way to the
-	// member (acknowledgements) are dropped.
-	released bool
 }
+
+// released reports whether Release ran (conn is then nil): tasks still
+// on their way to the member (acknowledgements) are dropped.
+func (m *Member) released() bool { return m.conn == nil }
 
 // Init attaches m to its connection and loop.
 func (m *Member) Init(l *Loop, c Conn) { m.loop, m.conn = l, c }
@@ -113,7 +113,7 @@ func (m *Member) Release() {
 		m.loop.putBuf(m.cork)
 		m.cork = nil
 	}
-	m.released = true
+	m.conn = nil
 }
 
 // Admit is the slow-consumer rule, the one place Config.MaxPending is

@@ -57,7 +57,7 @@ func historyConfig(loops, messages int) Config {
 func framedMember(l *Loop, room string, resume *Resume) *fakeConn {
 	c := &fakeConn{}
 	c.m.Init(l, c)
-	c.onJoin = func(_ *Sub, res *JoinResult) {
+	c.onJoin = func(_ *Sub, res JoinResult) {
 		if res.Err == nil {
 			c.m.Send([]byte("A"))
 		}

@@ -56,6 +56,9 @@ type JoinResult struct {
 	Why     NotRecovered
 	// Replayed is the number of messages replayed.
 	Replayed int
+	// Tag is the number given to Subscribe (loopcast.v1: the sub
+	// command's id, for the reply).
+	Tag uint32
 
 	replay []*sharedMsg
 	// handed: with external offsets, the log position read when the
@@ -64,7 +67,7 @@ type JoinResult struct {
 }
 
 // Recovered reports whether a resume replays everything missed.
-func (r *JoinResult) Recovered() bool { return r.Resumed && r.Why == Recovered }
+func (r JoinResult) Recovered() bool { return r.Resumed && r.Why == Recovered }
 
 // subState is where a subscription is in its life.
 type subState uint8
@@ -87,15 +90,11 @@ type Sub struct {
 	// batch starts (bytes; 0 at the start of a cycle), fromN the number
 	// of frames before it. See lane.batch.
 	from, fromN int32
-	tag         uint32 // the caller's, see Subscribe
 }
 
 // Room is the subscription's room.
 func (s *Sub) Room() *Room { return s.room }
 
-// Tag is the number given to Subscribe (loopcast.v1: the sub command's
-// id, for the reply that comes later).
-func (s *Sub) Tag() uint32 { return s.tag }
 
 // Live reports whether s gets the room's messages (not pending, not
 // ended).
@@ -117,8 +116,11 @@ func (m *Member) Subscribe(name []byte, k Kind, resume *Resume, tag uint32) (*Su
 	if r == nil {
 		return nil, ErrTooManyRooms
 	}
-	s := &Sub{m: m, room: r, kind: k, tag: tag}
+	s := &Sub{m: m, room: r, kind: k}
 	r.shards[m.loop.idx].live.Add(1)
+	if m.subs == nil && k == Framed {
+		m.subs = make([]*Sub, 0, 4) // loopcast.v1 clients take a few
+	}
 	m.subs = append(m.subs, s)
 	if k == Raw {
 		s.state = subLive
@@ -126,11 +128,11 @@ func (m *Member) Subscribe(name []byte, k Kind, resume *Resume, tag uint32) (*Su
 		return s, nil
 	}
 	if r.owner == m.loop {
-		m.loop.placeJoin(r, s, resumeRequest(resume))
+		m.loop.placeJoin(r, s, joinRequest(resume, tag))
 		return s, nil
 	}
 	t := newTask(taskJoin, r, nil)
-	t.sub, t.res = s, resumeRequest(resume)
+	t.sub, t.res = s, joinRequest(resume, tag)
 	handoff(r.owner, t)
 	return s, nil
 }
@@ -171,14 +173,14 @@ func (s *Sub) end() {
 // subscription's loop after the answer does (the mailbox is FIFO per
 // producer), and every earlier one before it: replayed and live messages
 // meet without a gap or a duplicate.
-func (l *Loop) answerJoin(r *Room, req *JoinResult) *JoinResult {
-	res := &JoinResult{Epoch: r.epoch.Load(), Offset: r.top.Load()}
+func (l *Loop) answerJoin(r *Room, req JoinResult) JoinResult {
+	res := JoinResult{Epoch: r.epoch.Load(), Offset: r.top.Load(), Tag: req.Tag}
 	if l.eng.cfg.External != nil {
 		// Every message of r up to pos is in order here, even if r has
 		// none: live messages come after it.
 		res.Offset = max(res.Offset, l.pos)
 	}
-	if req == nil || !req.Resumed {
+	if !req.Resumed {
 		return res
 	}
 	res.Resumed = true
@@ -204,7 +206,7 @@ func (l *Loop) answerJoin(r *Room, req *JoinResult) *JoinResult {
 type waitingJoin struct {
 	r        *Room
 	s        *Sub
-	req      *JoinResult
+	req      JoinResult
 	deadline int64 // Loop.now
 }
 
@@ -213,8 +215,8 @@ type waitingJoin struct {
 // is either newer than the log handed so far (it waits, retried at each
 // Tick, at most External.MaxWait) or already handed: then the request is
 // queued again behind those messages, and answered when it comes back.
-func (l *Loop) placeJoin(r *Room, s *Sub, req *JoinResult) {
-	if x := l.eng.cfg.External; x != nil && req != nil && req.Resumed {
+func (l *Loop) placeJoin(r *Room, s *Sub, req JoinResult) {
+	if x := l.eng.cfg.External; x != nil && req.Resumed {
 		l.pos = max(l.pos, req.handed)
 		if req.Epoch == r.epoch.Load() && req.Offset > max(r.top.Load(), l.pos) {
 			if h := x.Handed(); h >= req.Offset {
@@ -267,23 +269,29 @@ func (l *Loop) retryWaiting() {
 	l.waiting = kept
 }
 
-// resumeRequest is answerJoin's request form of a Resume.
-func resumeRequest(r *Resume) *JoinResult {
+// joinRequest is answerJoin's request form of a join: its tag, and its
+// Resume when there is one.
+func joinRequest(r *Resume, tag uint32) JoinResult {
 	if r == nil {
-		return nil
+		return JoinResult{Tag: tag}
 	}
-	return &JoinResult{Resumed: true, Epoch: r.Epoch, Offset: r.Offset}
+	return JoinResult{Tag: tag, Resumed: true, Epoch: r.Epoch, Offset: r.Offset}
 }
 
 // joined runs on s's loop with the owner's answer: acknowledge, replay,
 // go live.
-func (l *Loop) joined(s *Sub, res *JoinResult) {
-	defer func() {
-		for _, f := range res.replay {
-			f.release()
-		}
-		res.replay = nil
-	}()
+func (l *Loop) joined(s *Sub, res JoinResult) {
+	replay := res.replay
+	res.replay = nil
+	l.admitJoin(s, res, replay)
+	for _, f := range replay {
+		f.release()
+	}
+}
+
+// admitJoin acknowledges s (Conn.Subscribed), queues replay and adds s
+// to its lane, unless s ended meanwhile or was refused.
+func (l *Loop) admitJoin(s *Sub, res JoinResult, replay []*sharedMsg) {
 	if s.state == subGone {
 		return // ended while the answer was on its way
 	}
@@ -293,13 +301,13 @@ func (l *Loop) joined(s *Sub, res *JoinResult) {
 		m.conn.Subscribed(s, res)
 		return
 	}
-	res.Replayed = len(res.replay)
+	res.Replayed = len(replay)
 	m.conn.Subscribed(s, res)
 	if s.state == subGone {
 		return // the acknowledgement closed the connection
 	}
 	enc := l.eng.cfg.Encode
-	for _, f := range res.replay {
+	for _, f := range replay {
 		l.scratch = enc(l.scratch[:0], Framed, s.room, f.message())
 		if !m.Deliver(l.scratch) || s.state == subGone {
 			return // closed as a slow consumer
