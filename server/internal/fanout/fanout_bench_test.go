@@ -12,7 +12,7 @@ type discardConn struct{ n int }
 func (c *discardConn) Queued() int                                     { return 0 }
 func (c *discardConn) Write(p []byte)                                  { c.n += len(p) }
 func (c *discardConn) Overflow()                                       { panic("discardConn never overflows") }
-func (c *discardConn) Subscribed(*Sub, JoinResult)                    {}
+func (c *discardConn) Subscribed(*Sub, JoinResult)                     {}
 func (c *discardConn) Published(uint32, string, uint64, uint64, error) {}
 func (c *discardConn) member(l *Loop) *Member {
 	m := &Member{}

@@ -95,7 +95,6 @@ type Sub struct {
 // Room is the subscription's room.
 func (s *Sub) Room() *Room { return s.room }
 
-
 // Live reports whether s gets the room's messages (not pending, not
 // ended).
 func (s *Sub) Live() bool { return s.state == subLive }
