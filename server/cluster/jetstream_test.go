@@ -325,3 +325,29 @@ func TestJetStreamResumePastTheStream(t *testing.T) {
 	d.msg(t, "news", "6")
 	d.msg(t, "news", "7")
 }
+
+// With NATS gone a pub is refused with unavailable, and nothing else
+// happens: the connection and its subscriptions stay.
+func TestJetStreamPublishWhileNATSDown(t *testing.T) {
+	ns := runJetStream(t, 0, "")
+	n := startJSNode(t, natsURL(ns), jetstream.MemoryStorage)
+	c := dialV1(t, n.addr(), "r")
+	c.subscribed(t, "r")
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	testutil.WaitFor(t, 5*time.Second, "the node to see NATS gone", func() bool {
+		return !n.stream.ClusterStatus().(cluster.StreamStatus).Connected
+	})
+	c.send(t, "pub 7 r\nx")
+	if line := c.read(t); !strings.HasPrefix(line, "err 7 unavailable ") {
+		t.Fatalf("pub with NATS down: %q", line)
+	}
+	c.send(t, "pub 0 r\ny") // refused even without an id: never silent
+	if line := c.read(t); !strings.HasPrefix(line, "err 0 unavailable ") {
+		t.Fatalf("pub 0 with NATS down: %q", line)
+	}
+	c.send(t, "unsub 8 r")
+	if line := c.read(t); line != "unsub 8 r" {
+		t.Fatalf("after the refusals: %q", line)
+	}
+}
