@@ -29,6 +29,11 @@ const (
 	Health = "health"
 )
 
+// Resume is the resume scenario's name. It is not in Scenarios: its
+// results are kept apart (bench/results/resume/) and written up by hand,
+// since its peers (Centrifugo, JetStream) are not bench/run's.
+const Resume = "resume"
+
 // Scenarios lists the scenario names in report order.
 var Scenarios = []string{Echo, Fanout, Conns, Storm, Health}
 

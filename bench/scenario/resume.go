@@ -99,7 +99,7 @@ func Resume(ctx context.Context, cfg ResumeConfig) (*result.Result, error) {
 	default:
 		return nil, fmt.Errorf("resume: protocol %q: want loopcast or centrifugo", cfg.Protocol)
 	}
-	r := result.New("resume", cfg.Server, cfg.Addr)
+	r := result.New(result.Resume, cfg.Server, cfg.Addr)
 	r.Params = result.Params{Conns: cfg.Conns, Subscribers: cfg.Rooms, Rate: cfg.Rate, SourceIPs: cfg.SourceIPs}
 
 	var hs hist.Histogram
