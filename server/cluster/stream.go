@@ -302,6 +302,13 @@ func (s *Stream) ensure(ctx context.Context) (*jetstream.StreamInfo, error) {
 
 // consume starts an ordered consumer from the stream's first message:
 // the instance's history warms up from it before it is ready.
+//
+// Known limit: after a NATS outage longer than the stream keeps messages
+// (HistoryTTL), nats.go's ordered consumer resumes from the first
+// sequence still there; the messages discarded meanwhile are not seen as
+// a gap here, so this instance's history may claim to be complete where
+// it is not. Resumes from before the outage would then be replayed with
+// a hole. The outage has to outlast the history for this to happen.
 func (s *Stream) consume(ctx context.Context, d LogDeliverer, info *jetstream.StreamInfo) (jetstream.ConsumeContext, error) {
 	st, err := s.js.Stream(ctx, s.opts.Stream)
 	if err != nil {
