@@ -1,6 +1,15 @@
-// Package deflate is loopcast's permessage-deflate (RFC 7692): so far the
-// negotiation of the extension in the opening handshake. It parses the
-// client's offers in place and allocates nothing.
+// Package deflate is loopcast's permessage-deflate (RFC 7692): the
+// negotiation of the extension in the opening handshake (parsing the
+// client's offers in place, allocating nothing), and the codec: messages
+// compressed once whoever receives them, and inflated within a limit.
+//
+// Both directions work without context takeover: the server says
+// server_no_context_takeover, and client_no_context_takeover in every
+// response, which RFC 7692 §7.1.1.2 lets a server do whatever the client
+// offered ("A server MAY include the client_no_context_takeover extension
+// parameter in an extension negotiation response"; the client then "MUST
+// NOT use context takeover"). So no connection keeps a compression window:
+// negotiating the extension costs a connection nothing.
 package deflate
 
 import "github.com/loopcast/loopcast/server/internal/reqhead"
@@ -10,12 +19,9 @@ import "github.com/loopcast/loopcast/server/internal/reqhead"
 // message on its own, so one compressed frame serves every member of a
 // room); it says so with server_no_context_takeover in every response.
 type Agreement struct {
-	// ClientNoContextTakeover: the client offered client_no_context_takeover,
-	// and the response includes it, so the client compresses each
-	// message on its own and the server inflates without keeping a window
-	// per connection. When false the client may take its context over
-	// from message to message and the server must keep its window
-	// (RFC 7692 §7.1.1.2).
+	// ClientNoContextTakeover: the client offered client_no_context_takeover
+	// itself. The response forbids client context takeover either way
+	// (see the package comment).
 	ClientNoContextTakeover bool
 }
 
@@ -66,13 +72,9 @@ func Negotiate(values ...[]byte) (a Agreement, ok bool) {
 }
 
 // AppendResponse appends the response header line for an accepted
-// agreement, CRLF included.
-func AppendResponse(dst []byte, a Agreement) []byte {
-	dst = append(dst, "Sec-WebSocket-Extensions: "+extensionName+"; "+serverNoContextTakeover...)
-	if a.ClientNoContextTakeover {
-		dst = append(dst, "; "+clientNoContextTakeover...)
-	}
-	return append(dst, "\r\n"...)
+// agreement, CRLF included: no context takeover on either side.
+func AppendResponse(dst []byte, _ Agreement) []byte {
+	return append(dst, "Sec-WebSocket-Extensions: "+extensionName+"; "+serverNoContextTakeover+"; "+clientNoContextTakeover+"\r\n"...)
 }
 
 // parser walks one header value: extension-list = 1#extension, extension =
