@@ -1,7 +1,6 @@
 package deflate
 
 import (
-	"strings"
 	"testing"
 )
 
