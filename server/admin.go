@@ -185,6 +185,7 @@ type collector struct {
 	bytesOut, published, closes                             *prometheus.Desc
 	subscribes, resumes, replayed, commandErrors            *prometheus.Desc
 	historyMessages, historyBytes                           *prometheus.Desc
+	compressed, compressedBytes, compressionRatio, inflated *prometheus.Desc
 }
 
 func newCollector(s *Server) *collector {
@@ -213,6 +214,11 @@ func newCollector(s *Server) *collector {
 		commandErrors:   d("command_errors_total", "loopcast.v1 commands refused, by error code.", "code"),
 		historyMessages: d("history_messages", "Messages kept in rooms' history."),
 		historyBytes:    d("history_bytes", "Bytes of rooms' history (payload buffers plus 64 bytes a message), bounded by history-max-bytes."),
+
+		compressed:       d("compression_messages_total", "Room messages for compressing clients, by how they went: compressed (once per message, lane and loop), or plain (under compression-min-size).", "result"),
+		compressedBytes:  d("compression_bytes_total", "Bytes of the room messages compressed, before and after compression.", "stage"),
+		compressionRatio: d("compression_ratio", "Bytes before compression divided by bytes after, since start (0 before the first)."),
+		inflated:         d("inflated_messages_total", "Client messages that came compressed (permessage-deflate)."),
 	}
 }
 
@@ -255,6 +261,16 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	g(c.historyMessages, st.HistoryMessages)
 	g(c.historyBytes, st.HistoryBytes)
+	n(c.compressed, st.CompressedMessages, "compressed")
+	n(c.compressed, st.CompressedPlain, "plain")
+	n(c.compressedBytes, st.CompressedBytesIn, "before")
+	n(c.compressedBytes, st.CompressedBytesOut, "after")
+	ratio := 0.0
+	if st.CompressedBytesOut > 0 {
+		ratio = float64(st.CompressedBytesIn) / float64(st.CompressedBytesOut)
+	}
+	ch <- prometheus.MustNewConstMetric(c.compressionRatio, prometheus.GaugeValue, ratio)
+	n(c.inflated, st.Inflated)
 	for reason, v := range st.Closes {
 		n(c.closes, v, reason)
 	}

@@ -157,6 +157,26 @@ type Config struct {
 	// own oldest messages. Default 128 MiB.
 	HistoryMaxBytes int
 
+	// Compression accepts permessage-deflate (RFC 7692) when a client
+	// offers it (browsers always do): room messages of at least
+	// CompressionMinSize bytes go to those clients compressed, each
+	// compressed once per message for all of them (no context takeover
+	// on either side, so a connection keeps no compression window and
+	// costs nothing more). Client messages may come compressed; they are
+	// inflated within MaxMessage. Default true: feeds and dashboards are
+	// mostly JSON, which compresses 3-10x, and the cost is per message,
+	// not per member.
+	Compression bool
+
+	// CompressionMinSize is the smallest message compressed, in bytes;
+	// smaller ones go uncompressed (DEFLATE gains little on them and
+	// costs the same setup). Default 256.
+	CompressionMinSize int
+
+	// CompressionLevel is the DEFLATE level, 1 (fastest, the default) to
+	// 9 (smallest), or -2 (Huffman only).
+	CompressionLevel int
+
 	// DrainDelay is how long Shutdown keeps serving existing connections
 	// after the health responder turned to 503, so the gateway stops
 	// routing new clients here first. Default 0 in the library; the
@@ -244,8 +264,12 @@ func DefaultConfig() Config {
 		HistoryMessages:  1000,
 		HistoryTTL:       5 * time.Minute,
 		HistoryMaxBytes:  128 << 20,
-		JWTLeeway:        5 * time.Second,
-		JWTJWKSRefresh:   5 * time.Minute,
+
+		Compression:        true,
+		CompressionMinSize: 256,
+		CompressionLevel:   1,
+		JWTLeeway:          5 * time.Second,
+		JWTJWKSRefresh:     5 * time.Minute,
 	}
 }
 
@@ -308,6 +332,12 @@ func (c *Config) Validate() error {
 	}
 	if c.HistoryMessages > 0 && (c.HistoryTTL <= 0 || c.HistoryMaxBytes <= 0) {
 		bad("history-ttl %s and history-max-bytes %d: must be positive with history-messages %d", c.HistoryTTL, c.HistoryMaxBytes, c.HistoryMessages)
+	}
+	if c.CompressionMinSize < 0 {
+		bad("compression-min-size %d: must not be negative", c.CompressionMinSize)
+	}
+	if c.CompressionLevel != -2 && (c.CompressionLevel < 1 || c.CompressionLevel > 9) {
+		bad("compression-level %d: want 1 (fastest) to 9 (smallest), or -2 (Huffman only)", c.CompressionLevel)
 	}
 	if c.MaxRooms < 0 {
 		bad("max-rooms %d: must not be negative (0 = no cap)", c.MaxRooms)

@@ -149,18 +149,22 @@ func TestConformanceHTTP(t *testing.T) {
 		c.closeHandshake()
 	})
 
-	t.Run("deflate-offer-not-accepted", func(t *testing.T) {
-		// No extension is negotiated, so RSV1 (compressed) stays illegal.
+	t.Run("deflate-offer-accepted", func(t *testing.T) {
+		// Compression on (the default): accepted, without context takeover
+		// on either side (RFC 7692 §7.1.1.1, §7.1.1.2); a compressed
+		// message (RSV1) inflates and echoes.
 		c := dialRaw(t, srv.Addr())
 		k := newKey()
 		c.write([]byte(strings.Replace(upgradeRequest("/echo", k), "\r\n\r\n",
 			"\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n", 1)))
 		r := c.readResponse(false)
-		if r.status != 101 || r.header.Get("Sec-WebSocket-Extensions") != "" || r.header.Get("Sec-WebSocket-Accept") != acceptFor(k) {
+		if r.status != 101 || r.header.Get("Sec-WebSocket-Extensions") != "permessage-deflate; server_no_context_takeover; client_no_context_takeover" || r.header.Get("Sec-WebSocket-Accept") != acceptFor(k) {
 			t.Fatalf("answer to a deflate offer: %+v", r)
 		}
+		// RFC 7692 §7.2.3.1: "Hello" compressed.
 		c.write(frameSpec{fin: true, rsv: 4, op: opText, payload: []byte{0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00}}.encode())
-		c.expectClose(1002)
+		c.expectFrame(opText, []byte("Hello")) // short echoes go uncompressed
+		c.closeHandshake()
 	})
 
 	t.Run("pipelined", func(t *testing.T) {

@@ -37,6 +37,10 @@ type conn struct {
 	// v1 marks a loopcast.v1 session: data messages are commands
 	// (protocol.go), room messages carry their room, epoch and offset.
 	v1 bool
+	// deflate marks a session that negotiated permessage-deflate;
+	// compressed is set while the message in progress is compressed
+	// (RSV1 on its first frame).
+	deflate, compressed bool
 	// goAway marks a WebSocket that Shutdown closes with 1001 when its
 	// wheel deadline comes.
 	goAway bool
@@ -214,7 +218,7 @@ func (cs *conn) dropMessage() {
 		bytebufferpool.Put(cs.msg)
 		cs.msg = nil
 	}
-	cs.fragOp = 0
+	cs.fragOp, cs.compressed = 0, false
 	cs.text.Reset()
 }
 

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"github.com/loopcast/loopcast/server/internal/fanout"
 	"testing"
 
 	"github.com/gobwas/ws"
@@ -32,7 +33,7 @@ func readAvailable(t *testing.T, fd int) []byte {
 func TestPeerCloseWritesCorkedFramesFirst(t *testing.T) {
 	l := testLoop(t, DefaultConfig(), &fakeEventLoop{})
 	cs, peer := testConn(t, l, stateOpen)
-	cs.out.Join([]byte("r"))
+	cs.out.Join([]byte("r"), fanout.Raw)
 	msg := append(frame.AppendHeader(nil, true, ws.OpText, 2), "hi"...)
 	l.fan.Publish(cs.out.Room(), byte(ws.OpText), msg[2:], nil, 0)
 	cs.closeWith(closeGoingAway) // leaves the room: its part and the close frame wait in its cork

@@ -15,7 +15,7 @@ func TestEncodeFrameV1(t *testing.T) {
 	l := e.AddLoop(noExec{})
 	var m fanout.Member
 	m.Init(l, nopConn{})
-	if !m.Join([]byte("prices.eu")) {
+	if !m.Join([]byte("prices.eu"), fanout.Raw) {
 		t.Fatal("join")
 	}
 	r := m.Room()

@@ -4,6 +4,7 @@ import (
 	"crypto/sha1"
 	"encoding/base64"
 
+	"github.com/loopcast/loopcast/server/internal/deflate"
 	"github.com/loopcast/loopcast/server/internal/reqhead"
 )
 
@@ -35,16 +36,21 @@ func appendAccept(dst, key []byte) []byte {
 	return append(dst, out[:]...)
 }
 
-// appendSwitching appends the 101 answer to a valid handshake, selecting
-// loopcast.v1 when v1 (RFC 6455 §4.2.2: the one subprotocol chosen among
-// the client's offers).
-func appendSwitching(dst, key []byte, v1 bool) []byte {
+// appendSwitching appends the 101 answer to a valid handshake for t:
+// selecting loopcast.v1 when t.v1 (RFC 6455 §4.2.2: the one subprotocol
+// chosen among the client's offers), and permessage-deflate when
+// t.deflate.
+func appendSwitching(dst, key []byte, t target) []byte {
 	dst = append(dst, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
 	dst = appendAccept(dst, key)
-	if v1 {
+	if t.v1 {
 		dst = append(dst, "\r\nSec-WebSocket-Protocol: "+reqhead.Subprotocol...)
 	}
-	return append(dst, "\r\n\r\n"...)
+	dst = append(dst, "\r\n"...)
+	if t.deflate {
+		dst = deflate.AppendResponse(dst, deflate.Agreement{})
+	}
+	return append(dst, "\r\n"...)
 }
 
 // isUpgradeAttempt reports whether a request tries to open a WebSocket:
@@ -62,6 +68,8 @@ type target struct {
 	room []byte // aliases the request; copy before keeping. v1: nil on /ws
 	// grant is what the client's token allows (nil: everything).
 	grant *grant
+	// deflate: permessage-deflate was offered and is accepted.
+	deflate bool
 }
 
 // route maps an upgrade path to its target: raw mode, unless v1.
@@ -137,6 +145,9 @@ func (s *Server) checkUpgrade(h *reqhead.Head) (target, *rejection) {
 		if t.grant, rej = s.auth.check(h, t); rej != nil {
 			return t, rej
 		}
+	}
+	if s.zip != nil {
+		_, t.deflate = deflate.Negotiate(h.Extensions[:]...)
 	}
 	return t, nil
 }

@@ -4,6 +4,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 	"golang.org/x/sys/unix"
 
+	"github.com/loopcast/loopcast/server/internal/fanout"
 	"github.com/loopcast/loopcast/server/internal/reqhead"
 )
 
@@ -134,12 +135,12 @@ func (cs *conn) linger() gnet.Action {
 // connection a WebSocket of its target.
 func (cs *conn) upgrade(h *reqhead.Head, t target) gnet.Action {
 	c, l := cs.gc, cs.loop
-	l.scratch = appendSwitching(l.scratch[:0], h.Key, t.v1)
+	l.scratch = appendSwitching(l.scratch[:0], h.Key, t)
 	if !cs.out.Admit(len(l.scratch)) {
 		l.srv.admit.release(cs.ip)
 		return gnet.None // closed as a slow consumer, before it became a WebSocket
 	}
-	if !t.echo && !t.v1 && !cs.out.Join(t.room) { // copies the name when it creates the room
+	if !t.echo && !t.v1 && !cs.out.Join(t.room, laneKind(fanout.Raw, t.deflate)) { // copies the name when it creates the room
 		l.srv.admit.release(cs.ip)
 		return cs.reject(rejRoomsFull)
 	}
@@ -147,7 +148,7 @@ func (cs *conn) upgrade(h *reqhead.Head, t target) gnet.Action {
 	// whoever sees the 101 sees the counters move, and a failed write
 	// is cleaned up by OnClose like any session.
 	cs.state = stateOpen
-	cs.echo, cs.v1, cs.grant = t.echo, t.v1, t.grant
+	cs.echo, cs.v1, cs.grant, cs.deflate = t.echo, t.v1, t.grant, t.deflate
 	l.stats.upgrades.Add(1)
 	l.stats.websockets.Add(1)
 	cs.seen = l.now

@@ -146,6 +146,8 @@ type rawClient struct {
 	t    testing.TB
 	conn net.Conn
 	br   *bufio.Reader
+	// deflate: permessage-deflate was negotiated, so RSV1 is allowed.
+	deflate bool
 }
 
 // dialOpts tunes the TCP socket of a raw client.
@@ -322,7 +324,9 @@ func (c *rawClient) readFrame() (wsFrame, error) {
 		return f, err
 	}
 	switch {
-	case f.rsv != 0:
+	case f.rsv != 0 && !(c.deflate && f.rsv == 4 && f.op != opCont && f.op < 8):
+		// RSV1 means compressed once permessage-deflate is negotiated,
+		// on the first frame of a data message only (RFC 7692 §6.1).
 		return f, fmt.Errorf("server frame with reserved bits %d: %v", f.rsv, f)
 	case f.op >= 3 && f.op <= 7 || f.op >= 0xB:
 		return f, fmt.Errorf("server frame with reserved opcode: %v", f)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
+	"github.com/loopcast/loopcast/server/internal/deflate"
 	"github.com/loopcast/loopcast/server/internal/fanout"
 )
 
@@ -41,8 +42,10 @@ type Server struct {
 	loopsMu sync.Mutex
 	loops   atomic.Pointer[[]*loop] // indexed by loop idx; grows as loops appear
 
-	fan    *fanout.Engine // rooms and the write path
-	clog   Log            // Config.Broker when it is a Log (the cluster log), else nil
+	fan    *fanout.Engine      // rooms and the write path
+	clog   Log                 // Config.Broker when it is a Log (the cluster log), else nil
+	zip    *deflate.Compressor // nil without Config.Compression
+	zstats compressionStats
 	auth   *authenticator // nil: no token required
 	admit  *admission
 	remote atomic.Int64 // messages from other instances delivered here
@@ -81,7 +84,6 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	}
 	fc := fanout.Config{
 		Loops: n, MaxPending: cfg.MaxPending, CorkLimit: corkLimit, MaxFreeBytes: maxFreeBufferBytes, MaxRooms: cfg.MaxRooms,
-		Encode: encodeFrame,
 	}
 	if cfg.HistoryMessages > 0 {
 		fc.History = fanout.HistoryConfig{Messages: cfg.HistoryMessages, TTL: cfg.HistoryTTL, MaxBytes: int64(cfg.HistoryMaxBytes)}
@@ -95,6 +97,13 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	} else if b := cfg.Broker; b != nil {
 		fc.RoomOpened, fc.RoomClosed = b.Subscribe, b.Unsubscribe
 	}
+	if cfg.Compression {
+		var err error
+		if s.zip, err = deflate.NewCompressor(cfg.CompressionLevel); err != nil {
+			return nil, err
+		}
+	}
+	fc.Encode = s.encodeFrame
 	s.fan = fanout.New(fc)
 	var err error
 	if s.auth, err = newAuthenticator(cfg); err != nil {

@@ -87,6 +87,16 @@ type Stats struct {
 	CommandErrors   map[string]int64 `json:"command_errors"`   // refused commands by code
 	HistoryMessages int64            `json:"history_messages"` // messages kept in history
 	HistoryBytes    int64            `json:"history_bytes"`    // their size
+
+	// permessage-deflate: room messages compressed (once per message,
+	// lane and loop) and sent plain to compressing clients (under
+	// CompressionMinSize), their bytes before and after compression, and
+	// client messages that came compressed.
+	CompressedMessages int64 `json:"compressed_messages"`
+	CompressedPlain    int64 `json:"compressed_plain"`
+	CompressedBytesIn  int64 `json:"compressed_bytes_in"`
+	CompressedBytesOut int64 `json:"compressed_bytes_out"`
+	Inflated           int64 `json:"inflated_messages"`
 }
 
 // Stats returns current counters. Safe for concurrent use; it allocates
@@ -126,6 +136,9 @@ func (s *Server) Stats() Stats {
 	fc := s.fan.Counters()
 	st.Deliveries, st.BytesOut, st.Published = fc.Deliveries, fc.BytesOut, fc.Published
 	st.HistoryMessages, st.HistoryBytes = fc.HistoryMessages, fc.HistoryBytes
+	z := &s.zstats
+	st.CompressedMessages, st.CompressedPlain = z.compressed.Load(), z.plain.Load()
+	st.CompressedBytesIn, st.CompressedBytesOut, st.Inflated = z.in.Load(), z.out.Load(), z.inflated.Load()
 	st.Rooms = int64(s.fan.RoomCount())
 	st.Remote = s.remote.Load()
 	return st

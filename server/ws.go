@@ -5,6 +5,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 	"github.com/valyala/bytebufferpool"
 
+	"github.com/loopcast/loopcast/server/internal/deflate"
 	"github.com/loopcast/loopcast/server/internal/frame"
 )
 
@@ -58,7 +59,7 @@ func (cs *conn) serveFrames() gnet.Action {
 		if err != nil {
 			return cs.protocolError(err.(*frame.CloseError))
 		}
-		if ce := frame.CheckClient(h, cs.fragOp != 0); ce != nil {
+		if ce := frame.CheckClientDeflate(h, cs.fragOp != 0, cs.deflate); ce != nil {
 			return cs.protocolError(ce)
 		}
 		if !h.Op.IsControl() && h.Length > maxMsg-int64(cs.msgLen()) {
@@ -141,6 +142,7 @@ func (cs *conn) startPayload(h frame.Header, n int) gnet.Action {
 	}
 	if cs.fragOp == 0 {
 		cs.fragOp = h.Op // a message is in progress, even a single frame's
+		cs.compressed = h.Rsv == frame.RSV1
 		cs.msg = bytebufferpool.Get()
 	}
 	cs.payloadLeft, cs.payloadPos, cs.payloadFin, cs.payloadMask = h.Length, 0, h.Fin, h.Mask
@@ -170,7 +172,7 @@ func (cs *conn) takePayload(avail int) gnet.Action {
 	p := cs.msg.B[start:]
 	frame.Unmask(p, cs.payloadMask, cs.payloadPos)
 	cs.payloadPos += k
-	text := cs.fragOp == ws.OpText
+	text := cs.fragOp == ws.OpText && !cs.compressed // compressed text is checked once inflated
 	if text && !cs.text.Write(p) {
 		return cs.protocolError(frame.ErrInvalidUTF8)
 	}
@@ -183,7 +185,7 @@ func (cs *conn) takePayload(avail int) gnet.Action {
 	msg, op := cs.msg, cs.fragOp
 	cs.msg, cs.fragOp = nil, 0
 	cs.text.Reset()
-	a := cs.message(op, msg.B)
+	a := cs.complete(op, msg.B)
 	bytebufferpool.Put(msg)
 	return a
 }
@@ -227,8 +229,10 @@ func (cs *conn) handleFrame(h frame.Header, payload []byte) gnet.Action {
 	op := h.Op
 	if op == ws.OpContinuation {
 		op = cs.fragOp
+	} else {
+		cs.compressed = h.Rsv == frame.RSV1
 	}
-	if op == ws.OpText {
+	if op == ws.OpText && !cs.compressed { // compressed text is checked once inflated
 		if !cs.text.Write(payload) || (h.Fin && !cs.text.Complete()) {
 			return cs.protocolError(frame.ErrInvalidUTF8)
 		}
@@ -237,7 +241,7 @@ func (cs *conn) handleFrame(h frame.Header, payload []byte) gnet.Action {
 	case h.Fin && cs.fragOp == 0:
 		// A whole message in one frame: straight from gnet's buffer.
 		cs.text.Reset()
-		return cs.message(op, payload)
+		return cs.complete(op, payload)
 	case !h.Fin && cs.fragOp == 0:
 		cs.fragOp = op
 		cs.msg = bytebufferpool.Get()
@@ -249,12 +253,47 @@ func (cs *conn) handleFrame(h frame.Header, payload []byte) gnet.Action {
 			cs.msg = nil
 			cs.fragOp = 0
 			cs.text.Reset()
-			a := cs.message(op, msg.B)
+			a := cs.complete(op, msg.B)
 			bytebufferpool.Put(msg)
 			return a
 		}
 	}
 	return gnet.None
+}
+
+// errBadDeflate fails a connection whose compressed message is not valid
+// DEFLATE data (RFC 7692 §8.2.3.3 has no code of its own; 1007, data
+// inconsistent with the message type, is what other servers send).
+var errBadDeflate = &frame.CloseError{Code: ws.StatusInvalidFramePayloadData, Reason: "invalid permessage-deflate data"}
+
+// complete handles a complete data message, inflated first when it came
+// compressed: within MaxMessage (1009 as soon as it would pass it, so a
+// small bomb never takes more), invalid data 1007, text then checked as
+// UTF-8 (1007). payload is only valid during the call.
+func (cs *conn) complete(op ws.OpCode, payload []byte) gnet.Action {
+	if !cs.compressed {
+		return cs.message(op, payload)
+	}
+	cs.compressed = false
+	b := bytebufferpool.Get()
+	out, err := deflate.Inflate(b.B[:0], payload, int(cs.maxMessage()))
+	b.B = out
+	defer bytebufferpool.Put(b)
+	switch err {
+	case nil:
+	case deflate.ErrTooLarge:
+		return cs.protocolError(errTooBig)
+	default:
+		return cs.protocolError(errBadDeflate)
+	}
+	if op == ws.OpText {
+		var v frame.UTF8
+		if !v.Write(out) || !v.Complete() {
+			return cs.protocolError(frame.ErrInvalidUTF8)
+		}
+	}
+	cs.loop.srv.zstats.inflated.Add(1)
+	return cs.message(op, out)
 }
 
 // message handles a complete data message: echo it, run it as a

@@ -105,7 +105,7 @@ func newMember(l *Loop, room string) *fakeConn {
 	c := &fakeConn{}
 	c.m.Init(l, c)
 	if room != "" {
-		c.m.Join([]byte(room))
+		c.m.Join([]byte(room), Raw)
 	}
 	return c
 }

@@ -49,7 +49,7 @@ func benchFanout(b *testing.B, members int, history bool) {
 			if i%2 == 1 {
 				l = l1
 			}
-			(&discardConn{}).member(l).Join([]byte("bench"))
+			(&discardConn{}).member(l).Join([]byte("bench"), Raw)
 		}
 		r := e.rooms["bench"]
 		payload := make([]byte, 64)

@@ -85,11 +85,12 @@ func (m *Member) Sub(name []byte) *Sub {
 	return nil
 }
 
-// Join subscribes m to the room named name in the Raw lane (copied when
-// it creates the room) and reports true, or false when the room does not
-// exist and Config.MaxRooms rooms do.
-func (m *Member) Join(name []byte) bool {
-	_, err := m.Subscribe(name, Raw, nil, 0)
+// Join subscribes m to the room named name in a Raw lane (Raw, or
+// Raw|Compressed; the name is copied when it creates the room) and
+// reports true, or false when the room does not exist and Config.MaxRooms
+// rooms do.
+func (m *Member) Join(name []byte, k Kind) bool {
+	_, err := m.Subscribe(name, k&^Framed, nil, 0)
 	return err == nil
 }
 

@@ -9,12 +9,16 @@ type Kind uint8
 
 const (
 	// Raw is the payload alone (raw mode: one room per connection).
-	Raw Kind = iota
+	Raw Kind = 0
 	// Framed carries the room, epoch and offset with the payload
 	// (loopcast.v1). Framed subscriptions are placed in the room's order
 	// by its owner, which makes resuming exact.
-	Framed
-	numKinds
+	Framed Kind = 1
+	// Compressed, added to Raw or Framed, marks the lanes of connections
+	// that negotiated compression: Config.Encode compresses their frames
+	// (once per message, lane and loop, like every encoding).
+	Compressed Kind = 2
+	numKinds        = 4
 )
 
 // Errors of Subscribe and Publish.
@@ -117,11 +121,11 @@ func (m *Member) Subscribe(name []byte, k Kind, resume *Resume, tag uint32) (*Su
 	}
 	s := &Sub{m: m, room: r, kind: k}
 	r.shards[m.loop.idx].live.Add(1)
-	if m.subs == nil && k == Framed {
+	if m.subs == nil && k&Framed != 0 {
 		m.subs = make([]*Sub, 0, 4) // loopcast.v1 clients take a few
 	}
 	m.subs = append(m.subs, s)
-	if k == Raw {
+	if k&Framed == 0 {
 		s.state = subLive
 		s.lane().add(s)
 		return s, nil
@@ -307,7 +311,7 @@ func (l *Loop) admitJoin(s *Sub, res JoinResult, replay []*sharedMsg) {
 	}
 	enc := l.eng.cfg.Encode
 	for _, f := range replay {
-		l.scratch = enc(l.scratch[:0], Framed, s.room, f.message())
+		l.scratch = enc(l.scratch[:0], s.kind, s.room, f.message())
 		if !m.Deliver(l.scratch) || s.state == subGone {
 			return // closed as a slow consumer
 		}

@@ -84,8 +84,20 @@ func Parse(b []byte) (h Header, n int, err error) {
 // progress. It returns nil or one of the package's *CloseError values
 // (all code 1002), never an allocated error.
 func CheckClient(h Header, inFragmented bool) *CloseError {
+	return CheckClientDeflate(h, inFragmented, false)
+}
+
+// CheckClientDeflate is CheckClient on a connection that negotiated
+// permessage-deflate when deflate is set: RSV1 then marks the first frame
+// of a compressed message (RFC 7692 §6), and is a protocol error on a
+// control frame or a continuation frame (§6.1).
+func CheckClientDeflate(h Header, inFragmented, deflate bool) *CloseError {
+	rsv := h.Rsv
+	if deflate && rsv == RSV1 && !h.Op.IsControl() && h.Op != ws.OpContinuation && !h.Op.IsReserved() {
+		rsv = 0
+	}
 	switch {
-	case h.Rsv != 0:
+	case rsv != 0:
 		// §5.2: "MUST be 0 unless an extension is negotiated that
 		// defines meanings for non-zero values". We negotiate none.
 		return ErrReservedBits
@@ -133,6 +145,18 @@ func AppendHeader(dst []byte, fin bool, op ws.OpCode, length int) []byte {
 			byte(uint64(length)>>56), byte(uint64(length)>>48), byte(uint64(length)>>40), byte(uint64(length)>>32),
 			byte(length>>24), byte(length>>16), byte(length>>8), byte(length))
 	}
+}
+
+// RSV1 is Header.Rsv with RSV1 set: permessage-deflate's "compressed".
+const RSV1 = 4
+
+// AppendCompressedHeader appends the header of a whole compressed data
+// frame (RSV1 set, RFC 7692 §6) of length bytes.
+func AppendCompressedHeader(dst []byte, op ws.OpCode, length int) []byte {
+	i := len(dst)
+	dst = AppendHeader(dst, true, op, length)
+	dst[i] |= 0x40
+	return dst
 }
 
 // Unmask XORs payload in place with mask; offset is the payload's position

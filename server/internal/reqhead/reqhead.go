@@ -57,6 +57,10 @@ const (
 	ProtoLoopcast             // Sec-WebSocket-Protocol: loopcast.v1 (case-sensitive, RFC 6455 §4.1)
 )
 
+// MaxExtensionHeaders is how many Sec-WebSocket-Extensions header lines
+// a Head keeps.
+const MaxExtensionHeaders = 4
+
 // Subprotocol is the WebSocket subprotocol ProtoLoopcast stands for.
 const Subprotocol = "loopcast.v1"
 
@@ -68,10 +72,14 @@ type Head struct {
 	Minor  int    // HTTP/1.Minor: 0 or 1
 	Len    int    // bytes of the head, final empty line included
 
-	Host          []byte // required in HTTP/1.1; may be empty
-	Key           []byte // Sec-WebSocket-Key
-	Version       []byte // Sec-WebSocket-Version
-	Origin        []byte
+	Host    []byte // required in HTTP/1.1; may be empty
+	Key     []byte // Sec-WebSocket-Key
+	Version []byte // Sec-WebSocket-Version
+	Origin  []byte
+	// Extensions are the values of the first MaxExtensionHeaders
+	// Sec-WebSocket-Extensions headers (a list may be split over
+	// several); later ones are ignored.
+	Extensions    [MaxExtensionHeaders][]byte
 	Authorization []byte
 	ForwardedFor  []byte // X-Forwarded-For, first occurrence
 
@@ -280,6 +288,13 @@ func (h *Head) parseField(line []byte) error {
 	case equalFold(name, "sec-websocket-version"):
 		if !setOnce(&h.Version, value) {
 			return ErrDuplicate
+		}
+	case equalFold(name, "sec-websocket-extensions"):
+		for i := range h.Extensions {
+			if h.Extensions[i] == nil {
+				h.Extensions[i] = value
+				break
+			}
 		}
 	case equalFold(name, "origin"):
 		if !setOnce(&h.Origin, value) {
