@@ -204,3 +204,42 @@ func TestDeflateRoomMessages(t *testing.T) {
 		t.Fatalf("compression stats: %+v", st)
 	}
 }
+
+// loopcast.v1 with compression: the whole message, "msg" line and
+// payload, is one compressed frame, live and replayed.
+func TestDeflateProtocolMessages(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, testConfig())
+	dial := func() v1 {
+		c := dialRaw(t, srv.Addr())
+		k := newKey()
+		req := strings.TrimSuffix(upgradeRequest("/ws", k), "\r\n") +
+			"Sec-WebSocket-Protocol: loopcast.v1\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n"
+		c.write([]byte(req))
+		if r := c.readResponse(false); r.status != 101 || r.header.Get("Sec-WebSocket-Extensions") != accepted {
+			t.Fatalf("handshake: %+v", r)
+		}
+		c.deflate = true
+		return v1{c}
+	}
+	big := bytes.Repeat([]byte(`{"bid":1.0842,"ask":1.0844},`), 40)
+	a := dial()
+	a.cmd("sub 1 feed")
+	epoch, _ := a.subscribed(1, "feed", "live")
+	if _, err := srv.Publish("feed", server.Binary, big); err != nil {
+		t.Fatal(err)
+	}
+	check := func(c v1, offset string) {
+		t.Helper()
+		f := c.mustFrame()
+		want := append([]byte("msg feed "+epoch+" "+offset+"\n"), big...)
+		if f.rsv != 4 || f.op != opBinary || !bytes.Equal(inflateMsg(t, f.payload), want) {
+			t.Fatalf("got %v", f)
+		}
+	}
+	check(a, "1")
+	b := dial()
+	b.cmd("sub 2 feed " + epoch + " 0") // replayed, compressed too
+	b.subscribed(2, "feed", "recovered")
+	check(b, "1")
+}

@@ -269,17 +269,20 @@ func (s *Server) encodeFrame(dst []byte, k fanout.Kind, r *fanout.Room, m fanout
 		return encodeFrame(dst, k, r, m)
 	}
 	z := zbufs.Get().(*[]byte)
-	var line [command.MaxLine]byte
-	var head []byte
+	// The "msg" line goes at the start of z, the compressed bytes after
+	// it (a stack array would escape into the compressor).
+	*z = (*z)[:0]
 	if k&fanout.Framed != 0 {
-		head = command.AppendMessageHeader(line[:0], r.Name(), m.Epoch, m.Offset)
+		*z = command.AppendMessageHeader(*z, r.Name(), m.Epoch, m.Offset)
 	}
-	*z = s.zip.Append((*z)[:0], head, m.Payload)
-	dst = frame.AppendCompressedHeader(dst, ws.OpCode(m.Op), len(*z))
-	dst = append(dst, *z...)
+	n := len(*z)
+	*z = s.zip.Append(*z, (*z)[:n], m.Payload)
+	head, compressed := (*z)[:n], (*z)[n:]
+	dst = frame.AppendCompressedHeader(dst, ws.OpCode(m.Op), len(compressed))
+	dst = append(dst, compressed...)
 	s.zstats.compressed.Add(1)
 	s.zstats.in.Add(int64(len(head) + len(m.Payload)))
-	s.zstats.out.Add(int64(len(*z)))
+	s.zstats.out.Add(int64(len(compressed)))
 	if cap(*z) <= maxEchoScratch {
 		zbufs.Put(z)
 	}
