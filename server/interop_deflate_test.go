@@ -160,3 +160,43 @@ func TestInteropNodeWsDeflate(t *testing.T) {
 		t.Fatalf("nothing went compressed: %+v", st)
 	}
 }
+
+// chromiumBinary finds headless Chromium (apt: chromium).
+func chromiumBinary(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Fatal("Chromium not found (apt-get install chromium; .ci/run installs it)")
+	return ""
+}
+
+// Headless Chromium, driven over the DevTools protocol: a browser offers
+// permessage-deflate on every WebSocket, compresses what it sends and
+// inflates what loopcast compressed.
+func TestInteropChromiumDeflate(t *testing.T) {
+	nodeModules(t)
+	bin := chromiumBinary(t)
+	srv := startServer(t, testConfig())
+	cmd := exec.Command("node", "chromium.mjs", bin, srv.Addr().String())
+	cmd.Dir = nodeDir
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	var res struct {
+		Extensions                 string
+		TextEcho, BinaryEcho, Room bool
+		Error                      string
+	}
+	if jerr := json.Unmarshal(bytes.TrimSpace(out), &res); jerr != nil || err != nil || res.Error != "" {
+		t.Fatalf("chromium: %v %q\n%s", err, out, stderr.String())
+	}
+	if res.Extensions != "permessage-deflate; server_no_context_takeover; client_no_context_takeover" || !res.TextEcho || !res.BinaryEcho || !res.Room {
+		t.Fatalf("chromium saw %+v", res)
+	}
+	if st := srv.Stats(); st.Inflated < 3 || st.CompressedMessages < 1 {
+		t.Fatalf("compression did not happen both ways: inflated %d, compressed %d", st.Inflated, st.CompressedMessages)
+	}
+}
