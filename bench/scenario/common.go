@@ -111,6 +111,7 @@ type dialer struct {
 	ips      []net.IP
 	rbuf     int
 	protocol string // offered subprotocol, "" for none
+	deflate  bool   // offer permessage-deflate
 	next     atomic.Uint64
 	hs       *hist.Histogram // handshake latency, may be nil
 }
@@ -120,7 +121,7 @@ func newDialer(c *Common, readBuf int, hs *hist.Histogram) *dialer {
 }
 
 func (d *dialer) dial(ctx context.Context, path string) (*wsclient.Conn, error) {
-	o := wsclient.Options{ReadBuffer: d.rbuf, Protocol: d.protocol}
+	o := wsclient.Options{ReadBuffer: d.rbuf, Protocol: d.protocol, Deflate: d.deflate}
 	if len(d.ips) > 0 {
 		o.LocalIP = d.ips[int(d.next.Add(1)%uint64(len(d.ips)))]
 	}

@@ -38,7 +38,17 @@ type FanoutConfig struct {
 	// Pollers is the number of goroutines reading the members (each an
 	// epoll loop over its share); default GOMAXPROCS.
 	Pollers int
+	// Deflate offers permessage-deflate on every member; compressed
+	// messages are inflated before they are checked. JSON fills each
+	// message after its stamp with market-data JSON (what compresses like
+	// real feeds) instead of zeros.
+	Deflate, JSON bool
 }
+
+// WireBytesPerDelivery is the metric: bytes the members read from their
+// sockets per delivery (frame headers included; compressed size when
+// compression was negotiated).
+const WireBytesPerDelivery = "wire_bytes_per_delivery"
 
 // maxDrain caps the wait for the last messages after the load period.
 const maxDrain = time.Minute
@@ -134,6 +144,12 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*result.Result, error) {
 	f.stopping.Store(true)
 	u.finish(r)
 	readers.stop()
+	var wire int64
+	for _, c := range conns {
+		if c != nil {
+			wire += c.BytesRead
+		}
+	}
 	for _, sh := range f.shares {
 		sh.lat.Flush()
 	}
@@ -141,6 +157,9 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*result.Result, error) {
 		c.CloseGracefully()
 	}
 	f.report(r, elapsed, stallErrs)
+	if d := f.lat.Count(); d > 0 {
+		r.Metrics[WireBytesPerDelivery] = round3(float64(wire) / float64(d))
+	}
 	return r, nil
 }
 
@@ -166,6 +185,7 @@ func (cfg *FanoutConfig) fanoutDefaults() {
 func (f *fanout) connect(ctx context.Context, r *result.Result, pr *progress) ([]*wsclient.Conn, error) {
 	var hs hist.Histogram
 	d := newDialer(&f.cfg.Common, 0, &hs)
+	d.deflate = f.cfg.Deflate
 	t0 := time.Now()
 	conns, failed, err := d.dialAll(ctx, int(f.members), f.cfg.DialConcurrency, "/ws/"+f.cfg.Room, pr)
 	r.Metrics[result.SetupSeconds] = round3(time.Since(t0).Seconds())
@@ -333,6 +353,9 @@ func (f *fanout) allDone() bool {
 func (f *fanout) publish(ctx context.Context, id int, c *wsclient.Conn, start, deadline time.Time) error {
 	p := f.pubs[id]
 	buf := make([]byte, f.cfg.Size)
+	if f.cfg.JSON {
+		fillJSON(buf[seqcheck.StampSize:], uint64(id))
+	}
 	limit := uint64(f.cfg.Window)
 	var interval time.Duration
 	if f.cfg.Rate > 0 {
@@ -450,4 +473,19 @@ func (f *fanout) ended(c *wsclient.Conn, err error) {
 		f.closes.Add(1)
 		f.codes.add(err)
 	}
+}
+
+// fillJSON fills b with market-data JSON, the same for every message of
+// a publisher: quotes with varying digits, as a feed sends them.
+func fillJSON(b []byte, seed uint64) {
+	var out []byte
+	x := seed*2654435761 + 1
+	for i := 0; len(out) < len(b); i++ {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		out = fmt.Appendf(out, `{"symbol":"%s","bid":%d.%04d,"ask":%d.%04d,"volume":%d},`,
+			[]string{"EURUSD", "GBPUSD", "USDJPY", "AUDUSD"}[i%4], 1+x%3, x%10000, 1+x%3, (x>>16)%10000, (x>>32)%100000)
+	}
+	copy(b, out)
 }

@@ -2,6 +2,7 @@ package wsclient
 
 import (
 	"bytes"
+	"compress/flate"
 	"context"
 	"crypto/rand"
 	"crypto/sha1"
@@ -62,6 +63,10 @@ type Options struct {
 	// Protocol, when set, is offered in Sec-WebSocket-Protocol
 	// ("loopcast.v1").
 	Protocol string
+	// Deflate offers permessage-deflate (RFC 7692, no context takeover):
+	// compressed messages from the server are inflated before they are
+	// handed out. The client itself sends uncompressed.
+	Deflate bool
 }
 
 // Conn is a client WebSocket connection. Reading is for one goroutine (or
@@ -88,6 +93,16 @@ type Conn struct {
 	rng  uint64
 
 	protocol string // offered in the handshake
+	offerZ   bool   // permessage-deflate offered
+	// Deflate: the server accepted permessage-deflate. compressed marks
+	// the message being assembled; inflated holds the last one.
+	Deflate    bool
+	compressed bool
+	inflated   []byte
+	zr         io.ReadCloser
+	// BytesRead counts every byte read from the socket (frames and
+	// headers): the wire size of what the server sent.
+	BytesRead int64
 }
 
 // NetConn is the underlying connection; nil once a Poller took it over.
@@ -115,7 +130,7 @@ func Dial(ctx context.Context, addr, path string, o Options) (*Conn, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		nc.SetDeadline(dl)
 	}
-	c := &Conn{nc: nc, rbuf: make([]byte, max(o.ReadBuffer, maxHandshake)), protocol: o.Protocol}
+	c := &Conn{nc: nc, rbuf: make([]byte, max(o.ReadBuffer, maxHandshake)), protocol: o.Protocol, offerZ: o.Deflate}
 	var seed [8]byte
 	rand.Read(seed[:])
 	c.rng = binary.LittleEndian.Uint64(seed[:]) | 1
@@ -152,6 +167,9 @@ func (c *Conn) handshake(addr, path string) error {
 	if c.protocol != "" {
 		req += "Sec-WebSocket-Protocol: " + c.protocol + "\r\n"
 	}
+	if c.offerZ {
+		req += "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover; server_no_context_takeover\r\n"
+	}
 	req += "\r\n"
 	if _, err := io.WriteString(c.nc, req); err != nil {
 		return err
@@ -160,6 +178,7 @@ func (c *Conn) handshake(addr, path string) error {
 	for {
 		if i := bytes.Index(c.rbuf[:c.w], []byte("\r\n\r\n")); i >= 0 {
 			c.r = i + 4
+			c.Deflate = c.offerZ && bytes.Contains(bytes.ToLower(c.rbuf[:i]), []byte("sec-websocket-extensions: permessage-deflate"))
 			return checkResponse(url, c.rbuf[:i+2], c.rbuf[i+4:c.w], key)
 		}
 		if c.w == len(c.rbuf) {
@@ -244,6 +263,7 @@ func (c *Conn) fill(need int) error {
 	c.makeRoom(need)
 	n, err := c.nc.Read(c.rbuf[c.w:])
 	c.w += n
+	c.BytesRead += int64(n)
 	if n > 0 {
 		return nil
 	}
@@ -313,6 +333,15 @@ func (c *Conn) ReadMessage() (op byte, payload []byte, err error) {
 // or a fragment (a ping is answered), an error for a close (as
 // *CloseError, answered) or a protocol violation.
 func (c *Conn) onFrame(h Header, p []byte) (op byte, msg []byte, ok bool, err error) {
+	if c.Deflate && h.Rsv == 4 && (h.Op == OpText || h.Op == OpBinary) {
+		// RSV1 on the first frame: a compressed message (RFC 7692 §6).
+		h.Rsv = 0
+		c.compressed = true
+		if h.Fin {
+			m, err := c.inflate(p)
+			return h.Op, m, err == nil, err
+		}
+	}
 	if h.Rsv != 0 {
 		// RFC 6455 §5.2: RSV bits "MUST be 0 unless an extension is
 		// negotiated"; this client negotiates none, so a server that
@@ -352,10 +381,33 @@ func (c *Conn) onFrame(h Header, p []byte) (op byte, msg []byte, ok bool, err er
 		}
 		op := c.fragOp
 		c.fragOp = 0
+		if c.compressed {
+			m, err := c.inflate(c.frag)
+			return op, m, err == nil, err
+		}
 		return op, c.frag, true, nil
 	default:
 		return 0, nil, false, fmt.Errorf("%w: opcode %#x", ErrProtocol, h.Op)
 	}
+}
+
+// inflate reverses permessage-deflate (RFC 7692 §7.2.2) into c.inflated,
+// valid until the next message.
+func (c *Conn) inflate(z []byte) ([]byte, error) {
+	c.compressed = false
+	src := io.MultiReader(bytes.NewReader(z), bytes.NewReader([]byte{0, 0, 0xff, 0xff}))
+	if c.zr == nil {
+		c.zr = flate.NewReader(src)
+	} else if err := c.zr.(flate.Resetter).Reset(src, nil); err != nil {
+		return nil, err
+	}
+	c.inflated = c.inflated[:0]
+	buf := bytes.NewBuffer(c.inflated)
+	if _, err := buf.ReadFrom(c.zr); err != nil && err != io.ErrUnexpectedEOF {
+		return nil, fmt.Errorf("%w: bad compressed message: %v", ErrProtocol, err)
+	}
+	c.inflated = buf.Bytes()
+	return c.inflated, nil
 }
 
 func (c *Conn) maskKey() [4]byte {

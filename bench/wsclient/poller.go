@@ -133,6 +133,7 @@ func (p *Poller) readable(c *Conn, now int64, hup bool) {
 			return
 		}
 		c.w += int(n)
+		c.BytesRead += int64(n)
 		if !p.consume(c, now) || (int(n) < len(b) && !hup) {
 			return
 		}

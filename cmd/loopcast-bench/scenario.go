@@ -35,6 +35,7 @@ func runScenario(ctx context.Context, name string, args []string, stdout, stderr
 		rooms                                             int
 		warm, after                                       time.Duration
 		protocol, apiURL, apiKey, addrs                   string
+		deflateOn, jsonFill                               bool
 	)
 	switch name {
 	case "echo":
@@ -48,6 +49,8 @@ func runScenario(ctx context.Context, name string, args []string, stdout, stderr
 		fs.IntVar(&window, "window", 64, "closed loop: messages per publisher not yet delivered to every member")
 		fs.Float64Var(&rate, "rate", 0, "fixed rate in messages/s over all publishers (0: closed loop)")
 		fs.StringVar(&room, "room", "", "room name (default: random)")
+		fs.BoolVar(&deflateOn, "deflate", false, "members offer permessage-deflate (compressed messages are inflated and checked)")
+		fs.BoolVar(&jsonFill, "json-payload", false, "fill messages after their stamp with market-data JSON instead of zeros")
 	case "conns":
 		fs.IntVar(&conns, "c", 10000, "connections to hold")
 		fs.StringVar(&room, "room", "conns", "room the idle clients join")
@@ -99,7 +102,7 @@ func runScenario(ctx context.Context, name string, args []string, stdout, stderr
 		r, err = scenario.Echo(ctx, scenario.EchoConfig{Common: c, Conns: conns, Size: size, Inflight: inflight})
 	case "fanout":
 		r, err = scenario.Fanout(ctx, scenario.FanoutConfig{Common: c, Subscribers: subs, Publishers: pubs,
-			Size: size, Window: window, Rate: rate, Room: room})
+			Size: size, Window: window, Rate: rate, Room: room, Deflate: deflateOn, JSON: jsonFill})
 	case "conns":
 		r, err = scenario.Conns(ctx, scenario.ConnsConfig{Common: c, Conns: conns, Room: room, Subscriptions: pubs})
 	case "storm":

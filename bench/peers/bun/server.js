@@ -28,7 +28,9 @@ const server = Bun.serve({
     backpressureLimit: 1 << 20, // loopcast's --max-pending default
     closeOnBackpressureLimit: true,
     idleTimeout: 120,
-    perMessageDeflate: false,
+    // --deflate: permessage-deflate with Bun's shared compressor (one
+    // compression per publish), as loopcast compresses once per message.
+    perMessageDeflate: process.argv.includes("--deflate"),
     open(ws) {
       if (!ws.data.echo) ws.subscribe(ws.data.room);
     },

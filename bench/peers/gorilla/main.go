@@ -189,6 +189,8 @@ func handler(w http.ResponseWriter, r *http.Request) {
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8080", "listen address")
+	deflate := flag.Bool("deflate", false, "accept permessage-deflate (gorilla compresses each message per connection)")
 	flag.Parse()
+	upgrader.EnableCompression = *deflate
 	log.Fatal(http.ListenAndServe(*addr, http.HandlerFunc(handler)))
 }
