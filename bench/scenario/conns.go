@@ -24,6 +24,8 @@ type ConnsConfig struct {
 	// connection subscribed to that many rooms (of 1000, "<Room>-<n>")
 	// instead of a raw-mode member of Room.
 	Subscriptions int
+	// Deflate offers permessage-deflate on every client.
+	Deflate bool
 }
 
 // idleReadBuffer is the read buffer of an idle client: pings and closes only.
@@ -57,6 +59,7 @@ func Conns(ctx context.Context, cfg ConnsConfig) (*result.Result, error) {
 	defer pr.close()
 	u := startUsage(cfg.PID)
 	d := newDialer(&cfg.Common, idleReadBuffer, &hs)
+	d.deflate = cfg.Deflate
 	path := "/ws/" + cfg.Room
 	if cfg.Subscriptions > 0 {
 		d.protocol, path = "loopcast.v1", "/ws"

@@ -55,6 +55,7 @@ func runScenario(ctx context.Context, name string, args []string, stdout, stderr
 		fs.IntVar(&conns, "c", 10000, "connections to hold")
 		fs.StringVar(&room, "room", "conns", "room the idle clients join")
 		fs.IntVar(&pubs, "subscriptions", 0, "loopcast.v1 clients, each subscribed to this many rooms (0: raw-mode members of --room)")
+		fs.BoolVar(&deflateOn, "deflate", false, "clients offer permessage-deflate")
 	case "storm":
 		fs.IntVar(&conns, "c", 5000, "clients")
 		fs.IntVar(&rounds, "rounds", 1, "storms, one after another")
@@ -104,7 +105,7 @@ func runScenario(ctx context.Context, name string, args []string, stdout, stderr
 		r, err = scenario.Fanout(ctx, scenario.FanoutConfig{Common: c, Subscribers: subs, Publishers: pubs,
 			Size: size, Window: window, Rate: rate, Room: room, Deflate: deflateOn, JSON: jsonFill})
 	case "conns":
-		r, err = scenario.Conns(ctx, scenario.ConnsConfig{Common: c, Conns: conns, Room: room, Subscriptions: pubs})
+		r, err = scenario.Conns(ctx, scenario.ConnsConfig{Common: c, Conns: conns, Room: room, Subscriptions: pubs, Deflate: deflateOn})
 	case "storm":
 		r, err = scenario.Storm(ctx, scenario.StormConfig{Common: c, Conns: conns, Rounds: rounds, Backoff: backoff, Room: room})
 	case "resume":

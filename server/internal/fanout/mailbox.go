@@ -26,6 +26,11 @@ type sharedMsg struct {
 	offset uint64
 	at     int64 // owner loop's clock (Loop.now) when sequenced
 	refs   atomic.Int32
+	// replayed caches the Framed|Compressed frame of the message, built
+	// by the first replay that needs it (on any loop) and shared by every
+	// later one: a reconnect storm compresses each replayed message once,
+	// not once per resuming member. Dropped with the message.
+	replayed atomic.Pointer[[]byte]
 }
 
 var msgPool = sync.Pool{New: func() any { return new(sharedMsg) }}
@@ -46,6 +51,7 @@ func (f *sharedMsg) release() {
 	if f.refs.Add(-1) == 0 {
 		bytebufferpool.Put(f.buf)
 		f.buf = nil
+		f.replayed.Store(nil)
 		msgPool.Put(f)
 	}
 }

@@ -330,3 +330,40 @@ func TestSubscriptionEndsWhilePending(t *testing.T) {
 		t.Fatalf("pending subscription left traces: %d answers, %d members, live %d", len(pending.joins), r.members.Load(), r.shards[1].live.Load())
 	}
 }
+
+// Replays to compressing subscriptions encode (compress) each message
+// once, however many subscriptions resume: a reconnect storm costs one
+// compression per replayed message, not one per member.
+func TestCompressedReplayEncodedOnce(t *testing.T) {
+	cfg := historyConfig(1, 100)
+	var compressedEncodes int
+	cfg.Encode = func(dst []byte, k Kind, r *Room, m Message) []byte {
+		if k == Framed|Compressed {
+			compressedEncodes++
+		}
+		return offsetEncode(dst, k&^Compressed, r, m)
+	}
+	e := New(cfg)
+	cl := &cycleLoop{}
+	l := e.AddLoop(cl)
+	first := framedMember(l, "r", nil)
+	r := first.m.Room()
+	for i := range 10 {
+		publish(l, r, fmt.Sprint(i))
+	}
+	cl.endCycle()
+	for range 5 {
+		c := &fakeConn{}
+		c.m.Init(l, c)
+		if _, err := c.m.Subscribe([]byte("r"), Framed|Compressed, &Resume{Epoch: r.Epoch(), Offset: 0}, 0); err != nil {
+			t.Fatal(err)
+		}
+		cl.endCycle()
+		if _, offs := offsets(t, c.take()); len(offs) != 10 {
+			t.Fatalf("replayed %v", offs)
+		}
+	}
+	if compressedEncodes != 10 {
+		t.Fatalf("%d compressed encodings for 10 messages replayed to 5 subscriptions, want 10", compressedEncodes)
+	}
+}

@@ -311,8 +311,14 @@ func (l *Loop) admitJoin(s *Sub, res JoinResult, replay []*sharedMsg) {
 	}
 	enc := l.eng.cfg.Encode
 	for _, f := range replay {
-		l.scratch = enc(l.scratch[:0], s.kind, s.room, f.message())
-		if !m.Deliver(l.scratch) || s.state == subGone {
+		var frame []byte
+		if s.kind == Framed|Compressed {
+			frame = f.replayFrame(enc, s.room)
+		} else {
+			l.scratch = enc(l.scratch[:0], s.kind, s.room, f.message())
+			frame = l.scratch
+		}
+		if !m.Deliver(frame) || s.state == subGone {
 			return // closed as a slow consumer
 		}
 	}
@@ -336,4 +342,16 @@ func (s *Sub) takePart() {
 	m.loop.bytesOut.Add(int64(len(part)))
 	s.from, s.fromN = int32(len(ln.batch.B)), ln.frames
 	m.corkAppend(part)
+}
+
+// replayFrame is f's Framed|Compressed frame, encoded once for every
+// replay of it (see sharedMsg.replayed). Two loops that race both encode;
+// one of the two frames is kept.
+func (f *sharedMsg) replayFrame(enc func([]byte, Kind, *Room, Message) []byte, r *Room) []byte {
+	if p := f.replayed.Load(); p != nil {
+		return *p
+	}
+	b := enc(nil, Framed|Compressed, r, f.message())
+	f.replayed.CompareAndSwap(nil, &b)
+	return *f.replayed.Load()
 }
