@@ -1,0 +1,339 @@
+// loopcast.v1 client (PROTOCOL.md in the loopcast repository): one socket,
+// many rooms, reconnect with exponential backoff and full jitter, resume
+// of every room from its last offset, publish with acknowledgement. No
+// runtime dependencies: it uses the WebSocket constructor it is given
+// (browsers: the global one; Node: `ws`).
+
+/** Defaults, documented in README.md and index.d.ts. */
+export const defaults = Object.freeze({
+  backoffInitial: 250, // ms: the first reconnect waits up to this (full jitter)
+  backoffMax: 15000, // ms: the ceiling the wait doubles up to
+  maxQueued: 100, // publishes kept while disconnected; beyond: rejected
+  ackTimeout: 10000, // ms: a publish not acknowledged by then is rejected
+});
+
+/** An error the server sent (`err <id> <code> <reason>`), or the client's own. */
+export class LoopcastError extends Error {
+  constructor(code, message) {
+    super(message ? `${code}: ${message}` : code);
+    this.name = 'LoopcastError';
+    this.code = code;
+  }
+}
+
+// Close codes after which reconnecting cannot help: the client sent
+// something the server refuses (RFC 6455 §7.4.1).
+const fatalCloseCodes = new Set([1002, 1003, 1007, 1008, 1009, 1010]);
+
+class Emitter {
+  #handlers = new Map();
+  on(event, fn) {
+    if (!this.#handlers.has(event)) this.#handlers.set(event, new Set());
+    this.#handlers.get(event).add(fn);
+    return () => this.off(event, fn);
+  }
+  off(event, fn) { this.#handlers.get(event)?.delete(fn); }
+  emit(event, ...args) {
+    for (const fn of this.#handlers.get(event) ?? []) {
+      try { fn(...args); } catch (e) { queueMicrotask(() => { throw e; }); }
+    }
+  }
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** One room's subscription; events: message, subscribed, lost, error. */
+export class Subscription extends Emitter {
+  constructor(client, room) {
+    super();
+    this.client = client;
+    this.room = room;
+    this.epoch = null; // of the last message (or the sub reply)
+    this.offset = null;
+    this.active = true;
+    this.id = 0;
+  }
+  unsubscribe() {
+    if (!this.active) return;
+    this.active = false;
+    this.client._unsubscribe(this);
+  }
+}
+
+/**
+ * A loopcast.v1 connection. Events: state ('connecting', 'open',
+ * 'reconnecting', 'closed'), error (LoopcastError), close ({code, reason}).
+ */
+export class Client extends Emitter {
+  constructor(url, options = {}) {
+    super();
+    this.url = url;
+    this.opts = { ...defaults, ...options };
+    this.WebSocket = options.WebSocket ?? globalThis.WebSocket;
+    if (!this.WebSocket) throw new TypeError('no WebSocket constructor: pass options.WebSocket (Node: import WebSocket from "ws")');
+    this.subs = new Map(); // room -> Subscription
+    this.byId = new Map(); // command id -> pending (sub or publish)
+    this.nextId = 1;
+    this.queue = []; // publishes waiting for a connection
+    this.state = 'connecting';
+    this.attempt = 0;
+    this.closed = false;
+    this.ws = null;
+    this.timer = null;
+    this._connect();
+  }
+
+  /** Subscribe to room; returns its Subscription (resumed on every reconnect). */
+  subscribe(room, handlers = {}) {
+    if (this.subs.has(room)) return this.subs.get(room);
+    const s = new Subscription(this, room);
+    for (const [event, fn] of Object.entries(handlers)) s.on(event, fn);
+    this.subs.set(room, s);
+    if (this.state === 'open') this._sendSub(s);
+    return s;
+  }
+
+  /**
+   * Publish data (a string: text; ArrayBuffer or typed array: binary) to
+   * room. Resolves with {epoch, offset} once the room's order placed it;
+   * rejects with LoopcastError: the server's code, 'queue_full' while
+   * disconnected past maxQueued, 'disconnected' when the connection
+   * dropped before the answer (the message may or may not have been
+   * published), 'timeout', or 'closed'.
+   */
+  publish(room, data) {
+    return new Promise((resolve, reject) => {
+      if (this.closed) return reject(new LoopcastError('closed'));
+      const p = { room, data, resolve, reject, timer: null };
+      if (this.state !== 'open') {
+        if (this.queue.length >= this.opts.maxQueued) return reject(new LoopcastError('queue_full', `${this.opts.maxQueued} publishes already wait for a connection`));
+        this.queue.push(p);
+        return;
+      }
+      this._sendPub(p);
+    });
+  }
+
+  /** Close for good: no reconnect; pending publishes reject with 'closed'. */
+  close() {
+    this.closed = true;
+    clearTimeout(this.timer);
+    this._failPending('closed');
+    for (const p of this.queue.splice(0)) p.reject(new LoopcastError('closed'));
+    if (this.ws) this.ws.close(1000);
+    this._setState('closed');
+  }
+
+  _setState(s) {
+    if (this.state === s) return;
+    this.state = s;
+    this.emit('state', s);
+  }
+
+  async _connect() {
+    if (this.closed) return;
+    let url = this.url;
+    if (this.opts.token) {
+      try {
+        const t = await this.opts.token();
+        if (t) url += (url.includes('?') ? '&' : '?') + 'token=' + encodeURIComponent(t);
+      } catch (e) {
+        this.emit('error', new LoopcastError('token', String(e)));
+        return this._retry();
+      }
+    }
+    if (this.closed) return;
+    let ws;
+    try {
+      ws = new this.WebSocket(url, ['loopcast.v1']);
+    } catch (e) {
+      this.emit('error', new LoopcastError('connect', String(e)));
+      return this._retry();
+    }
+    this.ws = ws;
+    ws.binaryType = 'arraybuffer';
+    let retryAfter = 0;
+    // Node's ws reports the refused handshake's status: honour a draining
+    // server's 503 Retry-After (browsers cannot see it; backoff applies).
+    if (typeof ws.on === 'function') {
+      ws.on('unexpected-response', (req, res) => {
+        const ra = Number(res.headers['retry-after']);
+        if (res.statusCode === 503 && ra > 0) retryAfter = ra * 1000;
+        this.emit('error', new LoopcastError('handshake', `HTTP ${res.statusCode}`));
+        res.resume();
+        ws.terminate(); // ws then closes the socket, with close 1006
+      });
+    }
+    ws.onopen = () => {
+      if (ws.protocol !== 'loopcast.v1') {
+        this.emit('error', new LoopcastError('protocol', `server selected ${JSON.stringify(ws.protocol)}, not loopcast.v1`));
+        ws.close(1000);
+        return;
+      }
+      this.attempt = 0;
+      this._setState('open');
+      for (const s of this.subs.values()) this._sendSub(s);
+      for (const p of this.queue.splice(0)) this._sendPub(p);
+    };
+    ws.onmessage = (e) => this._onFrame(e.data);
+    ws.onerror = () => {};
+    ws.onclose = (e) => {
+      if (this.ws !== ws) return;
+      this.ws = null;
+      this._failPending('disconnected');
+      this.emit('close', { code: e.code, reason: e.reason });
+      if (this.closed) return;
+      if (fatalCloseCodes.has(e.code)) {
+        this.emit('error', new LoopcastError('closed_by_server', `${e.code} ${e.reason}`));
+        this.closed = true;
+        return this._setState('closed');
+      }
+      this._retry(retryAfter, e.code);
+    };
+  }
+
+  // _retry waits before the next attempt: full jitter over an exponential
+  // ceiling; a draining server (1001, 1012) is left a moment, a 503's
+  // Retry-After is honoured as a floor.
+  _retry(floor = 0, code = 0) {
+    if (this.closed) return;
+    this._setState('reconnecting');
+    const ceiling = Math.min(this.opts.backoffMax, this.opts.backoffInitial * 2 ** this.attempt);
+    this.attempt++;
+    let wait = Math.random() * ceiling;
+    if (code === 1013) wait = Math.max(wait, this.opts.backoffInitial); // try again later
+    wait = Math.max(wait, floor);
+    this.timer = setTimeout(() => this._connect(), wait);
+  }
+
+  _send(data) { this.ws.send(data); }
+
+  _sendSub(s) {
+    const id = this.nextId++;
+    s.id = id;
+    this.byId.set(id, { sub: s });
+    let cmd = `sub ${id} ${s.room}`;
+    if (s.epoch !== null && s.offset !== null) cmd += ` ${s.epoch} ${s.offset}`;
+    this._send(cmd);
+  }
+
+  _unsubscribe(s) {
+    this.subs.delete(s.room);
+    if (this.state === 'open') {
+      const id = this.nextId++;
+      this.byId.set(id, { unsub: s });
+      this._send(`unsub ${id} ${s.room}`);
+    }
+  }
+
+  _sendPub(p) {
+    const id = this.nextId++;
+    this.byId.set(id, p);
+    p.timer = setTimeout(() => {
+      this.byId.delete(id);
+      p.reject(new LoopcastError('timeout', `no acknowledgement in ${this.opts.ackTimeout} ms`));
+    }, this.opts.ackTimeout);
+    const line = `pub ${id} ${p.room}\n`;
+    if (typeof p.data === 'string') {
+      this._send(line + p.data);
+    } else {
+      const body = p.data instanceof ArrayBuffer ? new Uint8Array(p.data) : new Uint8Array(p.data.buffer, p.data.byteOffset, p.data.byteLength);
+      const head = encoder.encode(line);
+      const frame = new Uint8Array(head.length + body.length);
+      frame.set(head);
+      frame.set(body, head.length);
+      this._send(frame);
+    }
+  }
+
+  _failPending(code) {
+    for (const [id, p] of this.byId) {
+      if (p.resolve) {
+        clearTimeout(p.timer);
+        p.reject(new LoopcastError(code));
+      }
+      this.byId.delete(id);
+    }
+  }
+
+  _onFrame(data) {
+    let line, body, binary = false;
+    if (typeof data === 'string') {
+      const i = data.indexOf('\n');
+      line = i < 0 ? data : data.slice(0, i);
+      body = i < 0 ? '' : data.slice(i + 1);
+    } else {
+      const b = new Uint8Array(data);
+      const i = b.indexOf(10);
+      line = decoder.decode(i < 0 ? b : b.subarray(0, i));
+      body = i < 0 ? new Uint8Array(0) : b.slice(i + 1);
+      binary = true;
+    }
+    const f = line.split(' ');
+    switch (f[0]) {
+      case 'msg': return this._onMsg(f, body, binary);
+      case 'sub': return this._onSub(f);
+      case 'pub': return this._onPub(f);
+      case 'unsub': this.byId.delete(Number(f[1])); return;
+      case 'err': return this._onErr(f);
+    }
+  }
+
+  _onMsg(f, body, binary) {
+    const [, room, epoch, off] = f;
+    const s = this.subs.get(room);
+    if (!s) return;
+    const offset = Number(off);
+    if (s.epoch === epoch && s.offset !== null && offset <= s.offset) return; // seen already
+    if (s.epoch !== null && s.epoch !== epoch) s.emit('lost', { room, reason: 'epoch_changed', epoch, offset });
+    s.epoch = epoch;
+    s.offset = offset;
+    s.emit('message', { room, epoch, offset, data: body, binary });
+  }
+
+  _onSub(f) {
+    const [, id, room, epoch, off, status] = f;
+    const p = this.byId.get(Number(id));
+    this.byId.delete(Number(id));
+    const s = this.subs.get(room);
+    if (!s || (p && p.sub !== s)) return;
+    const offset = Number(off);
+    const resumed = s.epoch !== null;
+    if (status !== 'recovered' && resumed) {
+      // Never silent: the application learns it missed messages.
+      s.emit('lost', { room, reason: status, epoch, offset });
+    }
+    if (status !== 'recovered' || !resumed) {
+      s.epoch = epoch;
+      s.offset = offset;
+    }
+    s.emit('subscribed', { room, epoch, offset, status });
+  }
+
+  _onPub(f) {
+    const [, id, room, epoch, off] = f;
+    const p = this.byId.get(Number(id));
+    if (!p || !p.resolve) return;
+    this.byId.delete(Number(id));
+    clearTimeout(p.timer);
+    p.resolve({ room, epoch, offset: Number(off) });
+  }
+
+  _onErr(f) {
+    const [, id, code, ...reason] = f;
+    const err = new LoopcastError(code, reason.join(' '));
+    const p = this.byId.get(Number(id));
+    this.byId.delete(Number(id));
+    if (p?.resolve) {
+      clearTimeout(p.timer);
+      return p.reject(err);
+    }
+    if (p?.sub) {
+      this.subs.delete(p.sub.room);
+      p.sub.active = false;
+      return p.sub.emit('error', err);
+    }
+    this.emit('error', err);
+  }
+}
