@@ -1,0 +1,513 @@
+// Package client is loopcast's Go client for backend services: one
+// loopcast.v1 WebSocket (PROTOCOL.md), many rooms, reconnect with
+// exponential backoff and full jitter, resume of every room from its last
+// message after each reconnect (the loss reported when the server cannot
+// replay it, never silently), and publish with acknowledgement. It frames
+// with github.com/coder/websocket, not the server's internals.
+//
+//	c := client.Dial("ws://loopcast:8080/ws", client.Options{})
+//	defer c.Close()
+//	c.Subscribe("orders", client.Handler{OnMessage: func(m client.Message) { … }})
+//	ack, err := c.Publish(ctx, "orders", []byte(`{"id":1}`), false)
+package client
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// Defaults of Options.
+const (
+	DefaultBackoffInitial = 250 * time.Millisecond
+	DefaultBackoffMax     = 15 * time.Second
+	DefaultMaxQueued      = 100
+	DefaultAckTimeout     = 10 * time.Second
+	// maxMessage is the largest message the client reads (the server's
+	// default --max-message plus a line).
+	maxMessage = 1<<20 + 512
+)
+
+// Options configure a Client; zero values take the defaults.
+type Options struct {
+	// BackoffInitial and BackoffMax bound the wait before reconnecting:
+	// the nth attempt waits a random time up to min(BackoffMax,
+	// BackoffInitial·2ⁿ) (full jitter). A 503 Retry-After is a floor.
+	BackoffInitial, BackoffMax time.Duration
+	// Token, when set, is called before every connect; its JWT goes in
+	// an Authorization: Bearer header.
+	Token func(context.Context) (string, error)
+	// MaxQueued bounds the publishes waiting for a connection; one more
+	// fails at once with ErrQueueFull.
+	MaxQueued int
+	// AckTimeout bounds the wait for a publish's acknowledgement.
+	AckTimeout time.Duration
+	// OnState, when set, is told every change of State (from the
+	// client's goroutine; do not block).
+	OnState func(State)
+	// HTTPClient dials (nil: http.DefaultClient).
+	HTTPClient *http.Client
+}
+
+// State is where the connection is.
+type State string
+
+const (
+	Connecting   State = "connecting"
+	Open         State = "open"
+	Reconnecting State = "reconnecting"
+	Closed       State = "closed"
+)
+
+// Message is one room message; Data is the client's (a copy).
+type Message struct {
+	Room   string
+	Epoch  string
+	Offset uint64
+	Data   []byte
+	Binary bool
+}
+
+// Lost says messages of Room were missed and could not be replayed
+// (Reason: "epoch_changed" or "history_passed"); live messages continue
+// after Epoch and Offset.
+type Lost struct {
+	Room, Reason, Epoch string
+	Offset              uint64
+}
+
+// Handler receives a subscription's events, from the client's reader
+// goroutine, one at a time.
+type Handler struct {
+	OnMessage func(Message)
+	OnLost    func(Lost)
+	// OnError gets the server's refusal of the subscription (*Error);
+	// the subscription is then gone.
+	OnError func(error)
+}
+
+// Ack is where the room's order placed a published message.
+type Ack struct {
+	Room, Epoch string
+	Offset      uint64
+}
+
+// Error is a refusal from the server: a code of PROTOCOL.md.
+type Error struct {
+	Code, Reason string
+}
+
+func (e *Error) Error() string { return "loopcast: " + e.Code + ": " + e.Reason }
+
+// Errors of Publish.
+var (
+	ErrQueueFull    = errors.New("loopcast: too many publishes waiting for a connection")
+	ErrDisconnected = errors.New("loopcast: disconnected before the acknowledgement (the message may or may not have been published)")
+	ErrClosed       = errors.New("loopcast: client closed")
+)
+
+// Client is one loopcast.v1 connection, kept up in the background.
+type Client struct {
+	url  string
+	opts Options
+
+	mu      sync.Mutex
+	state   State
+	conn    *websocket.Conn
+	subs    map[string]*Subscription
+	pending map[uint32]chan pubResult
+	nextID  uint32
+	waiting int           // publishes waiting for a connection
+	up      chan struct{} // closed while open; replaced at each disconnect
+	closed  bool
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// Subscription is one room of a Client.
+type Subscription struct {
+	c      *Client
+	room   string
+	h      Handler
+	epoch  string // of the last message; "" before any
+	offset uint64
+	id     uint32
+}
+
+type pubResult struct {
+	ack Ack
+	err error
+}
+
+// Dial starts a Client on url (ws:// or wss://…/ws) and returns at once;
+// it connects, and reconnects, in the background until Close.
+func Dial(url string, opts Options) *Client {
+	if opts.BackoffInitial <= 0 {
+		opts.BackoffInitial = DefaultBackoffInitial
+	}
+	if opts.BackoffMax <= 0 {
+		opts.BackoffMax = DefaultBackoffMax
+	}
+	if opts.MaxQueued <= 0 {
+		opts.MaxQueued = DefaultMaxQueued
+	}
+	if opts.AckTimeout <= 0 {
+		opts.AckTimeout = DefaultAckTimeout
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &Client{url: url, opts: opts, state: Connecting, subs: map[string]*Subscription{}, pending: map[uint32]chan pubResult{},
+		up: make(chan struct{}), ctx: ctx, cancel: cancel, done: make(chan struct{})}
+	go c.run()
+	return c
+}
+
+// State is the connection's state now.
+func (c *Client) State() State {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state
+}
+
+func (c *Client) setState(s State) {
+	c.mu.Lock()
+	changed := c.state != s
+	c.state = s
+	c.mu.Unlock()
+	if changed && c.opts.OnState != nil {
+		c.opts.OnState(s)
+	}
+}
+
+// Subscribe subscribes to room (again after every reconnect, resuming);
+// a second Subscribe of the same room returns the first.
+func (c *Client) Subscribe(room string, h Handler) *Subscription {
+	c.mu.Lock()
+	if s := c.subs[room]; s != nil {
+		c.mu.Unlock()
+		return s
+	}
+	s := &Subscription{c: c, room: room, h: h}
+	c.subs[room] = s
+	conn := c.conn
+	var cmd []byte
+	if conn != nil {
+		cmd = c.subCommandLocked(s)
+	}
+	c.mu.Unlock()
+	if conn != nil {
+		_ = conn.Write(c.ctx, websocket.MessageText, cmd) // a failure drops the connection: resubscribed then
+	}
+	return s
+}
+
+// Unsubscribe ends s.
+func (s *Subscription) Unsubscribe() {
+	c := s.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.subs[s.room] != s {
+		return
+	}
+	delete(c.subs, s.room)
+	if conn := c.conn; conn != nil {
+		c.nextID++
+		cmd := fmt.Appendf(nil, "unsub %d %s", c.nextID, s.room)
+		c.mu.Unlock()
+		_ = conn.Write(c.ctx, websocket.MessageText, cmd)
+		c.mu.Lock()
+	}
+}
+
+// Publish sends data to room (text, or binary when binary is set) and
+// waits for the acknowledgement: where the room's order placed it. While
+// disconnected it waits for the connection (at most MaxQueued publishes
+// wait; then ErrQueueFull). Errors: *Error (the server's refusal),
+// ErrDisconnected, ErrClosed, or ctx's.
+func (c *Client) Publish(ctx context.Context, room string, data []byte, binary bool) (Ack, error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return Ack{}, ErrClosed
+	}
+	for c.conn == nil {
+		if c.waiting >= c.opts.MaxQueued {
+			c.mu.Unlock()
+			return Ack{}, ErrQueueFull
+		}
+		c.waiting++
+		up := c.up
+		c.mu.Unlock()
+		select {
+		case <-up:
+		case <-ctx.Done():
+			c.mu.Lock()
+			c.waiting--
+			c.mu.Unlock()
+			return Ack{}, ctx.Err()
+		case <-c.ctx.Done():
+			return Ack{}, ErrClosed
+		}
+		c.mu.Lock()
+		c.waiting--
+		if c.closed {
+			c.mu.Unlock()
+			return Ack{}, ErrClosed
+		}
+	}
+	c.nextID++
+	id := c.nextID
+	ch := make(chan pubResult, 1)
+	c.pending[id] = ch
+	conn := c.conn
+	c.mu.Unlock()
+
+	frame := append(fmt.Appendf(nil, "pub %d %s\n", id, room), data...)
+	typ := websocket.MessageText
+	if binary {
+		typ = websocket.MessageBinary
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.opts.AckTimeout)
+	defer cancel()
+	if err := conn.Write(ctx, typ, frame); err != nil {
+		c.forget(id)
+		return Ack{}, ErrDisconnected
+	}
+	select {
+	case r := <-ch:
+		return r.ack, r.err
+	case <-ctx.Done():
+		c.forget(id)
+		return Ack{}, ctx.Err()
+	}
+}
+
+func (c *Client) forget(id uint32) {
+	c.mu.Lock()
+	delete(c.pending, id)
+	c.mu.Unlock()
+}
+
+// Close stops the client for good and waits for its goroutine.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	conn := c.conn
+	c.mu.Unlock()
+	if conn != nil {
+		_ = conn.Close(websocket.StatusNormalClosure, "")
+	}
+	c.cancel()
+	<-c.done
+	c.setState(Closed)
+	return nil
+}
+
+// run connects and reconnects until Close.
+func (c *Client) run() {
+	defer close(c.done)
+	attempt := 0
+	for c.ctx.Err() == nil {
+		opened, floor, fatal := c.session()
+		if fatal != nil || c.ctx.Err() != nil {
+			return
+		}
+		c.setState(Reconnecting)
+		if opened {
+			attempt = 0 // a session that opened starts the backoff again
+		}
+		ceiling := min(c.opts.BackoffMax, c.opts.BackoffInitial<<min(attempt, 20))
+		wait := max(time.Duration(rand.Int64N(int64(ceiling)+1)), floor)
+		attempt++
+		select {
+		case <-time.After(wait):
+		case <-c.ctx.Done():
+			return
+		}
+	}
+}
+
+// session dials, serves one connection until it drops, and reports
+// whether it opened, a floor for the next wait (Retry-After) or a fatal
+// error.
+func (c *Client) session() (bool, time.Duration, error) {
+	hdr := http.Header{}
+	if c.opts.Token != nil {
+		tok, err := c.opts.Token(c.ctx)
+		if err != nil {
+			return false, 0, nil
+		}
+		hdr.Set("Authorization", "Bearer "+tok)
+	}
+	conn, resp, err := websocket.Dial(c.ctx, c.url, &websocket.DialOptions{HTTPClient: c.opts.HTTPClient, HTTPHeader: hdr, Subprotocols: []string{"loopcast.v1"}})
+	if err != nil {
+		if resp != nil && resp.StatusCode == http.StatusServiceUnavailable {
+			if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
+				return false, time.Duration(s) * time.Second, nil
+			}
+		}
+		return false, 0, nil
+	}
+	if conn.Subprotocol() != "loopcast.v1" {
+		_ = conn.Close(websocket.StatusPolicyViolation, "loopcast.v1 expected")
+		return false, 0, fmt.Errorf("loopcast: %s does not speak loopcast.v1", redactURL(c.url))
+	}
+	conn.SetReadLimit(maxMessage)
+	c.mu.Lock()
+	c.conn = conn
+	var cmds [][]byte
+	for _, s := range c.subs {
+		cmds = append(cmds, c.subCommandLocked(s))
+	}
+	close(c.up)
+	c.mu.Unlock()
+	c.setState(Open)
+	for _, cmd := range cmds {
+		_ = conn.Write(c.ctx, websocket.MessageText, cmd)
+	}
+
+	for {
+		typ, b, err := conn.Read(c.ctx)
+		if err != nil {
+			break
+		}
+		c.handle(b, typ == websocket.MessageBinary)
+	}
+	c.mu.Lock()
+	c.conn = nil
+	c.up = make(chan struct{})
+	for id, ch := range c.pending {
+		ch <- pubResult{err: ErrDisconnected}
+		delete(c.pending, id)
+	}
+	c.mu.Unlock()
+	_ = conn.CloseNow()
+	return true, 0, nil
+}
+
+// subCommandLocked is s's sub command (resuming from its last message),
+// with a new id; c.mu held.
+func (c *Client) subCommandLocked(s *Subscription) []byte {
+	c.nextID++
+	s.id = c.nextID
+	cmd := fmt.Appendf(nil, "sub %d %s", s.id, s.room)
+	if s.epoch != "" {
+		cmd = fmt.Appendf(cmd, " %s %d", s.epoch, s.offset)
+	}
+	return cmd
+}
+
+// handle takes one frame from the server.
+func (c *Client) handle(b []byte, binary bool) {
+	line, body, _ := bytes.Cut(b, []byte("\n"))
+	f := strings.Fields(string(line))
+	if len(f) == 0 {
+		return
+	}
+	switch f[0] {
+	case "msg":
+		if len(f) != 4 {
+			return
+		}
+		off, _ := strconv.ParseUint(f[3], 10, 64)
+		c.mu.Lock()
+		s := c.subs[f[1]]
+		if s == nil || (s.epoch == f[2] && off <= s.offset) {
+			c.mu.Unlock()
+			return // not subscribed, or seen already
+		}
+		var lost *Lost
+		if s.epoch != "" && s.epoch != f[2] {
+			lost = &Lost{Room: s.room, Reason: "epoch_changed", Epoch: f[2], Offset: off}
+		}
+		s.epoch, s.offset = f[2], off
+		h := s.h
+		c.mu.Unlock()
+		if lost != nil && h.OnLost != nil {
+			h.OnLost(*lost)
+		}
+		if h.OnMessage != nil {
+			h.OnMessage(Message{Room: f[1], Epoch: f[2], Offset: off, Data: bytes.Clone(body), Binary: binary})
+		}
+	case "sub":
+		if len(f) != 6 {
+			return
+		}
+		off, _ := strconv.ParseUint(f[4], 10, 64)
+		c.mu.Lock()
+		s := c.subs[f[2]]
+		if s == nil || strconv.Itoa(int(s.id)) != f[1] {
+			c.mu.Unlock()
+			return
+		}
+		resumed, status := s.epoch != "", f[5]
+		if status != "recovered" || !resumed {
+			s.epoch, s.offset = f[3], off
+		}
+		h := s.h
+		c.mu.Unlock()
+		if resumed && status != "recovered" && h.OnLost != nil {
+			h.OnLost(Lost{Room: f[2], Reason: status, Epoch: f[3], Offset: off})
+		}
+	case "pub":
+		if len(f) != 5 {
+			return
+		}
+		id, _ := strconv.ParseUint(f[1], 10, 32)
+		off, _ := strconv.ParseUint(f[4], 10, 64)
+		c.deliver(uint32(id), pubResult{ack: Ack{Room: f[2], Epoch: f[3], Offset: off}})
+	case "err":
+		if len(f) < 3 {
+			return
+		}
+		id, _ := strconv.ParseUint(f[1], 10, 32)
+		e := &Error{Code: f[2], Reason: strings.Join(f[3:], " ")}
+		if c.deliver(uint32(id), pubResult{err: e}) {
+			return
+		}
+		c.mu.Lock()
+		var h Handler
+		for room, s := range c.subs {
+			if s.id == uint32(id) {
+				delete(c.subs, room)
+				h = s.h
+			}
+		}
+		c.mu.Unlock()
+		if h.OnError != nil {
+			h.OnError(e)
+		}
+	}
+}
+
+// deliver answers a pending publish; false when id is not one.
+func (c *Client) deliver(id uint32, r pubResult) bool {
+	c.mu.Lock()
+	ch := c.pending[id]
+	delete(c.pending, id)
+	c.mu.Unlock()
+	if ch == nil {
+		return false
+	}
+	ch <- r
+	return true
+}
+
+func redactURL(s string) string {
+	if u, err := url.Parse(s); err == nil {
+		u.RawQuery = ""
+		return u.Redacted()
+	}
+	return "the server"
+}
