@@ -177,6 +177,12 @@ type Config struct {
 	// 9 (smallest), or -2 (Huffman only).
 	CompressionLevel int
 
+	// Pages are static files the main listener serves to GET and HEAD at
+	// exactly their path ("/demo/"), instead of the health answer; every
+	// other path is answered as before. Responses are built once in New.
+	// Not a flag: the command's --demo fills it. Default none.
+	Pages map[string]Page
+
 	// DrainDelay is how long Shutdown keeps serving existing connections
 	// after the health responder turned to 503, so the gateway stops
 	// routing new clients here first. Default 0 in the library; the
@@ -243,6 +249,12 @@ type Config struct {
 	// this long, with jitter, so clients do not all reconnect at once.
 	// Zero closes all at once.
 	DrainDuration time.Duration
+}
+
+// Page is a static file for Config.Pages.
+type Page struct {
+	ContentType string
+	Body        []byte
 }
 
 // DefaultConfig returns the defaults documented on each Config field.

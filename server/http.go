@@ -77,7 +77,11 @@ func (cs *conn) serveHTTP() gnet.Action {
 		// A client that pipelines requests and never reads the answers
 		// would have them queued without bound (gnet keeps reading): the
 		// slow-consumer rule closes it instead.
-		cs.out.Send(healthResponses[draining][headOnly][mode])
+		if p := l.srv.pages[string(h.Path)]; p != nil && draining == 0 {
+			cs.out.Send(p[headOnly][mode])
+		} else {
+			cs.out.Send(healthResponses[draining][headOnly][mode])
+		}
 		if cs.state != stateHTTP {
 			return gnet.None // closed: as a slow consumer, or by a failed write
 		}

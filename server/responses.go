@@ -47,12 +47,45 @@ var healthResponses = func() (t [2][2][numConnModes][]byte) {
 	return t
 }()
 
+// pageResponses are Config.Pages' answers: [head][mode] per path.
+type pageResponses map[string]*[2][numConnModes][]byte
+
+func buildPages(pages map[string]Page) pageResponses {
+	if len(pages) == 0 {
+		return nil
+	}
+	out := pageResponses{}
+	for path, p := range pages {
+		var t [2][numConnModes][]byte
+		for head := range 2 {
+			for mode := range numConnModes {
+				extra := "Content-Type: " + p.ContentType + "\r\n"
+				switch mode {
+				case keepAlive10:
+					extra += "Connection: keep-alive\r\n"
+				case closeAfter:
+					extra += "Connection: close\r\n"
+				}
+				t[head][mode] = buildTypedResponse(200, extra, string(p.Body), head == 1, false)
+			}
+		}
+		out[path] = &t
+	}
+	return out
+}
+
 // buildResponse renders a complete response with a text/plain body.
 // With headOnly the body is left out but Content-Length still counts it
 // (RFC 9110 §9.3.2).
 func buildResponse(status int, extraHeaders, body string, headOnly bool) []byte {
+	return buildTypedResponse(status, extraHeaders, body, headOnly, true)
+}
+
+func buildTypedResponse(status int, extraHeaders, body string, headOnly, plain bool) []byte {
 	b := []byte("HTTP/1.1 " + strconv.Itoa(status) + " " + http.StatusText(status) + "\r\n")
-	b = append(b, "Content-Type: text/plain; charset=utf-8\r\n"...)
+	if plain {
+		b = append(b, "Content-Type: text/plain; charset=utf-8\r\n"...)
+	}
 	b = append(b, "Cache-Control: no-store\r\n"...)
 	b = append(b, "Content-Length: "+strconv.Itoa(len(body))+"\r\n"...)
 	b = append(b, extraHeaders...)

@@ -45,6 +45,7 @@ type Server struct {
 	fan    *fanout.Engine      // rooms and the write path
 	clog   Log                 // Config.Broker when it is a Log (the cluster log), else nil
 	zip    *deflate.Compressor // nil without Config.Compression
+	pages  pageResponses       // Config.Pages, built
 	zstats compressionStats
 	auth   *authenticator // nil: no token required
 	admit  *admission
@@ -103,6 +104,7 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 			return nil, err
 		}
 	}
+	s.pages = buildPages(cfg.Pages)
 	fc.Encode = s.encodeFrame
 	s.fan = fanout.New(fc)
 	var err error

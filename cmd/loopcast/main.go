@@ -109,6 +109,9 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer, 
 			clusterMode = "nats core (at most once across replicas: a resume on another replica gets epoch_changed)"
 		}
 	}
+	if opts.Demo {
+		cfg.Pages = demoPages()
+	}
 	srv, err := server.New(cfg, log)
 	if err != nil {
 		closeBridge()
@@ -130,6 +133,12 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer, 
 	}
 	log.Info("serving", "addr", srv.Addr().String(), "admin", admin, "event_loops", srv.EventLoops(),
 		"ping_interval", cfg.PingInterval, "idle_timeout", cfg.IdleTimeout, "cluster", clusterMode)
+	if opts.Demo {
+		log.Info("demo: open http://" + srv.Addr().String() + "/demo/")
+		dctx, stopDemo := context.WithCancel(ctx)
+		defer stopDemo()
+		go runDemoTicker(dctx, srv, log)
+	}
 
 	<-ctx.Done()
 	unhook()

@@ -50,6 +50,8 @@ type Options struct {
 	NATSStream   string
 	NATSStorage  string
 	NATSReplicas int
+	// Demo serves the demo page at /demo/ and feeds its ticker room.
+	Demo bool
 }
 
 // ErrUsage wraps every error about the command line or the environment:
@@ -200,6 +202,7 @@ func newFlagSet(cfg *server.Config, opts *Options) *flag.FlagSet {
 	str(&opts.NATSStorage, "nats-storage", "the stream's storage when loopcast creates it: memory or file")
 	num(&opts.NATSReplicas, "nats-replicas", "the stream's replicas when loopcast creates it (3 on a 3-node NATS cluster)")
 	boolean(&opts.Check, "check", "validate the configuration (and read secret files), then exit")
+	boolean(&opts.Demo, "demo", "serve a demo page at /demo/ (chat and a live ticker over loopcast.v1) and publish its ticker")
 	boolean(&opts.Version, "version", "print the version and exit")
 	str(&opts.LogFormat, "log-format", "text or json")
 	str(&opts.LogLevel, "log-level", "debug, info, warn or error")

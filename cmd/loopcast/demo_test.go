@@ -1,0 +1,133 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/loopcast/loopcast/internal/testutil"
+)
+
+// The demo, one flag away: /demo/ and its client are served (HEAD too),
+// other paths keep the health answer, and without --demo /demo/ is
+// health.
+func TestDemoPages(t *testing.T) {
+	p := startBinary(t, "--demo")
+	get := func(path string) (int, string, string) {
+		resp, err := http.Get("http://" + p.addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header.Get("Content-Type"), string(b)
+	}
+	if code, ct, body := get("/demo/"); code != 200 || !strings.HasPrefix(ct, "text/html") || !strings.Contains(body, "loopcast demo") {
+		t.Fatalf("/demo/: %d %s", code, ct)
+	}
+	if code, ct, body := get("/demo/loopcast-client.js"); code != 200 || !strings.HasPrefix(ct, "text/javascript") || !strings.Contains(body, "export class Client") {
+		t.Fatalf("client: %d %s", code, ct)
+	}
+	if code, _, body := get("/healthz"); code != 200 || body != "ok\n" {
+		t.Fatalf("health: %d %q", code, body)
+	}
+	q := startBinary(t)
+	resp, err := http.Get("http://" + q.addr + "/demo/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "ok\n" {
+		t.Fatalf("/demo/ without --demo: %q", b)
+	}
+}
+
+// Two headless Chromium pages on the demo chat; then every connection is
+// cut (the gateway in front of the binary) while the ticker runs; both
+// pages resume and end with every ticker message once, in order, nothing
+// missed. With DEMO_SCREENSHOT=path the first page is saved as a PNG
+// (README's screenshot: DEMO_SCREENSHOT=docs/demo.png).
+func TestDemoInChromium(t *testing.T) {
+	chromium := ""
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			chromium = p
+			break
+		}
+	}
+	if chromium == "" {
+		t.Fatal("Chromium not found (apt-get install chromium; .ci/run installs it)")
+	}
+	nodeDir := filepath.Join("..", "..", "server", "testdata", "node")
+	if _, err := os.Stat(filepath.Join(nodeDir, "node_modules", "ws")); err != nil {
+		npm := exec.Command("npm", "ci", "--no-audit", "--no-fund")
+		npm.Dir = nodeDir
+		if out, err := npm.CombinedOutput(); err != nil {
+			t.Fatalf("npm ci: %v\n%s", err, out)
+		}
+	}
+	p := startBinary(t, "--demo")
+	gw := testutil.StartGateway(t, p.addr)
+	args := []string{"demo.mjs", chromium, "http://" + gw.Addr() + "/demo/"}
+	if shot := os.Getenv("DEMO_SCREENSHOT"); shot != "" {
+		abs, _ := filepath.Abs(shot)
+		args = append(args, abs)
+	}
+	cmd := exec.Command("node", args...)
+	cmd.Dir = nodeDir
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	lines := bufio.NewScanner(stdout)
+	lines.Buffer(make([]byte, 1<<20), 1<<20)
+	if !lines.Scan() || lines.Text() != "ready" {
+		t.Fatalf("node: %q\n%s", lines.Text(), stderr.String())
+	}
+	time.Sleep(700 * time.Millisecond) // a tick or two published while connected
+	gw.DropAll()                        // every connection cut, as a gateway update does
+	time.Sleep(1200 * time.Millisecond) // ticks published while the pages reconnect
+	io.WriteString(stdin, "dropped\n")
+	if !lines.Scan() {
+		t.Fatalf("node ended: %s", stderr.String())
+	}
+	var res struct {
+		Pages []struct {
+			Ticker     []uint64
+			Chat       []uint64
+			Missed     int
+			Replayed   int
+			Reconnects int
+			Resume     string
+		}
+		Error string
+	}
+	if err := json.Unmarshal(lines.Bytes(), &res); err != nil || res.Error != "" || len(res.Pages) != 2 {
+		t.Fatalf("node: %s %v\n%s", lines.Text(), err, stderr.String())
+	}
+	for i, pg := range res.Pages {
+		if pg.Missed != 0 || pg.Reconnects < 1 || len(pg.Chat) != 1 {
+			t.Fatalf("page %d: %+v", i, pg)
+		}
+		for j := 1; j < len(pg.Ticker); j++ {
+			if pg.Ticker[j] != pg.Ticker[j-1]+1 {
+				t.Fatalf("page %d: ticker offsets %v: a gap or a duplicate at %d", i, pg.Ticker, j)
+			}
+		}
+		if !strings.HasPrefix(pg.Resume, "reconnected: ") || !strings.HasSuffix(pg.Resume, ", 0 missed") {
+			t.Fatalf("page %d says %q", i, pg.Resume)
+		}
+	}
+}
