@@ -56,6 +56,19 @@ func TestDemoPages(t *testing.T) {
 // missed. With DEMO_SCREENSHOT=path the first page is saved as a PNG
 // (README's screenshot: DEMO_SCREENSHOT=docs/demo.png).
 func TestDemoInChromium(t *testing.T) {
+	// Chromium offers permessage-deflate on every WebSocket: with
+	// compression on it is negotiated (and Chromium compresses what it
+	// sends), with it off the same test passes without.
+	for _, tc := range []struct {
+		name     string
+		flags    []string
+		inflated bool
+	}{{"compression on", nil, true}, {"compression off", []string{"--compression=false"}, false}} {
+		t.Run(tc.name, func(t *testing.T) { demoInChromium(t, tc.flags, tc.inflated) })
+	}
+}
+
+func demoInChromium(t *testing.T, flags []string, wantInflated bool) {
 	chromium := ""
 	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
 		if p, err := exec.LookPath(name); err == nil {
@@ -74,10 +87,10 @@ func TestDemoInChromium(t *testing.T) {
 			t.Fatalf("npm ci: %v\n%s", err, out)
 		}
 	}
-	p := startBinary(t, "--demo")
+	p := startBinary(t, append([]string{"--demo"}, flags...)...)
 	gw := testutil.StartGateway(t, p.addr)
 	args := []string{"demo.mjs", chromium, "http://" + gw.Addr() + "/demo/"}
-	if shot := os.Getenv("DEMO_SCREENSHOT"); shot != "" {
+	if shot := os.Getenv("DEMO_SCREENSHOT"); shot != "" && wantInflated {
 		abs, _ := filepath.Abs(shot)
 		args = append(args, abs)
 	}
@@ -129,5 +142,14 @@ func TestDemoInChromium(t *testing.T) {
 		if !strings.HasPrefix(pg.Resume, "reconnected: ") || !strings.HasSuffix(pg.Resume, ", 0 missed") {
 			t.Fatalf("page %d says %q", i, pg.Resume)
 		}
+	}
+	var st struct {
+		Inflated int64 `json:"inflated_messages"`
+	}
+	if err := json.Unmarshal([]byte(adminGet(t, p, "/stats")), &st); err != nil {
+		t.Fatal(err)
+	}
+	if (st.Inflated > 0) != wantInflated {
+		t.Fatalf("compressed client messages: %d, want them %v", st.Inflated, wantInflated)
 	}
 }
