@@ -19,12 +19,18 @@ func TestJSClient(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	if _, err := os.Stat(filepath.Join("js", "node_modules", "ws")); err != nil {
+	if _, err := os.Stat(filepath.Join("js", "node_modules", "typescript")); err != nil {
 		npm := exec.Command("npm", "ci", "--no-audit", "--no-fund")
 		npm.Dir = "js"
 		if out, err := npm.CombinedOutput(); err != nil {
 			t.Fatalf("npm ci in clients/js: %v\n%s", err, out)
 		}
+	}
+	// The types: the README's examples compile against index.d.ts.
+	tsc := exec.Command(filepath.Join("node_modules", ".bin", "tsc"), "-p", ".")
+	tsc.Dir = "js"
+	if out, err := tsc.CombinedOutput(); err != nil {
+		t.Fatalf("tsc: %v\n%s", err, out)
 	}
 	cmd := exec.Command("node", "--test", "--test-reporter=spec", "test/")
 	cmd.Dir = "js"

@@ -1,0 +1,21 @@
+// Compile-only: the README's examples against index.d.ts (tsc -p .).
+import { Client, LoopcastError, defaults, type Message, type Lost } from '../index.js';
+
+declare const WS: unknown;
+const client = new Client('ws://127.0.0.1:8080/ws', { WebSocket: WS, token: async () => 'jwt', maxQueued: defaults.maxQueued });
+const sub = client.subscribe('prices.eu', {
+  message: (m: Message) => { const s: string | Uint8Array = m.data; void s; void m.offset; },
+  lost: (l: Lost) => void l.reason,
+});
+sub.on('error', (e: LoopcastError) => void e.code);
+client.on('state', (s) => { const x: 'connecting' | 'open' | 'reconnecting' | 'closed' = s; void x; });
+async function f() {
+  const { offset, epoch } = await client.publish('chat', 'hello');
+  const n: number = offset;
+  const e: string = epoch;
+  void n; void e;
+  await client.publish('chat', new Uint8Array([1]));
+}
+void f;
+sub.unsubscribe();
+client.close();
