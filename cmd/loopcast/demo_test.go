@@ -109,7 +109,7 @@ func demoInChromium(t *testing.T, flags []string, wantInflated bool) {
 	if !lines.Scan() || lines.Text() != "ready" {
 		t.Fatalf("node: %q\n%s", lines.Text(), stderr.String())
 	}
-	time.Sleep(700 * time.Millisecond) // a tick or two published while connected
+	time.Sleep(700 * time.Millisecond)  // a tick or two published while connected
 	gw.DropAll()                        // every connection cut, as a gateway update does
 	time.Sleep(1200 * time.Millisecond) // ticks published while the pages reconnect
 	io.WriteString(stdin, "dropped\n")
