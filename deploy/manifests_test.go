@@ -137,8 +137,25 @@ func TestPodHardening(t *testing.T) {
 	r := render(t, "base")
 	p := podOf(t, r)
 	spec := p.dep.Spec.Template.Spec
-	if p.dep.Spec.Replicas == nil || *p.dep.Spec.Replicas != 2 {
-		t.Errorf("replicas %v, want 2", p.dep.Spec.Replicas)
+	if p.dep.Spec.Replicas != nil {
+		t.Errorf("replicas %d set: the HPA owns the count, and every apply would reset a scaled-out Deployment (and drop every WebSocket through a gateway update)", *p.dep.Spec.Replicas)
+	}
+	// GOMEMLIMIT leaves headroom under the memory limit for kernel socket
+	// buffers, which count against the cgroup outside Go's heap.
+	limit := p.c.Resources.Limits.Memory().Value()
+	var goMem int64
+	for _, e := range p.c.Env {
+		if e.Name == "GOMEMLIMIT" {
+			v, ok := strings.CutSuffix(e.Value, "MiB")
+			n, err := strconv.ParseInt(v, 10, 64)
+			if !ok || err != nil {
+				t.Fatalf("GOMEMLIMIT %q: want <n>MiB", e.Value)
+			}
+			goMem = n << 20
+		}
+	}
+	if ratio := float64(goMem) / float64(limit); goMem == 0 || ratio < 0.7 || ratio > 0.9 {
+		t.Errorf("GOMEMLIMIT is %.0f%% of the memory limit (%d of %d bytes), want 70-90%%", 100*ratio, goMem, limit)
 	}
 	psc, sc := spec.SecurityContext, p.c.SecurityContext
 	if psc == nil || sc == nil {
