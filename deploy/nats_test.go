@@ -45,10 +45,17 @@ func TestNATSOverlay(t *testing.T) {
 		t.Errorf("max-message %d is over NATS's default max_payload %d: such messages would stay on one pod", cfg.MaxMessage, natsDefaultMaxPayload)
 	}
 
+	// The stream loopcast creates: file storage, three replicas (the
+	// 3-server NATS cluster of the README's Helm install).
+	if opts.NATSStorage != "file" || opts.NATSReplicas != 3 || opts.NATSJetStream != "auto" {
+		t.Errorf("stream: storage %q replicas %d jetstream %q, want file, 3, auto", opts.NATSStorage, opts.NATSReplicas, opts.NATSJetStream)
+	}
 	rest := maps.Clone(p.env)
-	delete(rest, flags.EnvName("nats-url"))
+	for _, f := range []string{"nats-url", "nats-storage", "nats-replicas"} {
+		delete(rest, flags.EnvName(f))
+	}
 	if !maps.Equal(rest, a.env) {
-		t.Errorf("the overlay changes more than the NATS URL:\nnats %v\nagic %v", rest, a.env)
+		t.Errorf("the overlay changes more than the NATS settings:\nnats %v\nagic %v", rest, a.env)
 	}
 	if !reflect.DeepEqual(p.c.ReadinessProbe, a.c.ReadinessProbe) || !reflect.DeepEqual(p.c.Ports, a.c.Ports) {
 		t.Error("the overlay changes the probes or ports")
