@@ -22,10 +22,10 @@ import (
 
 // overlays are the kustomize roots users apply, with the kinds each renders.
 var overlays = map[string][]string{
-	"base": {"ConfigMap", "Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Service"},
-	"agic": {"ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Ingress", "PodDisruptionBudget", "Service"},
-	"agc":  {"ConfigMap", "Deployment", "Gateway", "HTTPRoute", "HealthCheckPolicy", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Service"},
-	"nats": {"ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Ingress", "PodDisruptionBudget", "Service"},
+	"base": {"ConfigMap", "Deployment", "HorizontalPodAutoscaler", "NetworkPolicy", "PodDisruptionBudget", "Service", "Service"},
+	"agic": {"ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Ingress", "NetworkPolicy", "PodDisruptionBudget", "Service", "Service"},
+	"agc":  {"ConfigMap", "Deployment", "Gateway", "HTTPRoute", "HealthCheckPolicy", "HorizontalPodAutoscaler", "NetworkPolicy", "PodDisruptionBudget", "Service", "Service"},
+	"nats": {"ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Ingress", "NetworkPolicy", "PodDisruptionBudget", "Service", "Service"},
 }
 
 // rendered holds one overlay's objects, each decoded strictly into its type.
@@ -36,6 +36,7 @@ type rendered struct {
 	PDBs        []policyv1.PodDisruptionBudget
 	HPAs        []autoscalingv2.HorizontalPodAutoscaler
 	Ingresses   []networkingv1.Ingress
+	Policies    []networkingv1.NetworkPolicy
 	Gateways    []gwv1.Gateway
 	HTTPRoutes  []gwv1.HTTPRoute
 	HealthCheck []healthCheckPolicy
@@ -113,6 +114,8 @@ func render(t *testing.T, dir string) *rendered {
 			derr = decodeInto(b, &out.HPAs)
 		case "networking.k8s.io/v1 Ingress":
 			derr = decodeInto(b, &out.Ingresses)
+		case "networking.k8s.io/v1 NetworkPolicy":
+			derr = decodeInto(b, &out.Policies)
 		case "gateway.networking.k8s.io/v1 Gateway":
 			derr = decodeInto(b, &out.Gateways)
 		case "gateway.networking.k8s.io/v1 HTTPRoute":
@@ -164,10 +167,11 @@ type pod struct {
 
 func podOf(t *testing.T, r *rendered) pod {
 	t.Helper()
-	if len(r.Deployments) != 1 || len(r.Services) != 1 {
-		t.Fatalf("want one Deployment and one Service, got %d and %d", len(r.Deployments), len(r.Services))
+	i := slices.IndexFunc(r.Services, func(s corev1.Service) bool { return s.Name == "loopcast" })
+	if len(r.Deployments) != 1 || i < 0 {
+		t.Fatalf("want one Deployment and the Service loopcast, got %d and %v", len(r.Deployments), r.Services)
 	}
-	p := pod{dep: r.Deployments[0], svc: r.Services[0], env: map[string]string{}, port: map[string]int32{}}
+	p := pod{dep: r.Deployments[0], svc: r.Services[i], env: map[string]string{}, port: map[string]int32{}}
 	cs := p.dep.Spec.Template.Spec.Containers
 	if len(cs) != 1 {
 		t.Fatalf("want one container, got %d", len(cs))
