@@ -284,3 +284,41 @@ func TestDockerignore(t *testing.T) {
 		}
 	}
 }
+
+// TestDockerfileFetchesOnlyWhatTheBinaryNeeds: no `go mod download` (it
+// would fetch the tests' modules too), and the build's module cache is a
+// BuildKit cache mount; the binary needs a fraction of go.mod's modules.
+func TestDockerfileFetchesOnlyWhatTheBinaryNeeds(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(repoRoot, "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "RUN") && strings.Contains(line, "go mod download") {
+			t.Error("the Dockerfile runs go mod download: every module of go.mod, test-only ones included")
+		}
+	}
+	if !strings.Contains(string(b), "--mount=type=cache,target=/go/pkg/mod") {
+		t.Error("the go build RUN has no module cache mount: every build fetches again")
+	}
+	list := func(args ...string) []byte {
+		cmd := exec.Command("go", args...)
+		cmd.Dir = repoRoot
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("go %v: %v", args, err)
+		}
+		return out
+	}
+	deps := list("list", "-deps", "-f", "{{with .Module}}{{.Path}}{{end}}", "./cmd/loopcast")
+	all := list("list", "-m", "all")
+	need := map[string]bool{}
+	for _, m := range strings.Fields(string(deps)) {
+		need[m] = true
+	}
+	total := len(strings.Split(strings.TrimSpace(string(all)), "\n"))
+	t.Logf("the binary imports %d of go.mod's %d modules", len(need), total)
+	if len(need)*2 > total {
+		t.Errorf("the binary needs %d of %d modules: the saving this test guards is gone", len(need), total)
+	}
+}
