@@ -26,6 +26,8 @@ var overlays = map[string][]string{
 	"agic": {"ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Ingress", "NetworkPolicy", "PodDisruptionBudget", "Service", "Service"},
 	"agc":  {"ConfigMap", "Deployment", "Gateway", "HTTPRoute", "HealthCheckPolicy", "HorizontalPodAutoscaler", "NetworkPolicy", "PodDisruptionBudget", "Service", "Service"},
 	"nats": {"ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Ingress", "NetworkPolicy", "PodDisruptionBudget", "Service", "Service"},
+
+	"monitoring": {"ConfigMap", "PrometheusRule", "ServiceMonitor"},
 }
 
 // rendered holds one overlay's objects, each decoded strictly into its type.
@@ -40,7 +42,43 @@ type rendered struct {
 	Gateways    []gwv1.Gateway
 	HTTPRoutes  []gwv1.HTTPRoute
 	HealthCheck []healthCheckPolicy
+	Monitors    []serviceMonitor
+	Rules       []prometheusRule
 	Kinds       []string
+}
+
+// serviceMonitor and prometheusRule are the Prometheus Operator's
+// monitoring.coreos.com/v1 kinds, with the fields loopcast uses (from the
+// operator's API reference); decoding is strict, so a misspelt or unplanned
+// field fails.
+type serviceMonitor struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		Selector  metav1.LabelSelector `json:"selector"`
+		Endpoints []struct {
+			Port     string `json:"port"`
+			Path     string `json:"path"`
+			Interval string `json:"interval"`
+		} `json:"endpoints"`
+	} `json:"spec"`
+}
+
+type prometheusRule struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		Groups []struct {
+			Name  string `json:"name"`
+			Rules []struct {
+				Alert       string            `json:"alert"`
+				Expr        string            `json:"expr"`
+				For         string            `json:"for"`
+				Labels      map[string]string `json:"labels"`
+				Annotations map[string]string `json:"annotations"`
+			} `json:"rules"`
+		} `json:"groups"`
+	} `json:"spec"`
 }
 
 // healthCheckPolicy is Application Gateway for Containers'
@@ -122,6 +160,10 @@ func render(t *testing.T, dir string) *rendered {
 			derr = decodeInto(b, &out.HTTPRoutes)
 		case "alb.networking.azure.io/v1 HealthCheckPolicy":
 			derr = decodeInto(b, &out.HealthCheck)
+		case "monitoring.coreos.com/v1 ServiceMonitor":
+			derr = decodeInto(b, &out.Monitors)
+		case "monitoring.coreos.com/v1 PrometheusRule":
+			derr = decodeInto(b, &out.Rules)
 		default:
 			t.Fatalf("%s: unexpected object %s %s", dir, gvk, r.GetName())
 		}

@@ -186,6 +186,7 @@ type collector struct {
 	subscribes, resumes, replayed, commandErrors            *prometheus.Desc
 	historyMessages, historyBytes                           *prometheus.Desc
 	compressed, compressedBytes, compressionRatio, inflated *prometheus.Desc
+	maxConns                                                *prometheus.Desc
 }
 
 func newCollector(s *Server) *collector {
@@ -219,6 +220,7 @@ func newCollector(s *Server) *collector {
 		compressedBytes:  d("compression_bytes_total", "Bytes of the room messages compressed, before and after compression.", "stage"),
 		compressionRatio: d("compression_ratio", "Bytes before compression divided by bytes after, since start (0 before the first)."),
 		inflated:         d("inflated_messages_total", "Client messages that came compressed (permessage-deflate)."),
+		maxConns:         d("max_connections", "--max-conns: WebSocket sessions at most (0: no cap), for alerts on how near a pod is."),
 	}
 }
 
@@ -240,6 +242,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		draining = 1
 	}
 	g(c.draining, draining)
+	g(c.maxConns, int64(c.s.cfg.MaxConns))
 	n(c.accepted, st.Accepted)
 	n(c.handshakes, st.Upgrades, "ok")
 	for status, v := range st.Rejects {
