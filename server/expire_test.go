@@ -71,7 +71,8 @@ func testConn(t *testing.T, l *loop, state connState) (*conn, int) {
 }
 
 // A handshake deadline that finds the request waiting unread in the
-// socket (the loop was busy) looks again each tick for up to closeGrace;
+// socket (the loop was busy) looks again each tick for up to closeGrace
+// (behindTicks, whatever the handshake timeout);
 // without unread bytes, or once closeGrace has passed, the connection is
 // closed as a handshake timeout.
 func TestHandshakeDeadlineGraceForUnreadRequest(t *testing.T) {
@@ -87,7 +88,7 @@ func TestHandshakeDeadlineGraceForUnreadRequest(t *testing.T) {
 			el := &fakeEventLoop{}
 			cfg := DefaultConfig()
 			l := testLoop(t, cfg, el)
-			l.handshakeTicks, l.closeGraceTicks, l.now, l.wheel.cur = 10, 3, 100, 100
+			l.handshakeTicks, l.behindTicks, l.now, l.wheel.cur = 10, 3, 100, 100
 			cs, peer := testConn(t, l, stateHTTP)
 			cs.since = 90
 			if tc.unread {

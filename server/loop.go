@@ -34,6 +34,10 @@ type loop struct {
 	idleTicks                             int64
 	handshakeTicks                        int64
 	closeGraceTicks                       int64
+	// behindTicks is how long past its handshake deadline a connection
+	// whose request waits unread in the socket is kept (the loop is
+	// behind, not the client): closeGrace, whatever HandshakeTimeout.
+	behindTicks int64
 
 	// scratch builds small frames and answers (pong, close, 101); out
 	// builds echo frames. Both are reused: valid until their next use.
@@ -66,6 +70,7 @@ func newLoop(s *Server, idx int, el gnet.EventLoop) *loop {
 	l.idleTicks = ticks(s.cfg.IdleTimeout)
 	l.handshakeTicks = ticks(s.cfg.HandshakeTimeout)
 	l.closeGraceTicks = ticks(min(closeGrace, s.cfg.HandshakeTimeout))
+	l.behindTicks = ticks(closeGrace)
 	l.now = s.ticksNow()
 	l.wheel.cur = l.now
 	l.tickTask = gnet.RunnableFunc(func(context.Context) error {
@@ -98,9 +103,12 @@ func (l *loop) expire(cs *conn) {
 			// events (an accept storm), has not read yet: the loop is
 			// behind, not the client, whose bytes are read as they come
 			// when the loop keeps up. Look again each tick, for at most
-			// closeGrace past the deadline; then it is closed anyway.
+			// closeGrace (2 s) past the deadline, even with a shorter
+			// HandshakeTimeout: a starved loop (a reconnect storm on a
+			// busy node) must not close clients that did nothing wrong.
+			// Then it is closed anyway.
 			if cs.closeBy == 0 {
-				cs.closeBy = l.now + l.closeGraceTicks
+				cs.closeBy = l.now + l.behindTicks
 			}
 			if l.now < cs.closeBy {
 				l.wheel.add(cs, l.now+1)
