@@ -191,15 +191,22 @@ func (cs *conn) startClose(r closeReason, closeFrame []byte) {
 // algorithm, one int64 per connection, no timer. The bucket holds
 // PublishBurst messages and refills at PublishRate.
 func (cs *conn) allowPublish(now int64) bool {
-	l := cs.loop
-	if l.publishInterval == 0 {
+	return gcra(&cs.publishAt, now, cs.loop.publishInterval, cs.loop.publishTolerance)
+}
+
+// gcra is one step of the generic cell rate algorithm: *tat is the
+// bucket's theoretical arrival time (ns), interval the cost of one event
+// (0: no limit), tolerance the credit a burst may use. It reports whether
+// the event at now is allowed and, if so, charges it.
+func gcra(tat *int64, now, interval, tolerance int64) bool {
+	if interval == 0 {
 		return true
 	}
-	at := max(cs.publishAt, now)
-	if at-now > l.publishTolerance {
+	at := max(*tat, now)
+	if at-now > tolerance {
 		return false
 	}
-	cs.publishAt = at + l.publishInterval
+	*tat = at + interval
 	return true
 }
 

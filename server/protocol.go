@@ -221,16 +221,7 @@ func (cs *conn) reply(p []byte) {
 // (ns since start), as allowPublish does, in a bucket of
 // MaxSubscriptions.
 func (cs *conn) allowSubscribe(now int64) bool {
-	l := cs.loop
-	if l.subscribeInterval == 0 {
-		return true
-	}
-	at := max(cs.subscribeAt, now)
-	if at-now > l.subscribeTolerance {
-		return false
-	}
-	cs.subscribeAt = at + l.subscribeInterval
-	return true
+	return gcra(&cs.subscribeAt, now, cs.loop.subscribeInterval, cs.loop.subscribeTolerance)
 }
 
 // laneKind is the engine lane of a subscription: base (Raw or Framed),

@@ -441,8 +441,15 @@ func (b *Bridge) deliver(m *nats.Msg) {
 
 // backoff is the pause before reconnect round attempts (1, 2, ...).
 func (b *Bridge) backoff(attempts int) time.Duration {
-	d := b.opts.ReconnectWait << min(max(attempts-1, 0), 16)
-	d = min(d, b.opts.MaxReconnectWait)
+	return reconnectDelay(attempts, b.opts.ReconnectWait, b.opts.MaxReconnectWait)
+}
+
+// reconnectDelay is the pause before reconnect round attempts (1, 2,
+// ...): first doubling up to most, with ±25% jitter so that replicas do
+// not reconnect in lockstep. The Bridge and the Stream share it.
+func reconnectDelay(attempts int, first, most time.Duration) time.Duration {
+	d := first << min(max(attempts-1, 0), 16)
+	d = min(d, most)
 	return d - d/4 + rand.N(d/2+1)
 }
 

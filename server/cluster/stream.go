@@ -152,12 +152,13 @@ func NewStream(opts StreamOptions) (*Stream, error) {
 		acks: make(chan pendingAck, maxAsyncPending),
 		stop: make(chan struct{}),
 	}
-	b := &Bridge{opts: Options{ReconnectWait: opts.ReconnectWait, MaxReconnectWait: opts.MaxReconnectWait}}
 	nc, err := nats.Connect(opts.URL,
 		nats.Name(opts.Name),
 		nats.MaxReconnects(-1),
 		nats.RetryOnFailedConnect(true),
-		nats.CustomReconnectDelay(b.backoff),
+		nats.CustomReconnectDelay(func(attempts int) time.Duration {
+			return reconnectDelay(attempts, opts.ReconnectWait, opts.MaxReconnectWait)
+		}),
 		nats.PingInterval(pingInterval),
 		nats.MaxPingsOutstanding(maxPingsOut),
 		nats.ConnectHandler(func(nc *nats.Conn) { s.log.Info("NATS connected", "server", nc.ConnectedUrlRedacted()) }),
