@@ -186,7 +186,7 @@ type collector struct {
 	subscribes, resumes, replayed, commandErrors            *prometheus.Desc
 	historyMessages, historyBytes                           *prometheus.Desc
 	compressed, compressedBytes, compressionRatio, inflated *prometheus.Desc
-	maxConns                                                *prometheus.Desc
+	maxConns, peers, roomsSplit, untrustedForwarded         *prometheus.Desc
 }
 
 func newCollector(s *Server) *collector {
@@ -216,11 +216,14 @@ func newCollector(s *Server) *collector {
 		historyMessages: d("history_messages", "Messages kept in rooms' history."),
 		historyBytes:    d("history_bytes", "Bytes of rooms' history (payload buffers plus 64 bytes a message), bounded by history-max-bytes."),
 
-		compressed:       d("compression_messages_total", "Room messages for compressing clients, by how they went: compressed (once per message, lane and loop), or plain (under compression-min-size).", "result"),
-		compressedBytes:  d("compression_bytes_total", "Bytes of the room messages compressed, before and after compression.", "stage"),
-		compressionRatio: d("compression_ratio", "Bytes before compression divided by bytes after, since start (0 before the first)."),
-		inflated:         d("inflated_messages_total", "Client messages that came compressed (permessage-deflate)."),
-		maxConns:         d("max_connections", "--max-conns: WebSocket sessions at most (0: no cap), for alerts on how near a pod is."),
+		compressed:         d("compression_messages_total", "Room messages for compressing clients, by how they went: compressed (once per message, lane and loop), or plain (under compression-min-size).", "result"),
+		compressedBytes:    d("compression_bytes_total", "Bytes of the room messages compressed, before and after compression.", "stage"),
+		compressionRatio:   d("compression_ratio", "Bytes before compression divided by bytes after, since start (0 before the first)."),
+		inflated:           d("inflated_messages_total", "Client messages that came compressed (permessage-deflate)."),
+		maxConns:           d("max_connections", "--max-conns: WebSocket sessions at most (0: no cap), for alerts on how near a pod is."),
+		peers:              d("peers", "Instances the --peers-dns name resolved to at the last lookup (0: not set, or no answer yet)."),
+		untrustedForwarded: d("forwarded_untrusted_total", "Handshakes with X-Forwarded-For from a peer outside --trusted-proxies: a gateway subnet missing from the list makes its clients share one address for --max-conns-per-ip."),
+		roomsSplit:         d("rooms_split", "1 while --peers-dns finds more than one instance and no broker (--nats-url) joins them: each room's members are split."),
 	}
 }
 
@@ -243,6 +246,14 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	g(c.draining, draining)
 	g(c.maxConns, int64(c.s.cfg.MaxConns))
+	ps := c.s.peerState()
+	split := int64(0)
+	if ps.split {
+		split = 1
+	}
+	g(c.peers, int64(ps.count))
+	g(c.roomsSplit, split)
+	n(c.untrustedForwarded, st.UntrustedForwarded)
 	n(c.accepted, st.Accepted)
 	n(c.handshakes, st.Upgrades, "ok")
 	for status, v := range st.Rejects {

@@ -1,10 +1,12 @@
 package server
 
 import (
+	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/loopcast/loopcast/server/internal/reqhead"
 )
@@ -19,10 +21,18 @@ type admission struct {
 	mu    sync.Mutex
 	total int
 	perIP map[netip.Addr]int
+
+	// untrusted counts handshakes carrying X-Forwarded-For from a peer
+	// outside trusted while maxPerIP applies: a proxy missing from
+	// TrustedProxies (a wrong subnet), whose clients then all count as
+	// the proxy's address. The first one is logged, once per process.
+	untrusted atomic.Int64
+	warned    atomic.Bool
+	log       *slog.Logger
 }
 
-func newAdmission(cfg Config) (*admission, error) {
-	a := &admission{maxConns: cfg.MaxConns, maxPerIP: cfg.MaxConnsPerIP, perIP: map[netip.Addr]int{}}
+func newAdmission(cfg Config, log *slog.Logger) (*admission, error) {
+	a := &admission{maxConns: cfg.MaxConns, maxPerIP: cfg.MaxConnsPerIP, perIP: map[netip.Addr]int{}, log: log}
 	for _, s := range cfg.TrustedProxies {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
@@ -65,6 +75,14 @@ func (a *admission) release(ip netip.Addr) {
 	}
 }
 
+func (a *admission) trustedList() string {
+	s := make([]string, len(a.trusted))
+	for i, p := range a.trusted {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ",")
+}
+
 func (a *admission) isTrusted(ip netip.Addr) bool {
 	for _, p := range a.trusted {
 		if p.Contains(ip) {
@@ -85,7 +103,19 @@ func (a *admission) clientIP(remote net.Addr, h *reqhead.Head) netip.Addr {
 		ip, _ = netip.AddrFromSlice(ta.IP)
 		ip = ip.Unmap()
 	}
-	if !ip.IsValid() || !a.isTrusted(ip) || len(h.ForwardedFor) == 0 {
+	if !ip.IsValid() || len(h.ForwardedFor) == 0 {
+		return ip
+	}
+	if !a.isTrusted(ip) {
+		if a.maxPerIP == 0 {
+			return ip // no per-address limit: the address does not matter
+		}
+		a.untrusted.Add(1)
+		if a.warned.CompareAndSwap(false, true) {
+			a.log.Warn("X-Forwarded-For from a peer outside --trusted-proxies: if it is your gateway, every client behind it counts as its address for --max-conns-per-ip; "+
+				"set --trusted-proxies to the gateway's subnet (logged once; loopcast_forwarded_untrusted_total counts them)",
+				"peer", ip.String(), "trusted_proxies", a.trustedList(), "max_conns_per_ip", a.maxPerIP)
+		}
 		return ip
 	}
 	entries := strings.Split(string(h.ForwardedFor), ",")

@@ -245,6 +245,21 @@ type Config struct {
 	// Not a flag: the command builds one from --nats-url.
 	Broker Broker
 
+	// PeersDNS, when set, is a DNS name that resolves to every instance's
+	// address (in Kubernetes a headless Service with
+	// publishNotReadyAddresses, deploy/base/service-peers.yaml). The server
+	// looks it up at start and every PeersInterval: more than one address
+	// without a Broker means each room's members are split across
+	// instances, which it logs as a warning and reports as
+	// loopcast_rooms_split 1. Empty (the default): not checked.
+	PeersDNS string
+
+	// PeersInterval is how often PeersDNS is looked up again. Default 30 s.
+	PeersInterval time.Duration
+
+	// Resolver looks PeersDNS up; nil means net.DefaultResolver. Not a flag.
+	Resolver *net.Resolver
+
 	// DrainDuration spreads the 1001 "going away" closes of Shutdown over
 	// this long, with jitter, so clients do not all reconnect at once.
 	// Zero closes all at once.
@@ -282,6 +297,7 @@ func DefaultConfig() Config {
 		CompressionLevel:   1,
 		JWTLeeway:          5 * time.Second,
 		JWTJWKSRefresh:     5 * time.Minute,
+		PeersInterval:      30 * time.Second,
 	}
 }
 
@@ -318,6 +334,9 @@ func (c *Config) Validate() error {
 	}
 	if c.HandshakeTimeout <= 0 {
 		bad("handshake-timeout %s: must be positive", c.HandshakeTimeout)
+	}
+	if c.PeersDNS != "" && c.PeersInterval <= 0 {
+		bad("peers-interval %s: must be positive", c.PeersInterval)
 	}
 	if c.MaxMessage <= 0 || c.MaxMessage > maxMessageCeiling {
 		bad("max-message %d: want 1 to %d bytes", c.MaxMessage, maxMessageCeiling)

@@ -54,7 +54,11 @@ type Server struct {
 	admin     *http.Server // nil without an admin listener
 	adminAddr net.Addr
 
-	stopBackground context.CancelFunc // ends the JWKS refresh; set by Start
+	stopBackground context.CancelFunc // ends the JWKS refresh and the peers watch; set by Start
+
+	peersMu   sync.Mutex
+	peers     peers         // the last lookup of Config.PeersDNS
+	peersDone chan struct{} // closed when watchPeers returns (at once without PeersDNS)
 }
 
 // New reads the secret files cfg names (PublishTokenFile,
@@ -82,6 +86,8 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		booted: make(chan struct{}),
 		ready:  make(chan struct{}),
 		done:   make(chan struct{}),
+
+		peersDone: make(chan struct{}),
 	}
 	fc := fanout.Config{
 		Loops: n, MaxPending: cfg.MaxPending, CorkLimit: corkLimit, MaxFreeBytes: maxFreeBufferBytes, MaxRooms: cfg.MaxRooms,
@@ -111,7 +117,7 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	if s.auth, err = newAuthenticator(cfg); err != nil {
 		return nil, err
 	}
-	if s.admit, err = newAdmission(cfg); err != nil {
+	if s.admit, err = newAdmission(cfg, logger); err != nil {
 		return nil, err
 	}
 	empty := []*loop{}
@@ -140,6 +146,11 @@ func (s *Server) Start() error {
 	if err := s.auth.startJWKS(ctx, s.log); err != nil {
 		cancel()
 		return err
+	}
+	if s.cfg.PeersDNS != "" {
+		go s.watchPeers(ctx)
+	} else {
+		close(s.peersDone)
 	}
 	go func() {
 		defer close(s.done)
@@ -196,6 +207,7 @@ func (s *Server) Close() error {
 	s.stopBackground()
 	err := s.eng.Stop(ctx)
 	<-s.done
+	<-s.peersDone
 	return err
 }
 

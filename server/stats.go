@@ -80,6 +80,10 @@ type Stats struct {
 	SlowConsumers int64            `json:"slow_consumers"` // closes with 1013
 	Draining      bool             `json:"draining"`
 
+	// UntrustedForwarded counts handshakes with X-Forwarded-For from a
+	// peer outside TrustedProxies (a proxy whose subnet is missing).
+	UntrustedForwarded int64 `json:"untrusted_forwarded"`
+
 	// loopcast.v1 and history.
 	Subscribes      int64            `json:"subscribes"`       // subscriptions made
 	Resumes         map[string]int64 `json:"resumes"`          // resumes by outcome
@@ -102,7 +106,7 @@ type Stats struct {
 // Stats returns current counters. Safe for concurrent use; it allocates
 // and is meant for monitoring, not the hot path.
 func (s *Server) Stats() Stats {
-	st := Stats{Closes: make(map[string]int64, numCloseReasons), Rejects: map[int]int64{}, Draining: s.draining.Load(),
+	st := Stats{Closes: make(map[string]int64, numCloseReasons), Rejects: map[int]int64{}, Draining: s.draining.Load(), UntrustedForwarded: s.admit.untrusted.Load(),
 		Resumes: make(map[string]int64, numResumeOutcomes), CommandErrors: make(map[string]int64, numCommandErrors)}
 	for _, l := range s.loopList() {
 		ls := &l.stats

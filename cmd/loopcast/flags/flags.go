@@ -196,6 +196,8 @@ func newFlagSet(cfg *server.Config, opts *Options) *flag.FlagSet {
 	fs.Var(stringList{&cfg.TrustedProxies}, "trusted-proxies", "comma-separated CIDRs whose X-Forwarded-For names the client (the gateway's subnet)")
 	dur(&cfg.DrainDelay, "drain-delay", "on SIGTERM, keep serving this long after readiness fails")
 	dur(&cfg.DrainDuration, "drain-duration", "spread the 1001 closes of a drain over this long")
+	str(&cfg.PeersDNS, "peers-dns", "DNS name resolving to every instance (a headless Service); more than one without nats-url: warn that rooms are split; empty = not checked")
+	dur(&cfg.PeersInterval, "peers-interval", "look peers-dns up again this often")
 	str(&opts.NATSURL, "nats-url", "NATS URL(s), comma-separated, to fan rooms out across replicas; empty = rooms in-process only")
 	str(&opts.NATSJetStream, "nats-jetstream", "auto: rooms in a JetStream stream when NATS has JetStream (resume on any replica), else core NATS (at most once across replicas); on; off")
 	str(&opts.NATSStream, "nats-stream", "the JetStream stream rooms live in (created if missing)")
