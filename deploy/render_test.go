@@ -22,10 +22,17 @@ import (
 
 // overlays are the kustomize roots users apply, with the kinds each renders.
 var overlays = map[string][]string{
-	"base": {"ConfigMap", "Deployment", "HorizontalPodAutoscaler", "NetworkPolicy", "PodDisruptionBudget", "Service", "Service"},
-	"agic": {"ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Ingress", "NetworkPolicy", "PodDisruptionBudget", "Service", "Service"},
-	"agc":  {"ConfigMap", "Deployment", "Gateway", "HTTPRoute", "HealthCheckPolicy", "HorizontalPodAutoscaler", "NetworkPolicy", "PodDisruptionBudget", "Service", "Service"},
-	"nats": {"ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Ingress", "NetworkPolicy", "PodDisruptionBudget", "Service", "Service"},
+	"base":     {"ConfigMap", "Deployment", "HorizontalPodAutoscaler", "NetworkPolicy", "PodDisruptionBudget", "Service", "Service", "Service"},
+	"agic":     {"ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Ingress", "NetworkPolicy", "PodDisruptionBudget", "Service", "Service", "Service"},
+	"agc":      {"ConfigMap", "Deployment", "Gateway", "HTTPRoute", "HealthCheckPolicy", "HorizontalPodAutoscaler", "NetworkPolicy", "PodDisruptionBudget", "Service", "Service", "Service"},
+	"nats":     {"ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Ingress", "NetworkPolicy", "PodDisruptionBudget", "Service", "Service", "Service"},
+	"nats-agc": {"ConfigMap", "Deployment", "Gateway", "HTTPRoute", "HealthCheckPolicy", "HorizontalPodAutoscaler", "NetworkPolicy", "PodDisruptionBudget", "Service", "Service", "Service"},
+
+	"examples/my-loopcast":       {"ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Ingress", "NetworkPolicy", "PodDisruptionBudget", "Service", "Service", "Service"},
+	"examples/agic-tls":          {"ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Ingress", "NetworkPolicy", "PodDisruptionBudget", "Service", "Service", "Service"},
+	"examples/agic-tls-keyvault": {"ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Ingress", "NetworkPolicy", "PodDisruptionBudget", "Service", "Service", "Service"},
+	"examples/agc-tls":           {"ConfigMap", "Deployment", "Gateway", "HTTPRoute", "HTTPRoute", "HealthCheckPolicy", "HorizontalPodAutoscaler", "NetworkPolicy", "PodDisruptionBudget", "Service", "Service", "Service"},
+	"examples/entra-id":          {"ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Ingress", "NetworkPolicy", "PodDisruptionBudget", "Service", "Service", "Service"},
 
 	"monitoring": {"ConfigMap", "PrometheusRule", "ServiceMonitor"},
 }
