@@ -1,29 +1,28 @@
-# syntax=docker/dockerfile:1
-#
 # loopcast: one static binary on distroless. Build context = this repository.
-#   docker build -t loopcast .            (or: az acr build -t loopcast:TAG -r REGISTRY .)
-# deploy/deploy_test.go parses this file and runs the `go build` line below.
+#   docker build -t loopcast .
+#   az acr build -r REGISTRY -t loopcast:TAG .
+#
+# Written for the classic builder as well as BuildKit: ACR Tasks
+# (`az acr build`) runs the classic builder, which has no RUN --mount and
+# whose dependency scanner rejects FROM --platform=$BUILDPLATFORM
+# (Azure/acr#697, Azure/acr#721), so this file uses neither. For arm64
+# node pools build on an arm64 agent (`az acr build --platform linux/arm64`)
+# or with `docker buildx build --platform linux/arm64` (emulated).
+# deploy/dockerfile_test.go parses this file, checks it keeps to what the
+# classic builder accepts, and runs the `go build` line below.
 
 # Builder pinned by tag, not digest: golang:1.26 follows go.mod's `go 1.26.x`
 # and picks up 1.26 patch releases. Pin a digest (golang:1.26@sha256:...) if
 # you need bit-for-bit rebuilds.
-FROM --platform=$BUILDPLATFORM golang:1.26 AS build
+FROM golang:1.26 AS build
 WORKDIR /src
 COPY . .
-# Set by BuildKit from --platform (docker buildx build --platform linux/arm64).
-# No defaults here: a default would override BuildKit's value. Empty means
-# Go's own default, the builder's platform.
-ARG TARGETOS
-ARG TARGETARCH
 # Static: no cgo, so no libc and no ELF interpreter. -trimpath drops local
 # paths; -buildvcs=false because .dockerignore keeps .git out of the context.
 # No `go mod download`: it would fetch every module of go.mod, the tests'
-# Kubernetes, kustomize, BuildKit and NATS server included; go build fetches
-# only what the binary imports, into a cache mount kept between builds
-# (BuildKit: docker buildx, and ACR Tasks, which builds with BuildKit when
-# the file starts with a syntax directive as this one does).
-RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
-    CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath -buildvcs=false -ldflags="-s -w" -o /out/loopcast ./cmd/loopcast
+# Kubernetes, kustomize, BuildKit and NATS server modules included; go build
+# fetches only what the binary imports (about a tenth of them).
+RUN CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags="-s -w" -o /out/loopcast ./cmd/loopcast
 
 # distroless static, tag :nonroot = uid/gid 65532, CA certificates and tzdata,
 # no shell and no package manager (hence lifecycle.preStop.sleep, not exec).
