@@ -33,7 +33,12 @@ type conn struct {
 	// The small fields together, so the struct stays in a 240-byte
 	// allocation class.
 	state connState
-	echo  bool // /echo session; otherwise a room member
+	// handed marks that bytes were handed to gnet's outbound buffer
+	// since it was last seen empty: until then the buffer is empty for
+	// sure (every write goes through Write), and the fan-out's per-member
+	// checks need not touch gnet's connection at all.
+	handed bool
+	echo   bool // /echo session; otherwise a room member
 	// v1 marks a loopcast.v1 session: data messages are commands
 	// (protocol.go), room messages carry their room, epoch and offset.
 	v1 bool
@@ -105,7 +110,16 @@ type conn struct {
 }
 
 // Queued implements fanout.Conn: the bytes gnet still has queued.
-func (cs *conn) Queued() int { return cs.gc.OutboundBuffered() }
+func (cs *conn) Queued() int {
+	if !cs.handed {
+		return 0
+	}
+	n := cs.gc.OutboundBuffered()
+	if n == 0 {
+		cs.handed = false
+	}
+	return n
+}
 
 // Write implements fanout.Conn: p goes straight to the socket when gnet
 // has nothing queued (the fast path, no scheduler hand-off), and what the
@@ -116,10 +130,11 @@ func (cs *conn) Write(p []byte) {
 	if cs.state == stateClosed {
 		return
 	}
-	if cs.gc.OutboundBuffered() == 0 {
+	if cs.Queued() == 0 {
 		p = p[rawWrite(cs.fd, p):]
 	}
 	if len(p) > 0 {
+		cs.handed = true
 		_, _ = cs.gc.Write(p)
 	}
 }

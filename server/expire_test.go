@@ -138,6 +138,7 @@ func TestPingOverMaxPendingClosesSlowConsumer(t *testing.T) {
 			cs, _ := testConn(t, l, stateOpen)
 			gc := cs.gc.(*fakeGnetConn)
 			gc.backlog = tc.backlog
+			cs.handed = true // the backlog came through cs.Write, as all output does
 			cs.seen, cs.nextPing = l.now, l.now
 			l.expire(cs)
 			if !bytes.Equal(gc.queued, tc.wantQueue) {
