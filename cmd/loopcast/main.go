@@ -26,6 +26,7 @@ import (
 )
 
 func main() {
+	keepSysmonAwake()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr, stop); err != nil {
@@ -132,7 +133,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer, 
 		admin = a.String()
 	}
 	log.Info("serving", "addr", srv.Addr().String(), "admin", admin, "event_loops", srv.EventLoops(),
-		"ping_interval", cfg.PingInterval, "idle_timeout", cfg.IdleTimeout, "cluster", clusterMode)
+		"ping_interval", cfg.PingInterval, "idle_timeout", cfg.IdleTimeout, "cluster", clusterMode, "godebug", os.Getenv("GODEBUG"))
 	if opts.Demo {
 		log.Info("demo: open http://" + srv.Addr().String() + "/demo/")
 		dctx, stopDemo := context.WithCancel(ctx)
@@ -202,11 +203,7 @@ func connName() string {
 // newBridge connects to NATS for --nats-url; the connection name carries
 // the host name (the pod's), which NATS's monitoring shows.
 func newBridge(url string, cfg server.Config, log *slog.Logger) (*cluster.Bridge, error) {
-	name := "loopcast"
-	if h, err := os.Hostname(); err == nil {
-		name += " " + h
-	}
-	return cluster.New(cluster.Options{URL: url, Name: name, Logger: log, MaxMessage: cfg.MaxMessage})
+	return cluster.New(cluster.Options{URL: url, Name: connName(), Logger: log, MaxMessage: cfg.MaxMessage})
 }
 
 func newLogger(w io.Writer, opts flags.Options) *slog.Logger {

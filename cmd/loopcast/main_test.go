@@ -75,8 +75,15 @@ var servingAddr = regexp.MustCompile(`msg=serving addr=(\S+) admin=(\S+)`)
 // bound addresses.
 func startBinary(t *testing.T, args ...string) *proc {
 	t.Helper()
+	return startBinaryEnv(t, nil, args...)
+}
+
+// startBinaryEnv is startBinary with env (nil: the test's own).
+func startBinaryEnv(t *testing.T, env []string, args ...string) *proc {
+	t.Helper()
 	p := &proc{stderr: &syncBuffer{}, exited: make(chan error, 1)}
 	p.cmd = exec.Command(binary, append([]string{"--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"}, args...)...)
+	p.cmd.Env = env
 	p.cmd.Stderr = p.stderr
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
