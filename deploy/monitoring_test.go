@@ -100,15 +100,7 @@ func startMonitored(t *testing.T, broker server.Broker) *server.Server {
 	t.Helper()
 	cfg := server.DefaultConfig()
 	cfg.Addr, cfg.AdminAddr, cfg.Broker = "127.0.0.1:0", "", broker
-	srv, err := server.New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	return srv
+	return startServer(t, cfg)
 }
 
 func scrapeWithBridge(t *testing.T) string {

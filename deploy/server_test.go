@@ -27,6 +27,12 @@ func startFromManifest(t *testing.T, p pod) *server.Server {
 	cfg.Addr = "127.0.0.1:0"
 	cfg.AdminAddr = ""
 	cfg.PublishTokenFile = ""
+	return startServer(t, cfg)
+}
+
+// startServer runs the real server with cfg until the test ends.
+func startServer(t *testing.T, cfg server.Config) *server.Server {
+	t.Helper()
 	srv, err := server.New(cfg, nil)
 	if err != nil {
 		t.Fatal(err)

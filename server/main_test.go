@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"log/slog"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -36,7 +37,13 @@ func testConfig() server.Config {
 // startServer runs a server for the test and closes it at cleanup.
 func startServer(t testing.TB, cfg server.Config) *server.Server {
 	t.Helper()
-	srv, err := server.New(cfg, nil)
+	return startServerLog(t, cfg, nil)
+}
+
+// startServerLog is startServer with a logger (nil: discard).
+func startServerLog(t testing.TB, cfg server.Config, log *slog.Logger) *server.Server {
+	t.Helper()
+	srv, err := server.New(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}

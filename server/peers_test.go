@@ -36,17 +36,8 @@ func startLogged(t *testing.T, cfg server.Config) (*server.Server, string, *test
 	t.Helper()
 	logs := &testutil.SyncBuffer{}
 	cfg.AdminAddr = "127.0.0.1:0"
-	srv, err := server.New(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
+	srv := startServerLog(t, cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	t.Cleanup(func() {
-		if err := srv.Close(); err != nil {
-			t.Errorf("close: %v", err)
-		}
 		if t.Failed() {
 			t.Logf("server log:\n%s", logs.String())
 		}
