@@ -5,26 +5,10 @@
 // object with what the page saw.
 //
 //   node chromium.mjs <chromium binary> <server host:port>
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import WebSocket from 'ws';
+import { cdp, launch } from './headless.mjs';
 
 const [bin, server] = process.argv.slice(2);
-const profile = mkdtempSync(join(tmpdir(), 'loopcast-chromium-'));
-const chrome = spawn(bin, [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  `--user-data-dir=${profile}`, '--remote-debugging-port=0', 'about:blank',
-], { stdio: ['ignore', 'ignore', 'pipe'] });
-const done = (out, code) => {
-  console.log(JSON.stringify(out));
-  chrome.kill('SIGKILL');
-  try { rmSync(profile, { recursive: true, force: true }); } catch {}
-  process.exit(code);
-};
-setTimeout(() => done({ error: 'timeout' }, 1), 30000);
+const { devtools, finish } = launch(bin);
 
 // The page's part: runs in Chromium.
 const page = async (server) => {
@@ -54,26 +38,11 @@ const page = async (server) => {
   return out;
 };
 
-let port;
-chrome.stderr.on('data', async (d) => {
-  const m = /DevTools listening on ws:\/\/127\.0\.0\.1:(\d+)\//.exec(String(d));
-  if (!m || port) return;
-  port = m[1];
-  try {
-    const targets = await (await fetch(`http://127.0.0.1:${port}/json/list`)).json();
-    const target = targets.find((t) => t.type === 'page');
-    const cdp = new WebSocket(target.webSocketDebuggerUrl);
-    cdp.on('open', () => cdp.send(JSON.stringify({
-      id: 1, method: 'Runtime.evaluate',
-      params: { expression: `(${page})(${JSON.stringify(server)})`, awaitPromise: true, returnByValue: true },
-    })));
-    cdp.on('message', (raw) => {
-      const r = JSON.parse(String(raw));
-      if (r.id !== 1) return;
-      if (r.result?.exceptionDetails) done({ error: r.result.exceptionDetails.exception?.description || 'exception' }, 1);
-      done(r.result.result.value, 0);
-    });
-  } catch (e) {
-    done({ error: String(e) }, 1);
-  }
-});
+try {
+  const base = await devtools;
+  const targets = await (await fetch(`${base}/json/list`)).json();
+  const target = await cdp(targets.find((t) => t.type === 'page').webSocketDebuggerUrl);
+  finish(await target.evaluate(`(${page})(${JSON.stringify(server)})`), 0);
+} catch (e) {
+  finish({ error: String(e) }, 1);
+}
