@@ -245,7 +245,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		draining = 1
 	}
 	g(c.draining, draining)
-	g(c.maxConns, int64(c.s.cfg.MaxConns))
+	g(c.maxConns, int64(c.s.maxConns))
 	ps := c.s.peerState()
 	split := int64(0)
 	if ps.split {

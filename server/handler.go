@@ -56,16 +56,25 @@ func (h *handler) OnTick() (time.Duration, gnet.Action) {
 	return s.tick, gnet.None
 }
 
-// OnOpen gives a new connection its state and its handshake deadline.
+// OnOpen gives a new connection its state and its handshake deadline,
+// or, beyond the connection budget, a 503 and an immediate close: it runs
+// in the loop turn that accepted the connection (every loop accepts on
+// its own listener), so the descriptors connections hold never pass the
+// budget by more than one per loop (fdbudget.go).
 func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	s := h.s
 	l := s.loopFor(c.EventLoop())
+	l.stats.accepted.Add(1)
+	if s.open.Add(1) > int64(s.connBudget) {
+		s.open.Add(-1)
+		l.stats.closes[closeOverCapacity].Add(1)
+		return rejOverCapacity.resp, gnet.Close
+	}
 	l.now = s.ticksNow() // a busy loop's last tick may be long past
 	cs := &conn{gc: c, fd: c.Fd(), loop: l, since: l.now, wslot: -1}
 	cs.out.Init(l.fan, cs)
 	c.SetContext(cs)
 	l.stats.conns.Add(1)
-	l.stats.accepted.Add(1)
 	l.wheel.add(cs, l.now+l.handshakeTicks)
 	return nil, gnet.None
 }
@@ -94,6 +103,7 @@ func (h *handler) OnClose(c gnet.Conn, _ error) gnet.Action {
 	l.wheel.remove(cs)
 	cs.state = stateClosed
 	l.stats.conns.Add(-1)
+	h.s.open.Add(-1)
 	return gnet.None
 }
 

@@ -78,6 +78,11 @@ const (
 	// registerLoops).
 	registerLoopsTimeout = 5 * time.Second
 
+	// registerRoundWait bounds how long one round of registerLoops waits
+	// for its connections to be accepted before it connects again (a
+	// loop still starting has not begun accepting on its listener).
+	registerRoundWait = 20 * time.Millisecond
+
 	// resumeWaitMax bounds how long a resume newer than this instance's
 	// view of the JetStream log waits for the log to bring it (the
 	// client saw those messages on a faster instance); then it gets

@@ -147,6 +147,9 @@ var (
 	rejFull          = newRejection(503, "server full (max-conns): retry on another instance", "Retry-After: 1\r\n")
 	rejPerIP         = newRejection(429, "too many connections from this address (max-conns-per-ip)", "Retry-After: 5\r\n")
 	rejRoomsFull     = newRejection(503, "room limit reached (max-rooms): join an existing room or retry later", "Retry-After: 5\r\n")
+	// rejOverCapacity is written at accept, before the request is read,
+	// to a connection beyond the connection budget (see fdbudget.go).
+	rejOverCapacity = newRejection(503, "over capacity: the server holds as many connections as its open-file limit allows; retry on another instance", "Retry-After: 1\r\n")
 )
 
 // parseRejections maps the request parser's errors to their answers.

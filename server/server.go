@@ -38,6 +38,19 @@ type Server struct {
 	done     chan struct{} // closed when gnet.Run returned
 	runErr   error
 	draining atomic.Bool
+	// closing is set by Close before it stops the engine: a stop without
+	// it is a failure (Err); engineErr holds gnet's last error line (why
+	// it stopped).
+	closing   atomic.Bool
+	engineErr atomic.Pointer[string]
+
+	// connBudget is how many connections the main listener holds at once
+	// (fdbudget.go), open how many it holds; maxConns is the WebSocket
+	// cap admission enforces (Config.MaxConns, or derived from the
+	// budget).
+	connBudget int
+	maxConns   int
+	open       atomic.Int64
 
 	loopsMu sync.Mutex
 	loops   atomic.Pointer[[]*loop] // indexed by loop idx; grows as loops appear
@@ -120,6 +133,13 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	if s.admit, err = newAdmission(cfg, logger); err != nil {
 		return nil, err
 	}
+	budget, nofile, err := connBudget(n)
+	if err != nil {
+		return nil, err
+	}
+	s.connBudget = budget
+	s.maxConns = effectiveMaxConns(cfg.MaxConns, budget, logger, nofile)
+	s.admit.maxConns = s.maxConns
 	empty := []*loop{}
 	s.loops.Store(&empty)
 	return s, nil
@@ -152,15 +172,23 @@ func (s *Server) Start() error {
 	} else {
 		close(s.peersDone)
 	}
+	addr, err := reservePort(s.cfg.Addr)
+	if err != nil {
+		cancel()
+		return fmt.Errorf("listen %s: %w", s.cfg.Addr, err)
+	}
 	go func() {
 		defer close(s.done)
-		s.runErr = gnet.Run(&handler{s: s}, "tcp://"+s.cfg.Addr,
+		s.runErr = gnet.Run(&handler{s: s}, "tcp://"+addr,
 			gnet.WithNumEventLoop(s.nloops),
 			gnet.WithMulticore(s.nloops > 1),
 			gnet.WithReuseAddr(true),
+			// One listener per loop, each accepting on its own loop: see
+			// fdbudget.go (why) and reservePort (the port they share).
+			gnet.WithReusePort(true),
 			gnet.WithTicker(true),
 			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
-			gnet.WithLogger(gnetLogger{s.log}),
+			gnet.WithLogger(gnetLogger{s.log, s}),
 		)
 	}()
 	select {
@@ -184,8 +212,61 @@ func (s *Server) Start() error {
 	}
 }
 
+// reservePort resolves addr to the address every loop's listener binds
+// with SO_REUSEPORT. It binds addr once without SO_REUSEPORT and closes
+// it: a port that another process holds is refused here (SO_REUSEPORT
+// would otherwise share it with that process, if it set the option too),
+// and port 0 becomes a concrete port that all the loops share.
+func reservePort(addr string) (string, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", err
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	if err := ln.Close(); err != nil {
+		return "", err
+	}
+	return net.JoinHostPort(host, strconv.Itoa(port)), nil
+}
+
 // Addr is the address the main listener is bound to (after Start).
 func (s *Server) Addr() net.Addr { return s.addr }
+
+// Done is closed when the server's event loops have stopped: after Close
+// or Shutdown, or on their own when the engine failed (Err then says
+// why). A process should exit when Done is closed and it did not ask
+// for it, so that its supervisor restarts it.
+func (s *Server) Done() <-chan struct{} { return s.done }
+
+// Err reports why the event loops stopped on their own (nil while they
+// run, and after Close or Shutdown stopped them).
+func (s *Server) Err() error {
+	select {
+	case <-s.done:
+	default:
+		return nil
+	}
+	if s.closing.Load() {
+		return nil
+	}
+	why := "the event loops stopped"
+	if p := s.engineErr.Load(); p != nil {
+		why += ": " + *p
+	}
+	if s.runErr != nil {
+		return fmt.Errorf("%s: %w", why, s.runErr)
+	}
+	return errors.New(why)
+}
+
+// ConnectionBudget is how many connections the main listener holds at
+// once, from the open-file limit (beyond it a connection gets 503 at
+// accept), and MaxConns the WebSocket sessions it admits.
+func (s *Server) ConnectionBudget() (budget, maxConns int) { return s.connBudget, s.maxConns }
 
 // EventLoops is the number of gnet event loops the server runs
 // (Config.EventLoops, or GOMAXPROCS when that is 0).
@@ -199,6 +280,7 @@ func (s *Server) Close() error {
 	default:
 		return nil
 	}
+	s.closing.Store(true)
 	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
 	defer cancel()
 	if s.admin != nil {
@@ -266,10 +348,13 @@ func (s *Server) loopList() []*loop { return *s.loops.Load() }
 // registerLoops makes every event loop known before the first client
 // comes: rooms are owned by loops, and a message published (or read back
 // from the cluster log) before any client connected needs one. gnet
-// shows a loop only through a connection on it, and hands new
-// connections to its loops in turn: so the server connects to itself
-// once per loop, waits until each loop saw its connection, and closes
-// them (counted as accepted connections, closed without a request).
+// shows a loop only through a connection on it, and each loop accepts on
+// its own listener, which the kernel picks by a hash of the connection's
+// addresses (SO_REUSEPORT); the loops' listeners appear after OnBoot.
+// So the server connects to itself a few times per loop, waits until
+// those connections were accepted, closes them, and does it again until
+// every loop has seen one (counted as accepted connections, closed
+// without a request).
 func (s *Server) registerLoops() error {
 	host := "127.0.0.1"
 	if a, ok := s.addr.(*net.TCPAddr); ok && a.IP != nil && !a.IP.IsUnspecified() {
@@ -285,22 +370,30 @@ func (s *Server) registerLoops() error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("only %d of %d event loops seen a connection within %s", len(s.loopList()), s.nloops, registerLoopsTimeout)
 		}
+		before := s.open.Load()
 		var conns []net.Conn
-		for range s.nloops {
+		for range 2 * s.nloops {
 			c, err := net.DialTimeout("tcp", addr, time.Second)
 			if err != nil {
+				closeAll(conns)
 				return fmt.Errorf("connecting to %s to register the event loops: %w", addr, err)
 			}
 			conns = append(conns, c)
 		}
-		for len(s.loopList()) < s.nloops && time.Now().Before(deadline) {
+		// Until the loops opened them all (or a while: one of them may be
+		// a loop still starting, whose listener got it).
+		for round := time.Now().Add(registerRoundWait); s.open.Load()-before < int64(len(conns)) && time.Now().Before(round); {
 			time.Sleep(time.Millisecond)
 		}
-		for _, c := range conns {
-			_ = c.Close()
-		}
+		closeAll(conns)
 	}
 	return nil
+}
+
+func closeAll(conns []net.Conn) {
+	for _, c := range conns {
+		_ = c.Close()
+	}
 }
 
 // loopFor returns the state of gnet loop el, creating it on first use.
@@ -325,11 +418,21 @@ func (s *Server) loopFor(el gnet.EventLoop) *loop {
 
 func (s *Server) ticksNow() int64 { return int64(time.Since(s.start) / s.tick) }
 
-// gnetLogger sends gnet's own log lines to slog.
-type gnetLogger struct{ l *slog.Logger }
+// gnetLogger sends gnet's own log lines to slog, and keeps the last
+// error line for Server.Err.
+type gnetLogger struct {
+	l *slog.Logger
+	s *Server
+}
 
 func (g gnetLogger) Debugf(f string, a ...any) { g.l.Debug(fmt.Sprintf(f, a...), "component", "gnet") }
 func (g gnetLogger) Infof(f string, a ...any)  { g.l.Info(fmt.Sprintf(f, a...), "component", "gnet") }
 func (g gnetLogger) Warnf(f string, a ...any)  { g.l.Warn(fmt.Sprintf(f, a...), "component", "gnet") }
-func (g gnetLogger) Errorf(f string, a ...any) { g.l.Error(fmt.Sprintf(f, a...), "component", "gnet") }
+func (g gnetLogger) Errorf(f string, a ...any) {
+	msg := fmt.Sprintf(f, a...)
+	if g.s != nil {
+		g.s.engineErr.Store(&msg)
+	}
+	g.l.Error(msg, "component", "gnet")
+}
 func (g gnetLogger) Fatalf(f string, a ...any) { g.l.Error(fmt.Sprintf(f, a...), "component", "gnet") }

@@ -19,13 +19,14 @@ const (
 	closeGoingAway                           // 1001: server shutdown
 	closeHandshakeTimeout                    // no complete request head in time
 	closeHTTP                                // HTTP exchange done, or rejected
+	closeOverCapacity                        // beyond the connection budget at accept: 503, closed
 	numCloseReasons
 )
 
 var closeReasonNames = [numCloseReasons]string{
 	"peer_close", "gone", "protocol_error", "invalid_utf8", "policy", "rate_limited",
 	"message_too_big", "slow_consumer", "idle_timeout", "going_away",
-	"handshake_timeout", "http",
+	"handshake_timeout", "http", "over_capacity",
 }
 
 func (r closeReason) String() string {

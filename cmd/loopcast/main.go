@@ -141,7 +141,11 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer, 
 		go runDemoTicker(dctx, srv, log)
 	}
 
-	<-ctx.Done()
+	if err := awaitStop(ctx, srv); err != nil {
+		log.Error("event loops stopped; exiting so the pod is restarted", "err", err)
+		closeBridge()
+		return err
+	}
 	unhook()
 	log.Info("draining", "drain_delay", cfg.DrainDelay, "drain_duration", cfg.DrainDuration)
 	err = srv.Shutdown(context.Background())
@@ -151,6 +155,29 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer, 
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// stopper is what awaitStop watches: *server.Server.
+type stopper interface {
+	Done() <-chan struct{}
+	Err() error
+}
+
+// awaitStop returns nil when ctx ends (the first SIGTERM or SIGINT), or
+// an error when the server stopped serving without being asked (its
+// event loops failed): the command then exits non-zero, so Kubernetes
+// restarts the pod instead of keeping a process that accepts nothing.
+func awaitStop(ctx context.Context, srv stopper) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-srv.Done():
+		err := srv.Err()
+		if err == nil {
+			err = errors.New("the event loops stopped")
+		}
+		return fmt.Errorf("serving stopped: %w", err)
+	}
 }
 
 // newStream connects to NATS for --nats-url in JetStream mode: nil

@@ -81,9 +81,16 @@ func startBinary(t *testing.T, args ...string) *proc {
 // startBinaryEnv is startBinary with env (nil: the test's own).
 func startBinaryEnv(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
-	p := &proc{stderr: &syncBuffer{}, exited: make(chan error, 1)}
-	p.cmd = exec.Command(binary, append([]string{"--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"}, args...)...)
-	p.cmd.Env = env
+	cmd := exec.Command(binary, append([]string{"--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"}, args...)...)
+	cmd.Env = env
+	return startProc(t, cmd)
+}
+
+// startProc starts cmd, a loopcast command line, and waits for its
+// "serving" log line.
+func startProc(t *testing.T, cmd *exec.Cmd) *proc {
+	t.Helper()
+	p := &proc{cmd: cmd, stderr: &syncBuffer{}, exited: make(chan error, 1)}
 	p.cmd.Stderr = p.stderr
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
