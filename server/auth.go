@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -46,6 +47,36 @@ type tokenClaims struct {
 	jwt.RegisteredClaims
 	Rooms   *[]string `json:"rooms,omitempty"`
 	Publish *[]string `json:"publish,omitempty"`
+}
+
+// errNumericDate is the decoding error of a token whose exp, nbf or iat
+// is present but not a JSON number.
+var errNumericDate = errors.New("exp, nbf and iat must be JSON numbers (RFC 7519 section 2, NumericDate)")
+
+// UnmarshalJSON decodes the claims, refusing an exp, nbf or iat that is
+// not a JSON number. RFC 7519 §2 defines NumericDate as "A JSON numeric
+// value"; golang-jwt also reads numbers written as strings, so
+// "exp":"9999999999" would pass as a date in 2286, and "exp":null as no
+// exp at all. It decodes the claims twice, a cost paid once per
+// handshake that carries a token, never per message.
+func (c *tokenClaims) UnmarshalJSON(b []byte) error {
+	var dates struct {
+		Exp json.RawMessage `json:"exp"` // empty when absent; "null" for null
+		Nbf json.RawMessage `json:"nbf"`
+		Iat json.RawMessage `json:"iat"`
+	}
+	if err := json.Unmarshal(b, &dates); err != nil {
+		return err
+	}
+	for _, d := range [...]json.RawMessage{dates.Exp, dates.Nbf, dates.Iat} {
+		// A RawMessage holds one valid JSON value, without surrounding
+		// white space: a number is the only kind that starts so.
+		if len(d) > 0 && d[0] != '-' && (d[0] < '0' || d[0] > '9') {
+			return errNumericDate
+		}
+	}
+	type plain tokenClaims // without this method
+	return json.Unmarshal(b, (*plain)(c))
 }
 
 // grant is what a connection's token allows, kept for its life (nil
@@ -191,6 +222,8 @@ func (a *authenticator) verify(h *reqhead.Head) (*grant, *rejection) {
 	var c tokenClaims
 	if _, err := a.parser.ParseWithClaims(tok, &c, a.key); err != nil {
 		switch {
+		case errors.Is(err, errNumericDate):
+			return nil, rejAuthNumericDate
 		case errors.Is(err, jwt.ErrTokenExpired):
 			return nil, rejAuthExpired
 		case errors.Is(err, jwt.ErrTokenRequiredClaimMissing) && c.ExpiresAt == nil:
@@ -206,6 +239,11 @@ func (a *authenticator) verify(h *reqhead.Head) (*grant, *rejection) {
 	}
 	return &grant{rooms: c.Rooms, publish: c.Publish}, nil
 }
+
+// rejAuthNumericDate answers a token whose exp, nbf or iat is not a JSON
+// number (see tokenClaims.UnmarshalJSON).
+var rejAuthNumericDate = newRejection(401, "invalid token: its exp, nbf and iat must be JSON numbers (RFC 7519 section 2, NumericDate), not strings or null",
+	"WWW-Authenticate: Bearer realm=\"loopcast\", error=\"invalid_token\"\r\n")
 
 func roomAllowed(patterns []string, room string) bool {
 	for _, p := range patterns {

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -65,9 +66,13 @@ func sign(t *testing.T, method jwt.SigningMethod, key any, claims jwt.MapClaims)
 	return s
 }
 
+// testJWTSecret is an HS256 secret of 32 bytes, the least RFC 7518
+// §3.2 allows (Config.Validate refuses shorter ones).
+const testJWTSecret = "correct horse battery staple 256"
+
 func TestJWTHS256(t *testing.T) {
 	cfg := testConfig()
-	cfg.JWTSecret = "correct horse battery staple"
+	cfg.JWTSecret = testJWTSecret
 	srv := startServer(t, cfg)
 	addr := srv.Addr().String()
 	key := []byte(cfg.JWTSecret)
@@ -247,4 +252,52 @@ func TestMaxConnsPerIP(t *testing.T) {
 			t.Fatalf("client A again: %d, want 429", s)
 		}
 	})
+}
+
+// TestBugJWTNumericDateAsString: RFC 7519 §2 defines NumericDate as "A
+// JSON numeric value"; exp, nbf and iat are NumericDates (§4.1.4-4.1.6).
+// A token whose exp is the string "9999999999" would otherwise be taken
+// as valid until the year 2286 by any library that also reads numbers in
+// strings. Such tokens get 401, saying why.
+func TestBugJWTNumericDateAsString(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig()
+	cfg.JWTSecret = testJWTSecret
+	srv := startServer(t, cfg)
+	addr := srv.Addr().String()
+	key := []byte(cfg.JWTSecret)
+	exp := time.Now().Add(time.Hour).Unix()
+	for _, c := range []struct {
+		name   string
+		claims jwt.MapClaims
+		status int
+	}{
+		{"exp number", jwt.MapClaims{"exp": exp}, 101},
+		{"exp fraction", jwt.MapClaims{"exp": float64(exp) + 0.5}, 101},
+		{"exp, nbf and iat numbers", jwt.MapClaims{"exp": exp, "nbf": exp - 7200, "iat": exp - 7200}, 101},
+		{"exp string", jwt.MapClaims{"exp": "9999999999"}, 401},
+		{"exp string of the right time", jwt.MapClaims{"exp": strconv.FormatInt(exp, 10)}, 401},
+		{"exp null", jwt.MapClaims{"exp": nil}, 401},
+		{"exp bool", jwt.MapClaims{"exp": true}, 401},
+		{"exp array", jwt.MapClaims{"exp": []int64{exp}}, 401},
+		{"nbf string", jwt.MapClaims{"exp": exp, "nbf": "0"}, 401},
+		{"iat string", jwt.MapClaims{"exp": exp, "iat": "0"}, 401},
+	} {
+		tok := sign(t, jwt.SigningMethodHS256, key, c.claims)
+		resp := upgrade(t, addr, "", "/ws/a", "Authorization: Bearer "+tok)
+		if resp.StatusCode != c.status {
+			t.Errorf("%s: %d, want %d", c.name, resp.StatusCode, c.status)
+			continue
+		}
+		if c.status == 401 {
+			b := make([]byte, 512)
+			n, _ := resp.Body.Read(b)
+			if body := string(b[:n]); !strings.Contains(body, "JSON number") {
+				t.Errorf("%s: body %q, want a reason saying exp, nbf and iat must be JSON numbers", c.name, body)
+			}
+			if !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer") {
+				t.Errorf("%s: 401 without WWW-Authenticate: Bearer", c.name)
+			}
+		}
+	}
 }

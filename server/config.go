@@ -191,12 +191,17 @@ type Config struct {
 
 	// JWTSecret, when set, requires an HS256 JWT on every upgrade, from
 	// "Authorization: Bearer" or the token query parameter: 401 without
-	// a valid one, 403 when its rooms claim does not allow the room.
+	// a valid one, 403 when its rooms claim does not allow the room. At
+	// least MinJWTSecretBytes (32) bytes, or Validate refuses it: RFC 7518
+	// §3.2 requires an HS256 key at least as long as the hash output, and
+	// a shorter one can be found offline from any token signed with it.
+	// One source of keys only: not together with JWTPublicKey or
+	// JWTJWKSURL.
 	JWTSecret string
 
 	// JWTSecretFile names a file holding JWTSecret (a mounted Kubernetes
-	// Secret); New reads it, trimming surrounding white space. It wins
-	// over JWTSecret. Default empty.
+	// Secret); New reads it, trimming surrounding white space, and holds
+	// it to the same rules. It wins over JWTSecret. Default empty.
 	JWTSecretFile string
 
 	// JWTJWKSURL, when set, accepts RS256 and ES256 tokens signed by the
@@ -204,7 +209,8 @@ type Config struct {
 	// Entra ID (https://login.microsoftonline.com/{tenant}/discovery/v2.0/keys)
 	// and most identity providers publish keys. The set is fetched when
 	// the server starts and every JWTJWKSRefresh; tokens are never
-	// fetched for on the event loop. Not together with JWTPublicKey.
+	// fetched for on the event loop. Not together with JWTPublicKey or
+	// JWTSecret.
 	JWTJWKSURL string
 
 	// JWTJWKSRefresh is how often the key set is fetched again, so keys
@@ -213,7 +219,11 @@ type Config struct {
 	JWTJWKSRefresh time.Duration
 
 	// JWTLeeway is the clock skew allowed for a token's exp and nbf.
-	// Default 5s.
+	// Default 5s; at most MaxJWTLeeway (5m), or Validate refuses it: a
+	// leeway extends every token's life by as much, and clocks kept by
+	// NTP agree within a second or so. The ceiling is the widest skew
+	// common verifiers tolerate by default (Kerberos; Microsoft's
+	// TokenValidationParameters.ClockSkew).
 	JWTLeeway time.Duration
 
 	// JWTAllowNoExp accepts tokens without an exp claim, which would
@@ -225,7 +235,8 @@ type Config struct {
 	JWTAudience, JWTIssuer string
 
 	// JWTPublicKey, when set, accepts RS256 or ES256 tokens signed by the
-	// matching private key: a PEM file path, or the PEM text itself.
+	// matching private key: a PEM file path, or the PEM text itself. Not
+	// together with JWTSecret or JWTJWKSURL.
 	JWTPublicKey string
 
 	// MaxConns caps WebSocket sessions; upgrades beyond get 503. Zero
@@ -234,11 +245,24 @@ type Config struct {
 
 	// MaxConnsPerIP caps WebSocket sessions per client address; upgrades
 	// beyond get 429. Zero (the default) means no cap. Behind a proxy,
-	// list it in TrustedProxies or every client shares its address.
+	// list it in TrustedProxies or every client shares its address. An
+	// IPv6 client counts by its ConnsPerIPv6Prefix prefix.
 	MaxConnsPerIP int
 
+	// ConnsPerIPv6Prefix is the prefix length, in bits, by which
+	// MaxConnsPerIP counts IPv6 clients: every address of one prefix is
+	// one client. Default 64: a site or a phone is given at least a /64
+	// (RFC 6177, RFC 8273) and picks addresses in it freely, so per /128
+	// one client could open as many sessions as it likes. 1 to 128; 128
+	// counts each IPv6 address apart. IPv4 clients count per address.
+	ConnsPerIPv6Prefix int
+
 	// TrustedProxies are CIDRs (Application Gateway's subnet) whose
-	// X-Forwarded-For header names the client for MaxConnsPerIP.
+	// X-Forwarded-For header names the client for MaxConnsPerIP: the
+	// right-most entry, over every X-Forwarded-For line, that is not in
+	// these CIDRs. With MaxConnsPerIP set, Validate refuses a prefix of
+	// length 0 (0.0.0.0/0, ::/0): every client would then be a trusted
+	// proxy and could name any address it likes.
 	TrustedProxies []string
 
 	// Broker, when set, fans rooms out across instances (see Broker).
@@ -265,6 +289,17 @@ type Config struct {
 	// Zero closes all at once.
 	DrainDuration time.Duration
 }
+
+// Limits on the JWT settings, which Validate enforces.
+const (
+	// MinJWTSecretBytes is the shortest JWTSecret accepted: RFC 7518
+	// §3.2, "A key of the same size as the hash output (for instance, 256
+	// bits for "HS256") or larger MUST be used with this algorithm."
+	MinJWTSecretBytes = 32
+
+	// MaxJWTLeeway is the largest JWTLeeway accepted (see Config.JWTLeeway).
+	MaxJWTLeeway = 5 * time.Minute
+)
 
 // Page is a static file for Config.Pages.
 type Page struct {
@@ -296,6 +331,7 @@ func DefaultConfig() Config {
 		CompressionMinSize: 256,
 		CompressionLevel:   1,
 		JWTLeeway:          5 * time.Second,
+		ConnsPerIPv6Prefix: 64,
 		JWTJWKSRefresh:     5 * time.Minute,
 		PeersInterval:      30 * time.Second,
 	}
@@ -373,19 +409,60 @@ func (c *Config) Validate() error {
 	if c.MaxRooms < 0 {
 		bad("max-rooms %d: must not be negative (0 = no cap)", c.MaxRooms)
 	}
-	if c.JWTLeeway < 0 {
-		bad("jwt-leeway %s: must not be negative", c.JWTLeeway)
+	if c.JWTLeeway < 0 || c.JWTLeeway > MaxJWTLeeway {
+		bad("jwt-leeway %s: want 0 to %s; a leeway keeps every token valid that much longer past its exp, "+
+			"so fix clock skew at its source (NTP) and keep the leeway to seconds", c.JWTLeeway, MaxJWTLeeway)
+	}
+	secret := "jwt-secret"
+	if c.JWTSecretFile != "" {
+		secret = "jwt-secret-file" // wins over jwt-secret
+	}
+	var keySources []string
+	for _, k := range []struct {
+		name string
+		set  bool
+	}{
+		{secret, c.JWTSecret != "" || c.JWTSecretFile != ""},
+		{"jwt-public-key", c.JWTPublicKey != ""},
+		{"jwt-jwks-url", c.JWTJWKSURL != ""},
+	} {
+		if k.set {
+			keySources = append(keySources, k.name)
+		}
+	}
+	if len(keySources) > 1 {
+		// With a secret and a public key both, a token is accepted when
+		// signed either way: HS256 by whoever holds the shared secret
+		// (every service that verifies tokens), RS256/ES256 by the
+		// identity provider; which one the operator meant is unknown.
+		bad("%s: give one source of JWT keys, not %d; together every token signed with any of them would be accepted "+
+			"(an HS256 secret is shared with every verifier, who could then mint tokens); keep the one your identity provider signs with", strings.Join(keySources, " and "), len(keySources))
+	}
+	if c.JWTSecretFile == "" { // the file's secret is checked as it is read (readSecretFiles)
+		if err := checkJWTSecret("jwt-secret", c.JWTSecret); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if c.MaxConns < 0 || c.MaxConnsPerIP < 0 {
 		bad("max-conns %d and max-conns-per-ip %d: must not be negative (0 = no cap)", c.MaxConns, c.MaxConnsPerIP)
 	}
+	if c.ConnsPerIPv6Prefix < 1 || c.ConnsPerIPv6Prefix > 128 {
+		bad("conns-per-ipv6-prefix %d: want a prefix length from 1 to 128 (64, the default, counts each /64 as one client; 128 each address)", c.ConnsPerIPv6Prefix)
+	}
 	for _, p := range c.TrustedProxies {
-		if _, err := netip.ParsePrefix(p); err != nil {
+		prefix, err := netip.ParsePrefix(p)
+		switch {
+		case err != nil:
 			bad("trusted-proxies entry %q: want a CIDR such as 10.1.0.0/24", p)
+		case prefix.Bits() == 0 && c.MaxConnsPerIP > 0:
+			bad("trusted-proxies %s trusts every address: any client could write the address it likes into X-Forwarded-For "+
+				"and so escape max-conns-per-ip %d; list only your gateway's subnet (Application Gateway's, such as 10.225.0.0/16)", p, c.MaxConnsPerIP)
 		}
 	}
-	if _, err := newAuthenticator(*c); err != nil {
-		bad("%v", err)
+	if len(keySources) <= 1 {
+		if _, err := newAuthenticator(*c); err != nil {
+			bad("%v", err)
+		}
 	}
 	if c.DrainDelay < 0 || c.DrainDuration < 0 {
 		bad("drain-delay %s and drain-duration %s: must not be negative", c.DrainDelay, c.DrainDuration)
@@ -454,9 +531,20 @@ func checkOrigin(o string) error {
 	return nil
 }
 
+// checkJWTSecret refuses an HS256 secret shorter than MinJWTSecretBytes;
+// flag names where it came from. The error never shows the secret.
+func checkJWTSecret(flag, secret string) error {
+	if n := len(secret); n > 0 && n < MinJWTSecretBytes {
+		return fmt.Errorf("%s: the HS256 secret is %d bytes; it must be at least %d bytes (256 bits, RFC 7518 section 3.2), "+
+			"or it can be guessed offline from any token signed with it; generate one with: openssl rand -base64 32", flag, n, MinJWTSecretBytes)
+	}
+	return nil
+}
+
 // readSecretFiles replaces PublishToken and JWTSecret by the contents of
-// PublishTokenFile and JWTSecretFile when those are set. The error names
-// the file, never its contents.
+// PublishTokenFile and JWTSecretFile when those are set, and holds the
+// JWT secret to checkJWTSecret (Validate cannot: it reads no file). The
+// error names the file, never its contents.
 func (c *Config) readSecretFiles() error {
 	for _, f := range []struct {
 		flag, path string
@@ -475,6 +563,11 @@ func (c *Config) readSecretFiles() error {
 		v := strings.TrimSpace(string(b))
 		if v == "" {
 			return fmt.Errorf("%s: %s is empty", f.flag, f.path)
+		}
+		if f.dst == &c.JWTSecret {
+			if err := checkJWTSecret(f.flag+" "+f.path, v); err != nil {
+				return err
+			}
 		}
 		*f.dst = v
 	}

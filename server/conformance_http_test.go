@@ -84,6 +84,11 @@ func TestConformanceHTTP(t *testing.T) {
 		{name: "http11-without-host", req: "GET / HTTP/1.1\r\n\r\n", status: 400, body: "Host", closes: true},
 		{name: "upgrade-without-host", req: strings.Replace(up("/echo"), "Host: 127.0.0.1\r\n", "", 1), status: 400, body: "Host", closes: true},
 		{name: "http11-empty-host", req: "GET / HTTP/1.1\r\nHost:\r\n\r\n", status: 200, body: "ok\n"},
+		// ... "or a Host header field with an invalid field value"
+		// (host_validation_test.go has the grammar's cases).
+		{name: "invalid-host", req: "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", status: 400, body: "Host", closes: true},
+		{name: "upgrade-invalid-host", req: strings.Replace(up("/echo"), "Host: 127.0.0.1", "Host: @evil", 1), status: 400, body: "Host", closes: true},
+		{name: "host-pod-ip-port", req: "GET / HTTP/1.1\r\nHost: 10.1.2.3:8080\r\n\r\n", status: 200, body: "ok\n"},
 		{name: "duplicate-key", req: up("/echo", "Sec-WebSocket-Key: "+newKey()+"\r\n", "Sec-WebSocket-Key: "+newKey()+"\r\n"), status: 400, closes: true},
 		{name: "origin-wrong", req: up("/echo", "Origin: https://evil.example.com\r\n"), status: 403, closes: true, cfgName: "origins"},
 		{name: "origin-missing", req: up("/echo"), status: 403, closes: true, cfgName: "origins"},

@@ -166,7 +166,7 @@ func TestDotRoomNames(t *testing.T) {
 // bounds how long past exp a token is accepted; aud and iss are checked
 // when configured.
 func TestJWTClaims(t *testing.T) {
-	key := []byte("correct horse battery staple")
+	key := []byte("correct horse battery staple 256")
 	now := time.Now()
 	tok := func(claims jwt.MapClaims) string { return sign(t, jwt.SigningMethodHS256, key, claims) }
 	base := testConfig()

@@ -28,6 +28,11 @@ func (cs *conn) serveHTTP() gnet.Action {
 			return gnet.None
 		case reqhead.ErrTooLarge:
 			return cs.reject(rejHeadTooLarge)
+		case reqhead.ErrHost:
+			// An invalid Host: 400 and close (RFC 9112 §3.2), for health
+			// requests as for upgrades. A missing or repeated Host is
+			// caught by the parser too (ErrNoHost, ErrDuplicate).
+			return cs.reject(rejHost)
 		default:
 			return cs.reject(parseRejections[err.(*reqhead.Error)])
 		}
@@ -93,6 +98,9 @@ func (cs *conn) serveHTTP() gnet.Action {
 	}
 	return gnet.None
 }
+
+// rejHost answers reqhead.ErrHost, whose reason names the rule broken.
+var rejHost = newRejection(reqhead.ErrHost.Status, reqhead.ErrHost.Reason, "")
 
 // reject answers with rej and closes the connection.
 func (cs *conn) reject(rej *rejection) gnet.Action {

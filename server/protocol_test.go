@@ -376,11 +376,11 @@ func TestProtocolLimitsAndPolicies(t *testing.T) {
 	t.Run("forbidden", func(t *testing.T) {
 		t.Parallel()
 		cfg := testConfig()
-		cfg.JWTSecret = "k"
+		cfg.JWTSecret = "0123456789abcdef0123456789abcdef"
 		srv := startServer(t, cfg)
 		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
 			"exp": time.Now().Add(time.Hour).Unix(), "rooms": []string{"feed-*", "chat"}, "publish": []string{"chat"},
-		}).SignedString([]byte("k"))
+		}).SignedString([]byte("0123456789abcdef0123456789abcdef"))
 		if err != nil {
 			t.Fatal(err)
 		}

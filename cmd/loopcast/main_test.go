@@ -519,7 +519,7 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 func TestSecretsNeverShown(t *testing.T) {
 	dir := t.TempDir()
 	tokenFile := filepath.Join(dir, "publish-token")
-	const token, jwtSecret = "tok-6f1d3c9a-from-a-file", "jwt-secret-b2e4f8a1-as-a-flag"
+	const token, jwtSecret = "tok-6f1d3c9a-from-a-file", "jwt-secret-b2e4f8a1-as-a-flag-0123"
 	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import WebSocket from 'ws';
 import { Client } from '../index.js';
 import { startLoopcast, startProxy, until } from './harness.mjs';
 
+const SECRET = '0123456789abcdef0123456789abcdef'; // 32 bytes: loopcast refuses shorter HS256 secrets (RFC 7518 §3.2)
 const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
 function jwt(secret, claims) {
   const head = b64({ alg: 'HS256', typ: 'JWT' }) + '.' + b64(claims);
@@ -15,12 +16,12 @@ function jwt(secret, claims) {
 }
 
 test('a fresh token for every connect; refusals reach the subscription', async () => {
-  const srv = await startLoopcast(['--jwt-secret', 'k', '--jwt-leeway', '0s']);
+  const srv = await startLoopcast(['--jwt-secret', SECRET, '--jwt-leeway', '0s']);
   const gw = await startProxy([srv.addr]);
   let calls = 0;
   const token = async () => {
     calls++;
-    return jwt('k', { exp: Math.floor(Date.now() / 1000) + 60, rooms: ['ok-*'] });
+    return jwt(SECRET, { exp: Math.floor(Date.now() / 1000) + 60, rooms: ['ok-*'] });
   };
   const c = new Client(`ws://${gw.addr}/ws`, { WebSocket, token, backoffInitial: 50, backoffMax: 100 });
   const errors = [];

@@ -45,6 +45,7 @@ var (
 	ErrDuplicate      = &Error{400, "duplicate header field that must appear once"}
 	ErrContentLength  = &Error{400, "invalid Content-Length"}
 	ErrNoHost         = &Error{400, "HTTP/1.1 request without a Host header (RFC 9112 section 3.2)"}
+	ErrHost           = &Error{400, "invalid Host header: want host or host:port, such as localhost or 10.1.2.3:8080 (RFC 9112 section 3.2)"}
 )
 
 // Connection, Upgrade and Sec-WebSocket-Protocol tokens seen in any
@@ -61,6 +62,13 @@ const (
 // a Head keeps.
 const MaxExtensionHeaders = 4
 
+// MaxForwardedFor is how many X-Forwarded-For header lines a Head keeps:
+// the last ones, since the list is read from the right (each proxy
+// appends what it saw, to the last line or as a line of its own). A chain
+// of proxies adding a line each rarely passes 3; more lines cost nothing
+// but are not kept (see Head.ForwardedFor).
+const MaxForwardedFor = 8
+
 // Subprotocol is the WebSocket subprotocol ProtoLoopcast stands for.
 const Subprotocol = "loopcast.v1"
 
@@ -72,7 +80,7 @@ type Head struct {
 	Minor  int    // HTTP/1.Minor: 0 or 1
 	Len    int    // bytes of the head, final empty line included
 
-	Host    []byte // required in HTTP/1.1; may be empty
+	Host    []byte // required in HTTP/1.1; may be empty; else uri-host[:port] (ValidHost)
 	Key     []byte // Sec-WebSocket-Key
 	Version []byte // Sec-WebSocket-Version
 	Origin  []byte
@@ -81,12 +89,32 @@ type Head struct {
 	// several); later ones are ignored.
 	Extensions    [MaxExtensionHeaders][]byte
 	Authorization []byte
-	ForwardedFor  []byte // X-Forwarded-For, first occurrence
+	// ForwardedFor holds the values of the last MaxForwardedFor
+	// X-Forwarded-For lines, in order; ForwardedForLines counts every
+	// line. RFC 9110 §5.3: lines of one field combine, in order, into one
+	// comma-separated list, so the list is ForwardedFor[0], ...,
+	// ForwardedFor[n-1] joined by commas (n = min(ForwardedForLines,
+	// MaxForwardedFor)). When ForwardedForLines exceeds MaxForwardedFor,
+	// the first lines, the left end of the list, are not kept: whoever
+	// reads the list from the right must not look past what is kept
+	// (ForwardedForTruncated). Use ForwardedForList.
+	ForwardedFor      [MaxForwardedFor][]byte
+	ForwardedForLines int
 
 	Tokens        int   // Conn* and UpgradeWS bits
 	ContentLength int64 // -1 when absent
 	Chunked       bool  // Transfer-Encoding present (any value)
 }
+
+// ForwardedForList returns the X-Forwarded-For lines kept, in order. It
+// aliases h: valid as long as h and its input are.
+func (h *Head) ForwardedForList() [][]byte {
+	return h.ForwardedFor[:min(h.ForwardedForLines, MaxForwardedFor)]
+}
+
+// ForwardedForTruncated reports whether X-Forwarded-For lines were
+// dropped from the left of the list (more than MaxForwardedFor lines).
+func (h *Head) ForwardedForTruncated() bool { return h.ForwardedForLines > MaxForwardedFor }
 
 // KeepAlive reports whether the connection stays open after the answer:
 // HTTP/1.1 unless "Connection: close"; HTTP/1.0 only with keep-alive.
@@ -253,8 +281,16 @@ func (h *Head) parseField(line []byte) error {
 	}
 	switch {
 	case equalFold(name, "host"):
+		// RFC 9112 §3.2: "A server MUST respond with a 400 (Bad
+		// Request) status code to any HTTP/1.1 request message that
+		// lacks a Host header field and to any request message that
+		// contains more than one Host header field line or a Host header
+		// field with an invalid field value."
 		if !setOnce(&h.Host, value) {
 			return ErrDuplicate
+		}
+		if !ValidHost(value) {
+			return ErrHost
 		}
 	case equalFold(name, "connection"):
 		forEachToken(value, func(t []byte) {
@@ -305,9 +341,15 @@ func (h *Head) parseField(line []byte) error {
 			return ErrDuplicate
 		}
 	case equalFold(name, "x-forwarded-for"):
-		if h.ForwardedFor == nil {
-			h.ForwardedFor = value
+		// Keep the last MaxForwardedFor lines: the list's right end,
+		// which proxies write, rather than its left, which clients do.
+		if n := h.ForwardedForLines; n < MaxForwardedFor {
+			h.ForwardedFor[n] = value
+		} else {
+			copy(h.ForwardedFor[:], h.ForwardedFor[1:])
+			h.ForwardedFor[MaxForwardedFor-1] = value
 		}
+		h.ForwardedForLines++
 	case equalFold(name, "content-length"):
 		n, ok := parseUint(value)
 		if !ok || (h.ContentLength >= 0 && h.ContentLength != n) {

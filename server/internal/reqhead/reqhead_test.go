@@ -2,6 +2,7 @@ package reqhead
 
 import (
 	"bytes"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -123,6 +124,8 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("HEAD / HTTP/1.0\nConnection: keep-alive\n\n"), uint16(3))
 	f.Add([]byte("\r\nGET http://x/ws?token=1 HTTP/1.1\r\nX-Forwarded-For: 1.2.3.4\r\nContent-Length: 0\r\n\r\n"), uint16(7))
 	f.Add([]byte("POST /publish HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"), uint16(1))
+	f.Add([]byte("GET / HTTP/1.1\r\nHost: [::1]:80\r\nX-Forwarded-For: a\r\nX-Forwarded-For: [2001:db8::1]:9, 1.2.3.4\r\n\r\n"), uint16(30))
+	f.Add([]byte("GET / HTTP/1.1\r\nHost: a b\r\n\r\n"), uint16(18))
 	f.Fuzz(func(t *testing.T, b []byte, cut uint16) {
 		var whole Head
 		errWhole := Parse(b, 1024, &whole)
@@ -172,5 +175,90 @@ func TestParseHostRule(t *testing.T) {
 		if err := Parse([]byte(in), 8192, &h); err != want {
 			t.Errorf("%q: got %v, want %v", in, err, want)
 		}
+	}
+}
+
+// RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status
+// code to ... any request message that contains more than one Host header
+// field line or a Host header field with an invalid field value."
+func TestParseInvalidHost(t *testing.T) {
+	for in, want := range map[string]error{
+		"GET / HTTP/1.1\r\nHost: a b\r\n\r\n":                            ErrHost,
+		"GET / HTTP/1.1\r\nHost: @evil\r\n\r\n":                          ErrHost,
+		"GET / HTTP/1.0\r\nHost: a/b\r\n\r\n":                            ErrHost, // HTTP/1.0 may omit Host, not send a bad one
+		"GET / HTTP/1.1\r\nHost:  localhost:8080 \r\n\r\n":               nil,     // OWS is not part of the value
+		"GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n":                     nil,
+		"GET / HTTP/1.1\r\nHost: a\r\nHost: a b\r\n\r\n":                 ErrDuplicate,
+		"GET / HTTP/1.1\r\nHost: a b\r\nHost: a\r\n\r\n":                 ErrHost, // the first error found
+		"GET http://x/ HTTP/1.1\r\nHost: x\r\nHost: x\r\n\r\n":           ErrDuplicate,
+		"GET / HTTP/1.1\r\nX-Forwarded-Host: a b\r\nHost: a\r\n\r\n":     nil,
+		"GET / HTTP/1.1\r\nHost: localhost\r\nX-Host: @evil\r\n\r\n":     nil,
+		"GET / HTTP/1.1\r\nHost: loc\x80lhost\r\n\r\n":                   ErrHost, // obs-text is not a reg-name
+		"GET / HTTP/1.1\r\nHost: [fe80::1%25eth0]:80\r\n\r\n":            ErrHost,
+		"GET / HTTP/1.1\r\nHost: 10.1.2.3:8080\r\nConnection: x\r\n\r\n": nil,
+	} {
+		var h Head
+		if err := Parse([]byte(in), 8192, &h); err != want {
+			t.Errorf("%q: got %v, want %v", in, err, want)
+		}
+	}
+	if !strings.Contains(ErrHost.Reason, "Host") || ErrHost.Status != 400 {
+		t.Errorf("ErrHost %d %q: want 400 with a reason naming Host", ErrHost.Status, ErrHost.Reason)
+	}
+}
+
+// RFC 9110 §5.3: field lines of one name combine, in order, into one
+// comma-separated list. Every X-Forwarded-For line is kept, up to the last
+// MaxForwardedFor, and counted.
+func TestParseForwardedForLines(t *testing.T) {
+	lines := func(h *Head) []string {
+		var s []string
+		for _, l := range h.ForwardedForList() {
+			s = append(s, string(l))
+		}
+		return s
+	}
+	var h Head
+	if err := Parse([]byte("GET / HTTP/1.1\r\nHost: a\r\n\r\n"), 8192, &h); err != nil {
+		t.Fatal(err)
+	}
+	if h.ForwardedForLines != 0 || len(h.ForwardedForList()) != 0 || h.ForwardedForTruncated() {
+		t.Fatalf("no X-Forwarded-For: %d lines %q", h.ForwardedForLines, lines(&h))
+	}
+	in := "GET / HTTP/1.1\r\nX-Forwarded-For: 198.51.100.1\r\nHost: a\r\nx-forwarded-for:  203.0.113.7:5000 , 10.0.0.1\r\nX-Forwarded-For:\r\n\r\n"
+	if err := Parse([]byte(in), 8192, &h); err != nil {
+		t.Fatal(err)
+	}
+	if got := lines(&h); h.ForwardedForLines != 3 || strings.Join(got, "|") != "198.51.100.1|203.0.113.7:5000 , 10.0.0.1|" || h.ForwardedForTruncated() {
+		t.Fatalf("three lines: %d %q", h.ForwardedForLines, got)
+	}
+
+	// More lines than kept: the last MaxForwardedFor, in order.
+	var b strings.Builder
+	b.WriteString("GET / HTTP/1.1\r\nHost: a\r\n")
+	const n = MaxForwardedFor + 3
+	for i := range n {
+		b.WriteString("X-Forwarded-For: 192.0.2." + strconv.Itoa(i) + "\r\n")
+	}
+	b.WriteString("\r\n")
+	if err := Parse([]byte(b.String()), 8192, &h); err != nil {
+		t.Fatal(err)
+	}
+	got := lines(&h)
+	if h.ForwardedForLines != n || !h.ForwardedForTruncated() || len(got) != MaxForwardedFor ||
+		got[0] != "192.0.2.3" || got[MaxForwardedFor-1] != "192.0.2."+strconv.Itoa(n-1) {
+		t.Fatalf("%d lines: counted %d, kept %q", n, h.ForwardedForLines, got)
+	}
+	for i := 1; i < len(got); i++ {
+		if got[i] != "192.0.2."+strconv.Itoa(3+i) {
+			t.Fatalf("kept lines out of order: %q", got)
+		}
+	}
+	// A new parse starts from nothing.
+	if err := Parse([]byte("GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n"), 8192, &h); err != nil {
+		t.Fatal(err)
+	}
+	if got := lines(&h); h.ForwardedForLines != 1 || len(got) != 1 || got[0] != "1.2.3.4" || h.ForwardedFor[1] != nil {
+		t.Fatalf("after a parse with %d lines: %d %q", n, h.ForwardedForLines, got)
 	}
 }
