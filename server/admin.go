@@ -13,9 +13,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/net/netutil"
 
 	"github.com/loopcast/loopcast/server/internal/command"
 	"github.com/loopcast/loopcast/server/internal/fanout"
@@ -29,9 +31,17 @@ import (
 //	GET  /rooms            rooms with their member counts, as JSON (token)
 //	POST /publish/{room}   body = message: text frame for text/*, binary otherwise;
 //	                       202 {"members": N} (token)
-//	     /debug/pprof/     runtime profiles, with Config.Pprof only; never cmdline
+//	     /debug/pprof/     runtime profiles, with Config.Pprof only; never cmdline (token)
 //
-// (token): the publish token as a bearer token, when one is set.
+// (token): the publish token as a bearer token, when one is set. Without
+// one the admin listener is loopback only (Config.Validate).
+//
+// The listener bounds what a client can hold (limits.go): the request
+// head within adminReadHeaderTimeout and adminMaxHeaderBytes, the whole
+// request within adminReadTimeout, the response within adminWriteTimeout
+// (pprof's profile and trace extend it by their ?seconds=), an idle
+// keep-alive connection for adminIdleTimeout, and adminMaxConns
+// connections at once.
 
 // AdminHandler returns the admin listener's handler, for embedding the
 // server's admin routes in another mux or testing them directly.
@@ -47,17 +57,20 @@ func (s *Server) AdminHandler() http.Handler {
 	mux.HandleFunc("GET /rooms", s.withToken(s.serveRooms))
 	mux.HandleFunc("POST /publish/{room}", s.withToken(s.servePublish))
 	if s.cfg.Pprof {
-		// Never /debug/pprof/cmdline: the command line may hold secrets.
-		mux.HandleFunc("/debug/pprof/", func(w http.ResponseWriter, r *http.Request) {
+		// Behind the token like /stats: profiles show what the process
+		// holds (heap, goroutine stacks with their arguments), and a CPU
+		// profile or trace costs the event loops while it runs. Never
+		// /debug/pprof/cmdline: the command line may hold secrets.
+		mux.HandleFunc("/debug/pprof/", s.withToken(func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path == "/debug/pprof/cmdline" {
 				http.NotFound(w, r)
 				return
 			}
 			pprof.Index(w, r)
-		})
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		}))
+		mux.HandleFunc("/debug/pprof/profile", s.withToken(pprof.Profile))
+		mux.HandleFunc("/debug/pprof/symbol", s.withToken(pprof.Symbol))
+		mux.HandleFunc("/debug/pprof/trace", s.withToken(pprof.Trace))
 	}
 	return rejectDotSegments(mux)
 }
@@ -91,6 +104,14 @@ func (s *Server) withToken(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
+// adminLimits are the admin listener's limits (limits.go), read when it
+// starts. A variable only so that tests can shorten them
+// (export_test.go); nothing else writes it.
+var adminLimits = struct {
+	readHeader, read, write, idle time.Duration
+	maxHeaderBytes, maxConns      int
+}{adminReadHeaderTimeout, adminReadTimeout, adminWriteTimeout, adminIdleTimeout, adminMaxHeaderBytes, adminMaxConns}
+
 // startAdmin binds the admin listener when configured.
 func (s *Server) startAdmin() error {
 	if s.cfg.AdminAddr == "" {
@@ -101,7 +122,16 @@ func (s *Server) startAdmin() error {
 		return fmt.Errorf("admin listener %s: %w", s.cfg.AdminAddr, err)
 	}
 	s.adminAddr = ln.Addr()
-	s.admin = &http.Server{Handler: s.AdminHandler(), ReadHeaderTimeout: adminReadHeaderTimeout}
+	lim := adminLimits
+	ln = netutil.LimitListener(ln, lim.maxConns)
+	s.admin = &http.Server{
+		Handler:           s.AdminHandler(),
+		ReadHeaderTimeout: lim.readHeader,
+		ReadTimeout:       lim.read,
+		WriteTimeout:      lim.write,
+		IdleTimeout:       lim.idle,
+		MaxHeaderBytes:    lim.maxHeaderBytes,
+	}
 	go func() {
 		if err := s.admin.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("admin listener stopped", "err", err)

@@ -39,7 +39,8 @@ type Config struct {
 
 	// Pprof serves Go's runtime profiles under /debug/pprof/ on the admin
 	// listener (never /debug/pprof/cmdline, which would show the command
-	// line and so any secret given as a flag). Default false.
+	// line and so any secret given as a flag), behind the publish token
+	// when one is set, like /stats. Default false.
 	Pprof bool
 
 	// EventLoops is the number of gnet event loops. Zero (the default)

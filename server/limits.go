@@ -95,6 +95,45 @@ const (
 	// adminReadHeaderTimeout closes an admin connection that sent no
 	// complete request head in this long (slowloris on the admin port).
 	adminReadHeaderTimeout = 10 * time.Second
+
+	// adminReadTimeout bounds reading one admin request, head and body
+	// (http.Server.ReadTimeout): a POST /publish body dribbled a byte at
+	// a time fails then and the connection is closed. 30 s takes the
+	// default 1 MiB max-message at 35 KB/s; a larger --max-message needs
+	// a proportionally faster publisher.
+	adminReadTimeout = 30 * time.Second
+
+	// adminWriteTimeout bounds one admin request from the end of its
+	// head to the end of its response (http.Server.WriteTimeout), so a
+	// client that stops reading does not hold a connection. It spans
+	// reading the body too, so it exceeds adminReadTimeout plus the
+	// longest publish wait (the JetStream acknowledgement, 5 s).
+	// /debug/pprof/profile and /debug/pprof/trace are not capped by it:
+	// net/http/pprof moves their write deadline to WriteTimeout plus
+	// their ?seconds=.
+	adminWriteTimeout = time.Minute
+
+	// adminIdleTimeout closes a keep-alive admin connection that sent no
+	// new request in this long (http.Server.IdleTimeout). Above a 1 min
+	// Prometheus scrape interval, so scrapes keep their connection.
+	adminIdleTimeout = 2 * time.Minute
+)
+
+// The admin listener's other limits.
+const (
+	// adminMaxHeaderBytes bounds an admin request's head
+	// (http.Server.MaxHeaderBytes), the same 8 KiB as MaxHeadBytes on the
+	// main listener; net/http answers 431 beyond (after 4 KiB of slack
+	// of its own).
+	adminMaxHeaderBytes = MaxHeadBytes
+
+	// adminMaxConns caps the admin listener's open connections
+	// (netutil.LimitListener): it shares the process's file descriptors
+	// with the WebSocket listener, which must keep them. Beyond it new
+	// connections wait in the kernel's accept queue until one closes
+	// (the timeouts above bound how long that takes). 64 is far above
+	// what scrapers, publishers and an operator use at once.
+	adminMaxConns = 64
 )
 
 // Buffers of the write path.

@@ -1,0 +1,34 @@
+package server
+
+import (
+	"testing"
+	"time"
+)
+
+// AdminLimits are the admin listener's limits a test may shorten (see
+// limits.go); a zero field keeps the default.
+type AdminLimits struct {
+	Read, Write, Idle time.Duration
+	MaxConns          int
+}
+
+// SetAdminLimits applies l to the admin listeners started from now until
+// t ends. It changes a package variable: call it only from tests that do
+// not run in parallel (they never overlap other tests).
+func SetAdminLimits(t testing.TB, l AdminLimits) {
+	t.Helper()
+	old := adminLimits
+	t.Cleanup(func() { adminLimits = old })
+	if l.Read > 0 {
+		adminLimits.read = l.Read
+	}
+	if l.Write > 0 {
+		adminLimits.write = l.Write
+	}
+	if l.Idle > 0 {
+		adminLimits.idle = l.Idle
+	}
+	if l.MaxConns > 0 {
+		adminLimits.maxConns = l.MaxConns
+	}
+}
