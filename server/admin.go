@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/net/netutil"
 
+	"github.com/loopcast/loopcast/server/internal/bus"
 	"github.com/loopcast/loopcast/server/internal/command"
 	"github.com/loopcast/loopcast/server/internal/fanout"
 )
@@ -169,13 +170,28 @@ func (s *Server) Rooms() []RoomInfo {
 func (s *Server) serveRooms(w http.ResponseWriter, _ *http.Request) {
 	rooms := s.Rooms()
 	body := map[string]any{"count": len(rooms), "rooms": rooms}
-	if b, ok := s.cfg.Broker.(BrokerStatus); ok {
+	if b, ok := s.cfg.Broker.(bus.Status); ok {
 		body["cluster"] = b.ClusterStatus()
 	}
 	writeJSON(w, 200, body)
 }
 
+// servePublish is the admin door onto the one publishing path
+// (publish.go). Body: the message (text frame for a text/* Content-Type,
+// binary otherwise); Idempotency-Key: the publisher's key. Answers: 202
+// with the place; 400/413 for a bad message; 503 with Retry-After when
+// the message was not published (the log refused it, max-rooms,
+// draining); 504 when the log did not answer in time and the outcome is
+// unknown (send it again with the same Idempotency-Key).
 func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		// Leaving: publishers move to another instance now, rather than
+		// meet a closed listener later.
+		w.Header().Set("Connection", "close")
+		w.Header().Set("Retry-After", "1")
+		writeJSON(w, 503, map[string]string{"error": "draining: publish to another instance"})
+		return
+	}
 	room := r.PathValue("room")
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(s.cfg.MaxMessage)))
 	if err != nil {
@@ -186,18 +202,35 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); strings.HasPrefix(mt, "text/") {
 		t = Text
 	}
-	p, err := s.Publish(room, t, body)
-	switch {
-	case errors.Is(err, ErrNotRunning), errors.Is(err, ErrTooManyRooms):
-		writeJSON(w, 503, map[string]string{"error": err.Error()})
-	case err != nil:
-		// A bad message, or one the broker refused after the local
-		// members got it (then members and offset say so).
-		writeJSON(w, 400, map[string]any{"error": err.Error(), "members": p.Members, "offset": p.Offset})
-	default:
-		// Offset and epoch as loopcast.v1 clients see them.
-		writeJSON(w, 202, map[string]any{"members": p.Members, "offset": p.Offset, "epoch": string(command.AppendEpoch(nil, p.Epoch))})
+	key := r.Header.Get("Idempotency-Key")
+	p, err := s.PublishMessage(r.Context(), Message{Room: room, Type: t, Payload: body, Key: key})
+	if err != nil {
+		status := http.StatusBadRequest
+		for _, pe := range []*publishError{errPubStopped, errPubRooms, errPubUnavailable, errPubUnknown, errPubTooBig} {
+			if errors.Is(err, pe.err) {
+				status = pe.status
+			}
+		}
+		body := map[string]any{"error": err.Error()}
+		switch status {
+		case http.StatusServiceUnavailable:
+			w.Header().Set("Retry-After", "1")
+		case http.StatusGatewayTimeout:
+			body["outcome"] = "unknown"
+			body["retry"] = "send the same request again with the same Idempotency-Key: it is then published once"
+		}
+		writeJSON(w, status, body)
+		return
 	}
+	// Offset and epoch as loopcast.v1 clients see them.
+	resp := map[string]any{"members": p.Members, "offset": p.Offset, "epoch": string(command.AppendEpoch(nil, p.Epoch))}
+	if p.Duplicate {
+		resp["duplicate"] = true
+	}
+	if p.NotForwarded != nil {
+		resp["not_forwarded"] = p.NotForwarded.Error() // published here only
+	}
+	writeJSON(w, 202, resp)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -217,6 +250,8 @@ type collector struct {
 	historyMessages, historyBytes                           *prometheus.Desc
 	compressed, compressedBytes, compressionRatio, inflated *prometheus.Desc
 	maxConns, peers, roomsSplit, untrustedForwarded         *prometheus.Desc
+	lost, logRoomsRefused, dedupeEvicted, brokerErrors      *prometheus.Desc
+	assembling                                              *prometheus.Desc
 }
 
 func newCollector(s *Server) *collector {
@@ -254,6 +289,11 @@ func newCollector(s *Server) *collector {
 		peers:              d("peers", "Instances the --peers-dns name resolved to at the last lookup (0: not set, or no answer yet)."),
 		untrustedForwarded: d("forwarded_untrusted_total", "Handshakes with X-Forwarded-For from a peer outside --trusted-proxies: a gateway subnet missing from the list makes its clients share one address for --max-conns-per-ip."),
 		roomsSplit:         d("rooms_split", "1 while --peers-dns finds more than one instance and no broker (--nats-url) joins them: each room's members are split."),
+		lost:               d("lost_total", "Losses noticed in messages from other instances (core NATS): each started a new epoch for its room here, so loopcast.v1 clients are told."),
+		logRoomsRefused:    d("log_rooms_refused_total", "JetStream messages not kept here because the rooms held only for the stream reached --max-rooms (counted apart from rooms with members)."),
+		dedupeEvicted:      d("dedupe_evicted_total", "Publication keys (msgid, Idempotency-Key) forgotten before their two-minute window passed, for want of room (one instance, without JetStream)."),
+		brokerErrors:       d("broker_errors_total", "Publications that reached only this instance (the broker refused to forward them) or that the cluster log refused at once."),
+		assembling:         d("assembling_bytes", "Bytes held by messages in progress (fragments, frames still arriving) on every connection; past max(64 MiB, 16 x --max-message) a connection is closed with 1013."),
 	}
 }
 
@@ -284,6 +324,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	g(c.peers, int64(ps.count))
 	g(c.roomsSplit, split)
 	n(c.untrustedForwarded, st.UntrustedForwarded)
+	n(c.lost, st.Lost)
+	n(c.logRoomsRefused, st.LogRoomsRefused)
+	n(c.dedupeEvicted, st.DedupeEvicted)
+	n(c.brokerErrors, st.BrokerErrors)
+	g(c.assembling, c.s.assembling.Load())
 	n(c.accepted, st.Accepted)
 	n(c.handshakes, st.Upgrades, "ok")
 	for status, v := range st.Rejects {

@@ -1,104 +1,66 @@
 package server
 
 import (
-	"context"
 	"errors"
 
-	"github.com/gobwas/ws"
-
+	"github.com/loopcast/loopcast/server/internal/bus"
 	"github.com/loopcast/loopcast/server/internal/fanout"
 )
 
-// Broker carries room messages between loopcast instances, so members of
-// one room on different pods see each other's messages. Package cluster
-// implements it over NATS. Config.Broker nil (the default) keeps rooms
-// in-process.
-//
-// The server calls Subscribe when a room gets its first member on this
-// instance and Unsubscribe after its last member left, in that order for
-// a given room, under the room registry's lock: both must return quickly
-// and must not call back into the Server. It calls Publish for every
-// message published on this instance (by a member or by Server.Publish),
-// from event loops: Publish must not block, and payload is valid only
-// during the call. Messages from other instances come back through
-// Server.DeliverRemote, which does not publish them again.
+// Broker carries rooms between loopcast instances, so members of one
+// room on different pods see each other's messages: package cluster's
+// Bridge (core NATS) or Stream (JetStream, a shared log clients resume
+// from on any instance). Put one in Config.Broker; the server attaches
+// itself to it. Config.Broker nil (the default) keeps rooms in-process.
+// Only packages under server/ implement it: see package
+// server/internal/bus for the contract.
 type Broker interface {
-	Subscribe(room string)
-	Unsubscribe(room string)
-	Publish(room string, t MessageType, payload []byte) error
+	Attach(bus.Host)
 }
 
-// BrokerStatus is optionally implemented by a Broker: GET /rooms shows
-// ClusterStatus() under "cluster" (the rooms listed are this instance's,
-// with local member counts). A Broker that is also a prometheus.Collector
-// adds its metrics to GET /metrics.
-type BrokerStatus interface {
-	ClusterStatus() any
-}
+// errBrokerKind refuses a Config.Broker that is neither kind.
+var errBrokerKind = errors.New("config: Broker must be a cluster.Bridge or a cluster.Stream")
 
-// Log is optionally implemented by a Broker that keeps every room's
-// messages in one shared, ordered log: package cluster's JetStream
-// stream. With a Log, offsets and epochs are the log's, so a client
-// resumes on any instance: a message published here is not delivered
-// locally at once but appended to the log (Append), and every instance,
-// this one included, delivers the log's messages in the log's order
-// (Server.DeliverLogged). Subscribe, Unsubscribe and Publish are then
-// not called.
-type Log interface {
-	Broker
-	// Append queues payload for the log without blocking; the outcome
-	// comes back through Server.Appended(ref, …) from another goroutine
-	// when ref is not the zero PublishRef. An error refuses the message
-	// at once (a full queue, the log unreachable).
-	Append(room string, t MessageType, payload []byte, ref PublishRef) error
-	// AppendWait appends payload and waits for the log's answer: the
-	// epoch and offset it was placed at.
-	AppendWait(ctx context.Context, room string, t MessageType, payload []byte) (epoch, offset uint64, err error)
-	// Epoch is the log's epoch; Covered the log position after which
-	// this instance has delivered, or will deliver, every message;
-	// Handed the offset of the last message given to DeliverLogged.
-	Epoch() uint64
-	Covered() uint64
-	Handed() uint64
-	// Ready reports whether the instance has caught up with the log as
-	// it was at start (history warmed up): the readiness probe fails
-	// until then.
-	Ready() bool
-}
+// host is what the server offers its broker (bus.Host). It is a type of
+// its own so that these methods are not the Server's API.
+type host struct{ s *Server }
 
-// PublishRef names a member's publish waiting for the log's answer
-// (Log.Append, Server.Appended). Its zero value asks for no answer.
-type PublishRef struct {
-	m  *fanout.Member
-	id uint32
-}
+var _ bus.Host = host{}
 
-// Appended hands the log's answer to a publish (Log.Append) to the
-// publisher's event loop: its acknowledgement, or its refusal. Safe from
-// any goroutine.
-func (s *Server) Appended(ref PublishRef, room string, epoch, offset uint64, err error) {
-	if ref.m != nil {
-		s.fan.Acknowledge(ref.m, ref.id, room, epoch, offset, err)
+// Deliver implements bus.Host: a message from another instance, or from
+// the log (pos set), to this instance's members. From the log it waits
+// until the server runs: the log is read from its start, and no message
+// may be dropped for want of a loop to own its room.
+func (h host) Deliver(room string, op byte, payload []byte, pos bus.Position) (int, error) {
+	s := h.s
+	if s.clog != nil {
+		select {
+		case <-s.ready:
+		case <-s.done:
+			return 0, ErrNotRunning
+		}
 	}
-}
-
-// DeliverLogged delivers a message of the Log, numbered by it, to this
-// instance's subscribers of room, in the log's order (call it from one
-// goroutine, in order). It waits for Start to finish. It returns the
-// local subscription count.
-func (s *Server) DeliverLogged(room string, t MessageType, payload []byte, epoch, offset uint64) (int, error) {
-	// The log is read from its start: wait until the server runs, so
-	// that no message is dropped for want of a loop to own its room.
-	select {
-	case <-s.ready:
-	case <-s.done:
-		return 0, ErrNotRunning
+	if perr := s.mayPublish(publisher{}, []byte(room), MessageType(op), payload, nil); perr != nil {
+		return 0, perr.err // a larger --max-message elsewhere, or the server stopping
 	}
-	if err := s.checkPublish(room, t, payload); err != nil {
-		return 0, err
+	var n int
+	var err error
+	if s.clog != nil {
+		n, err = s.fan.Deliver(room, op, payload, pos.Epoch, pos.Offset)
+	} else {
+		n, err = s.fan.Publish(room, fanout.Publication{Op: op, Payload: payload}, fanout.Ack{})
 	}
-	n, err := s.fan.Deliver(room, byte(t), payload, epoch, offset)
 	if errors.Is(err, fanout.ErrTooManyRooms) {
+		if s.clog != nil {
+			// The rooms held only for the log's messages reached max-rooms:
+			// this one is not kept here (a resume here is told
+			// history_passed). Said once; counted.
+			s.logRoomsRefused.Add(1)
+			if s.warnedLogRooms.CompareAndSwap(false, true) {
+				s.log.Warn("the JetStream stream's messages for new rooms are not kept here: rooms held only for the stream reached max-rooms (counted apart from the rooms with members); raise --max-rooms or lower the stream's subjects' spread (logged once; loopcast_log_rooms_refused_total counts them)",
+					"room", room, "max_rooms", s.cfg.MaxRooms)
+			}
+		}
 		return 0, ErrTooManyRooms
 	}
 	if err == nil {
@@ -107,12 +69,17 @@ func (s *Server) DeliverLogged(room string, t MessageType, payload []byte, epoch
 	return n, err
 }
 
-// forward hands a message a member published to the broker, if any, and
-// counts failures (the local members got the message regardless).
-func (l *loop) forward(room string, op ws.OpCode, payload []byte) {
-	if b := l.srv.cfg.Broker; b != nil && l.srv.clog == nil {
-		if err := b.Publish(room, MessageType(op), payload); err != nil {
-			l.stats.brokerErrors.Add(1)
-		}
-	}
+// Answer implements bus.Host: the log's answer to a publication.
+func (h host) Answer(t bus.Ticket, room string, pos bus.Position, dup bool, err error) {
+	h.s.fan.Answer(t, fanout.Answer{Room: room, Epoch: pos.Epoch, Offset: pos.Offset, Duplicate: dup, Err: err})
+}
+
+// Restart implements bus.Host: the log's history is gone.
+func (h host) Restart(epoch, covered uint64) { h.s.fan.Restart(epoch, covered) }
+
+// Lost implements bus.Host: messages of room from another instance were
+// lost; the room starts a new epoch here.
+func (h host) Lost(room string) {
+	h.s.lost.Add(1)
+	h.s.fan.Renew(room)
 }

@@ -177,6 +177,11 @@ func (cs *conn) failWith(e *frame.CloseError) {
 		if e == errRateLimited {
 			r = closeRateLimited
 		}
+	case statusTryAgainLater:
+		r = closeNotPublished
+		if e == errAssemblyFull {
+			r = closeAssemblyFull
+		}
 	}
 	l := cs.loop
 	l.scratch = frame.AppendClose(l.scratch[:0], e.Code, e.Reason)
@@ -237,7 +242,7 @@ func (cs *conn) setReason(r closeReason) {
 // a frame still arriving is skipped (payloadLeft stays).
 func (cs *conn) dropMessage() {
 	if cs.msg != nil {
-		bytebufferpool.Put(cs.msg)
+		cs.loop.srv.unassemble(cs.msg)
 		cs.msg = nil
 	}
 	cs.fragOp, cs.compressed = 0, false

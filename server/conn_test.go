@@ -35,7 +35,7 @@ func TestPeerCloseWritesCorkedFramesFirst(t *testing.T) {
 	cs, peer := testConn(t, l, stateOpen)
 	cs.out.Join([]byte("r"), fanout.Raw)
 	msg := append(frame.AppendHeader(nil, true, ws.OpText, 2), "hi"...)
-	l.fan.Publish(cs.out.Room(), byte(ws.OpText), msg[2:], nil, 0)
+	l.fan.Publish(cs.out.Room(), fanout.Publication{Op: byte(ws.OpText), Payload: msg[2:]}, fanout.Ack{})
 	cs.closeWith(closeGoingAway) // leaves the room: its part and the close frame wait in its cork
 	if got := readAvailable(t, peer); len(got) != 0 {
 		t.Fatalf("written before the end of the cycle: %q", got)

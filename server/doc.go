@@ -29,6 +29,13 @@
 // write, closing with a code). loop.go and wheel.go keep per-loop timers;
 // limits.go lists every limit that is not a Config field.
 //
+// A publication, whatever its door (ws.go for raw members, protocol.go
+// for loopcast.v1 pub, admin.go for POST /publish, Server.Publish), goes
+// through publish.go: mayPublish (the one policy) and route (the one
+// place that reads the cluster: the JetStream log, or the room's owner
+// loop, which forwards to the other instances); broker.go is what the
+// cluster transport (package cluster, through internal/bus) calls back.
+//
 // # Model
 //
 // There is no goroutine per connection. gnet runs EventLoops epoll loops;

@@ -40,8 +40,8 @@ func (noExec) Execute(context.Context, fanout.Task) error { return nil }
 
 type nopConn struct{}
 
-func (nopConn) Queued() int                                     { return 0 }
-func (nopConn) Write([]byte)                                    {}
-func (nopConn) Overflow()                                       {}
-func (nopConn) Subscribed(*fanout.Sub, fanout.JoinResult)       {}
-func (nopConn) Published(uint32, string, uint64, uint64, error) {}
+func (nopConn) Queued() int                               { return 0 }
+func (nopConn) Write([]byte)                              {}
+func (nopConn) Overflow()                                 {}
+func (nopConn) Subscribed(*fanout.Sub, fanout.JoinResult) {}
+func (nopConn) Published(uint32, fanout.Answer)           {}

@@ -98,21 +98,6 @@ func route(path []byte, v1 bool) (target, *rejection) {
 
 var defaultRoom = []byte("default")
 
-// ValidRoomName reports whether name is 1 to 64 of [A-Za-z0-9._-], and
-// not "." or "..", which browsers and HTTP libraries remove from paths.
-func ValidRoomName[T ~string | ~[]byte](name T) bool {
-	if len(name) == 0 || len(name) > MaxRoomName || string(name) == "." || string(name) == ".." {
-		return false
-	}
-	for i := range len(name) {
-		c := name[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
-
 // checkUpgrade validates an upgrade request (RFC 6455 §4.2.1) and returns
 // where it leads, or the answer that refuses it.
 func (s *Server) checkUpgrade(h *reqhead.Head) (target, *rejection) {

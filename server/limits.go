@@ -1,6 +1,10 @@
 package server
 
-import "time"
+import (
+	"time"
+
+	"github.com/loopcast/loopcast/server/internal/bus"
+)
 
 // Every limit of the server that is not a Config knob, with its unit, its
 // reason and what happens when it is reached. Config's fields document
@@ -68,10 +72,17 @@ const (
 	// WebSocket is closed.
 	drainPollInterval = 10 * time.Millisecond
 
-	// publishWaitTimeout bounds how long Server.Publish waits for the
-	// room's owner loop to sequence the message (it is a hand-off and a
-	// poll cycle; only a stopping server takes longer).
-	publishWaitTimeout = 5 * time.Second
+	// publishAckTimeout is how long a publication waits for the
+	// JetStream log's acknowledgement before its outcome is answered
+	// unknown (loopcast.v1 "err <id> unknown", 504 on POST /publish,
+	// ErrOutcomeUnknown): every publish is answered within it, whatever
+	// NATS does. The log keeps it (bus.AckTimeout).
+	publishAckTimeout = bus.AckTimeout
+
+	// publishAnswerSlack is how much longer than publishAckTimeout
+	// Server.Publish waits for an answer before it says unknown itself:
+	// only a server that is stopping takes that long.
+	publishAnswerSlack = 2 * time.Second
 
 	// registerLoopsTimeout bounds how long Start waits for every event
 	// loop to see one of the server's connections to itself (see
@@ -159,4 +170,17 @@ const (
 	// (bytes); a larger message's buffer is dropped after use, so one big
 	// echo does not pin memory per loop.
 	maxEchoScratch = 64 << 10
+)
+
+// Messages in progress.
+const (
+	// Messages being assembled (fragments, or a frame whose payload is
+	// still arriving) hold, on all connections together, at most
+	// max(minAssemblingBytes, assemblingMessages × MaxMessage) bytes: a
+	// connection whose next bytes would pass it is closed with 1013 and
+	// counted. Whole messages in one read are not counted (they never
+	// leave gnet's buffer). With the defaults, 64 MiB: 64 messages of the
+	// largest size at once.
+	minAssemblingBytes = 64 << 20
+	assemblingMessages = 16
 )

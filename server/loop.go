@@ -122,6 +122,11 @@ func (l *loop) expire(cs *conn) {
 			cs.closeWith(closeGoingAway)
 			return
 		}
+		if l.now-cs.seen >= l.idleTicks && unreadBytes(cs.fd) > 0 {
+			// The peer did send (a pong, say) but this loop, busy, has
+			// not read it yet: not idle.
+			cs.seen = l.now
+		}
 		if l.now-cs.seen >= l.idleTicks {
 			cs.setReason(closeIdle)
 			_ = l.el.Close(cs.gc)

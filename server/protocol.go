@@ -31,20 +31,17 @@ func (cs *conn) maxMessage() int64 {
 	return m
 }
 
-// Errors of commands the parser cannot see.
+// Errors of commands the parser cannot see (publishing's are in
+// publish.go, shared by every door).
 var (
 	errAlreadySubscribed    = &command.Error{Code: command.CodeAlreadySubscribed, Reason: "already subscribed to this room"}
 	errNotSubscribed        = &command.Error{Code: command.CodeNotSubscribed, Reason: "not subscribed to this room"}
 	errTooManySubscriptions = &command.Error{Code: command.CodeTooManySubscriptions, Reason: "subscriptions over max-subscriptions"}
 	errTooManyRooms         = &command.Error{Code: command.CodeTooManyRooms, Reason: "rooms over max-rooms"}
 	errSubForbidden         = &command.Error{Code: command.CodeForbidden, Reason: "the token's rooms claim does not allow this room"}
-	errPubForbidden         = &command.Error{Code: command.CodeForbidden, Reason: "the token's publish claim does not allow this room"}
-	errPublishDisabled      = &command.Error{Code: command.CodePublishDisabled, Reason: "clients may not publish"}
-	errPubTooLarge          = &command.Error{Code: command.CodeTooLarge, Reason: "payload over max-message"}
-	errPubRateLimited       = &command.Error{Code: command.CodeRateLimited, Reason: "publish rate over publish-rate"}
 	errSubRateLimited       = &command.Error{Code: command.CodeRateLimited, Reason: "sub and unsub over subscribe-rate"}
 	errOffsetAhead          = &command.Error{Code: command.CodeOffsetAhead, Reason: "offset is ahead of the room's offset in this epoch"}
-	errLogUnavailable       = &command.Error{Code: command.CodeUnavailable, Reason: "the cluster log (JetStream) did not take the message"}
+	errNotReady             = &command.Error{Code: command.CodeUnavailable, Reason: "this instance has not reached the cluster log yet: subscribe again, or on another instance"}
 )
 
 // command handles one data message of a loopcast.v1 session. payload is
@@ -111,8 +108,12 @@ func (cs *conn) subscribe(id uint32, room []byte, resume *fanout.Resume) {
 func (cs *conn) Subscribed(s *fanout.Sub, res fanout.JoinResult) {
 	l := cs.loop
 	r := s.Room()
-	if errors.Is(res.Err, fanout.ErrOffsetAhead) {
+	switch {
+	case errors.Is(res.Err, fanout.ErrOffsetAhead):
 		cs.refuse(res.Tag, errOffsetAhead)
+		return
+	case errors.Is(res.Err, fanout.ErrNotReady):
+		cs.refuse(res.Tag, errNotReady)
 		return
 	}
 	status := command.StatusLive
@@ -121,7 +122,6 @@ func (cs *conn) Subscribed(s *fanout.Sub, res fanout.JoinResult) {
 	case res.Recovered():
 		status = command.StatusRecovered
 		l.stats.resumes[resumeRecovered].Add(1)
-		l.stats.replayed.Add(int64(res.Replayed))
 	case res.Why == fanout.EpochChanged:
 		status = command.StatusEpochChanged
 		l.stats.resumes[resumeEpochChanged].Add(1)
@@ -132,65 +132,47 @@ func (cs *conn) Subscribed(s *fanout.Sub, res fanout.JoinResult) {
 	cs.reply(command.AppendSubscribed(l.scratch[:0], res.Tag, r.Name(), res.Epoch, res.Offset, status))
 }
 
-// publish handles a pub command.
+// publish handles a pub command: the v1 door onto the one publishing
+// path (publish.go).
 func (cs *conn) publish(op ws.OpCode, c command.Command) {
 	l := cs.loop
-	cfg := &l.srv.cfg
-	switch {
-	case !cfg.ClientPublish:
-		cs.refuse(c.ID, errPublishDisabled)
-		return
-	case !cs.grant.mayPublish(c.Room):
-		cs.refuse(c.ID, errPubForbidden)
-		return
-	case len(c.Body) > cfg.MaxMessage:
-		cs.refuse(c.ID, errPubTooLarge)
-		return
-	case !cs.allowPublish(l.nowNs):
-		cs.refuse(c.ID, errPubRateLimited)
+	if perr := l.srv.mayPublish(publisher{member: cs, checked: true}, c.Room, MessageType(op), c.Body, c.MsgID); perr != nil {
+		cs.refuse(c.ID, perr.v1)
 		return
 	}
 	var r *fanout.Room
 	if s := cs.out.Sub(c.Room); s != nil {
 		r = s.Room() // no registry lookup
-	} else {
-		var err error
-		if r, err = l.fan.Lookup(c.Room); err != nil {
-			cs.refuse(c.ID, errTooManyRooms)
-			return
-		}
 	}
-	if lg := l.srv.clog; lg != nil {
-		// Cluster log: delivered (here too) when the log has it.
-		if err := lg.Append(string(c.Room), MessageType(op), c.Body, PublishRef{&cs.out, c.ID}); err != nil {
-			cs.refuse(c.ID, errLogUnavailable)
-		}
-		return
+	p := fanout.Publication{Op: byte(op), Payload: c.Body}
+	if c.MsgID != nil {
+		p.Key = string(c.MsgID)
 	}
-	l.forward(string(c.Room), op, c.Body)
-	if r == nil {
-		// No such room and no history: nobody gets it, offset 0.
-		if c.ID != 0 {
-			cs.reply(command.AppendPublished(l.scratch[:0], c.ID, string(c.Room), 0, 0))
-		}
-		return
+	// Every pub is answered: an ack, or an err (id 0: only the err).
+	// Without the log an id 0 asks for nothing: the owner loop refuses
+	// nothing later.
+	a := fanout.Ack{Member: &cs.out, ID: c.ID}
+	if c.ID == 0 && l.srv.clog == nil {
+		a = fanout.Ack{}
 	}
-	l.fan.Publish(r, byte(op), c.Body, &cs.out, c.ID)
+	if perr := l.srv.route(l, c.Room, r, p, a); perr != nil {
+		cs.refuse(c.ID, perr.v1)
+	}
 }
 
-// Published implements fanout.Conn: the acknowledgement of a pub with an
-// id, once the room's owner (or the cluster log) gave the message its
-// offset; or its refusal by the log.
-func (cs *conn) Published(id uint32, room string, epoch, offset uint64, err error) {
+// Published implements fanout.Conn: the answer to a pub, once the room's
+// owner or the cluster log placed it (a duplicate msgid: the first one's
+// place), or why it was not published.
+func (cs *conn) Published(id uint32, a fanout.Answer) {
 	if cs.state != stateOpen {
 		return
 	}
-	if err != nil {
-		cs.refuse(id, errLogUnavailable)
+	if perr := answerError(a.Err); perr != nil {
+		cs.refuse(id, perr.v1)
 		return
 	}
 	if id != 0 {
-		cs.reply(command.AppendPublished(cs.loop.scratch[:0], id, room, epoch, offset))
+		cs.reply(command.AppendPublished(cs.loop.scratch[:0], id, a.Room, a.Epoch, a.Offset))
 	}
 }
 
@@ -294,7 +276,7 @@ type compressionStats struct {
 }
 
 // numCommandErrors is the number of error codes.
-const numCommandErrors = 13
+const numCommandErrors = 14
 
 // resumeOutcome counts how resumes went (loopcast_resumes_total).
 type resumeOutcome uint8
@@ -314,6 +296,7 @@ var commandErrorCodes = [numCommandErrors]string{
 	command.CodeAlreadySubscribed, command.CodeNotSubscribed, command.CodeTooManySubscriptions,
 	command.CodeTooManyRooms, command.CodeForbidden, command.CodePublishDisabled,
 	command.CodeTooLarge, command.CodeRateLimited, command.CodeOffsetAhead, command.CodeUnavailable,
+	command.CodeUnknown,
 }
 
 func (ls *loopStats) countCommandError(code string) {

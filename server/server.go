@@ -15,6 +15,7 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
+	"github.com/loopcast/loopcast/server/internal/bus"
 	"github.com/loopcast/loopcast/server/internal/deflate"
 	"github.com/loopcast/loopcast/server/internal/fanout"
 )
@@ -56,13 +57,30 @@ type Server struct {
 	loops   atomic.Pointer[[]*loop] // indexed by loop idx; grows as loops appear
 
 	fan    *fanout.Engine      // rooms and the write path
-	clog   Log                 // Config.Broker when it is a Log (the cluster log), else nil
+	clog   bus.Log             // Config.Broker when it is a log (JetStream), else nil
+	bridge bus.Broker          // Config.Broker when it is a broker (core NATS), else nil
 	zip    *deflate.Compressor // nil without Config.Compression
 	pages  pageResponses       // Config.Pages, built
 	zstats compressionStats
 	auth   *authenticator // nil: no token required
 	admit  *admission
 	remote atomic.Int64 // messages from other instances delivered here
+	// forwardErrors counts messages the broker refused to forward (they
+	// reached only this instance's members); logRefusals publications
+	// the log refused at once; lost the losses other instances' messages
+	// suffered on their way here (each renews a room's epoch).
+	forwardErrors, logRefusals, lost atomic.Int64
+	// logRoomsRefused counts the log's messages not kept for want of a
+	// room (max-rooms of rooms held only for the log); the first is
+	// logged.
+	logRoomsRefused atomic.Int64
+	warnedLogRooms  atomic.Bool
+
+	// assembling is the bytes held by messages in progress (fragments,
+	// frames still arriving) on every connection, at most maxAssembling;
+	// assemblyRefused counts the connections closed for it (ws.go).
+	assembling, assemblyRefused atomic.Int64
+	maxAssembling               atomic.Int64 // set by New; a test lowers it
 
 	admin     *http.Server // nil without an admin listener
 	adminAddr net.Addr
@@ -108,14 +126,20 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	if cfg.HistoryMessages > 0 {
 		fc.History = fanout.HistoryConfig{Messages: cfg.HistoryMessages, TTL: cfg.HistoryTTL, MaxBytes: int64(cfg.HistoryMaxBytes)}
 	}
-	if lg, ok := cfg.Broker.(Log); ok {
+	switch b := cfg.Broker.(type) {
+	case nil:
+	case bus.Log:
 		if cfg.HistoryMessages == 0 {
 			return nil, errors.New("a JetStream log needs history-messages above 0: rooms keep the log's recent messages for resumes")
 		}
-		s.clog = lg
-		fc.External = &fanout.External{Epoch: lg.Epoch, Covered: lg.Covered, Handed: lg.Handed, MaxWait: resumeWaitMax}
-	} else if b := cfg.Broker; b != nil {
+		s.clog = b // attached in Start, once the loops exist
+		fc.External = &fanout.External{Epoch: b.Epoch, Covered: b.Covered, Handed: b.Handed, MaxWait: resumeWaitMax}
+	case bus.Broker:
+		s.bridge = b
 		fc.RoomOpened, fc.RoomClosed = b.Subscribe, b.Unsubscribe
+		fc.Forward = s.forward
+	default:
+		return nil, errBrokerKind
 	}
 	if cfg.Compression {
 		var err error
@@ -137,11 +161,15 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.maxAssembling.Store(int64(max(minAssemblingBytes, assemblingMessages*cfg.MaxMessage)))
 	s.connBudget = budget
 	s.maxConns = effectiveMaxConns(cfg.MaxConns, budget, logger, nofile)
 	s.admit.maxConns = s.maxConns
 	empty := []*loop{}
 	s.loops.Store(&empty)
+	if s.bridge != nil {
+		s.bridge.Attach(host{s})
+	}
 	return s, nil
 }
 
@@ -198,6 +226,9 @@ func (s *Server) Start() error {
 			return err
 		}
 		close(s.ready)
+		if s.clog != nil {
+			s.clog.Attach(host{s}) // reads the log back into the loops' rooms
+		}
 		if err := s.startAdmin(); err != nil {
 			_ = s.Close()
 			return err
@@ -273,14 +304,18 @@ func (s *Server) ConnectionBudget() (budget, maxConns int) { return s.connBudget
 func (s *Server) EventLoops() int { return s.nloops }
 
 // Close stops the engine at once: connections are dropped without a
-// close handshake. It waits for the engine to stop.
+// close handshake. It waits for the engine to stop. Calling it again (or
+// after Shutdown) waits for the same stop and returns nil.
 func (s *Server) Close() error {
 	select {
 	case <-s.booted:
 	default:
 		return nil
 	}
-	s.closing.Store(true)
+	if !s.closing.CompareAndSwap(false, true) {
+		<-s.done // closed already, or closing: once is enough
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
 	defer cancel()
 	if s.admin != nil {

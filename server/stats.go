@@ -20,13 +20,15 @@ const (
 	closeHandshakeTimeout                    // no complete request head in time
 	closeHTTP                                // HTTP exchange done, or rejected
 	closeOverCapacity                        // beyond the connection budget at accept: 503, closed
+	closeAssemblyFull                        // 1013: messages in progress over their budget (ws.go)
+	closeNotPublished                        // 1013: a raw member's message the route refused (log unavailable, max-rooms)
 	numCloseReasons
 )
 
 var closeReasonNames = [numCloseReasons]string{
 	"peer_close", "gone", "protocol_error", "invalid_utf8", "policy", "rate_limited",
 	"message_too_big", "slow_consumer", "idle_timeout", "going_away",
-	"handshake_timeout", "http", "over_capacity",
+	"handshake_timeout", "http", "over_capacity", "assembly_limit", "not_published",
 }
 
 func (r closeReason) String() string {
@@ -40,21 +42,19 @@ func (r closeReason) String() string {
 // Stats may read them from any goroutine; with a single writer each
 // update is an uncontended atomic add, no lock and no allocation.
 type loopStats struct {
-	conns        atomic.Int64 // open TCP connections
-	websockets   atomic.Int64 // open WebSocket sessions
-	accepted     atomic.Int64 // TCP connections accepted
-	upgrades     atomic.Int64 // successful handshakes
-	rejected     atomic.Int64 // handshakes answered with 4xx/5xx
-	health       atomic.Int64 // health responses
-	msgsIn       atomic.Int64 // data messages received
-	bytesIn      atomic.Int64 // payload bytes of data messages received
-	brokerErrors atomic.Int64 // messages the Broker refused
-	closes       [numCloseReasons]atomic.Int64
+	conns      atomic.Int64 // open TCP connections
+	websockets atomic.Int64 // open WebSocket sessions
+	accepted   atomic.Int64 // TCP connections accepted
+	upgrades   atomic.Int64 // successful handshakes
+	rejected   atomic.Int64 // handshakes answered with 4xx/5xx
+	health     atomic.Int64 // health responses
+	msgsIn     atomic.Int64 // data messages received
+	bytesIn    atomic.Int64 // payload bytes of data messages received
+	closes     [numCloseReasons]atomic.Int64
 	// loopcast.v1: subscriptions made, resumes by outcome, messages
 	// replayed, refused commands by code.
 	subscribes    atomic.Int64
 	resumes       [numResumeOutcomes]atomic.Int64
-	replayed      atomic.Int64
 	commandErrors [numCommandErrors]atomic.Int64
 	rejects       [len(rejectStatuses)]atomic.Int64 // refusals by status
 	_             [64]byte                          // keep loops' counters off each other's cache lines
@@ -62,19 +62,26 @@ type loopStats struct {
 
 // Stats is a snapshot of the server's counters, summed over loops.
 type Stats struct {
-	Connections   int64            `json:"connections"`    // open TCP connections
-	WebSockets    int64            `json:"websockets"`     // open WebSocket sessions
-	Accepted      int64            `json:"accepted"`       // TCP connections accepted
-	Upgrades      int64            `json:"upgrades"`       // successful handshakes
-	Rejected      int64            `json:"rejected"`       // handshakes refused with a status
-	Health        int64            `json:"health"`         // health responses
-	MessagesIn    int64            `json:"messages_in"`    // data messages received
-	BytesIn       int64            `json:"bytes_in"`       // their payload bytes
-	Deliveries    int64            `json:"deliveries"`     // data frames written
-	BytesOut      int64            `json:"bytes_out"`      // their bytes
-	Published     int64            `json:"published"`      // room messages sequenced
-	Rooms         int64            `json:"rooms"`          // rooms with members
-	BrokerErrors  int64            `json:"broker_errors"`  // messages the Broker refused
+	Connections  int64 `json:"connections"`   // open TCP connections
+	WebSockets   int64 `json:"websockets"`    // open WebSocket sessions
+	Accepted     int64 `json:"accepted"`      // TCP connections accepted
+	Upgrades     int64 `json:"upgrades"`      // successful handshakes
+	Rejected     int64 `json:"rejected"`      // handshakes refused with a status
+	Health       int64 `json:"health"`        // health responses
+	MessagesIn   int64 `json:"messages_in"`   // data messages received
+	BytesIn      int64 `json:"bytes_in"`      // their payload bytes
+	Deliveries   int64 `json:"deliveries"`    // data frames written
+	BytesOut     int64 `json:"bytes_out"`     // their bytes
+	Published    int64 `json:"published"`     // room messages sequenced
+	Rooms        int64 `json:"rooms"`         // rooms with members
+	BrokerErrors int64 `json:"broker_errors"` // messages the broker did not forward, or the log refused at once
+	Lost         int64 `json:"lost"`          // losses noticed in other instances' messages (each renewed a room's epoch)
+	// LogRoomsRefused counts JetStream messages not kept here because
+	// the rooms held only for the stream reached MaxRooms.
+	LogRoomsRefused int64 `json:"log_rooms_refused"`
+	// DedupeEvicted counts publication keys forgotten before their
+	// window passed (one instance, without JetStream).
+	DedupeEvicted int64            `json:"dedupe_evicted"`
 	Remote        int64            `json:"remote"`         // messages from other instances
 	Closes        map[string]int64 `json:"closes"`         // closes by reason
 	Rejects       map[int]int64    `json:"rejects"`        // refused requests by status
@@ -119,7 +126,6 @@ func (s *Server) Stats() Stats {
 		st.Health += ls.health.Load()
 		st.MessagesIn += ls.msgsIn.Load()
 		st.BytesIn += ls.bytesIn.Load()
-		st.BrokerErrors += ls.brokerErrors.Load()
 		for i, status := range rejectStatuses {
 			if v := ls.rejects[i].Load(); v > 0 {
 				st.Rejects[status] += v
@@ -129,7 +135,6 @@ func (s *Server) Stats() Stats {
 			st.Closes[r.String()] += ls.closes[r].Load()
 		}
 		st.Subscribes += ls.subscribes.Load()
-		st.Replayed += ls.replayed.Load()
 		for o, name := range resumeOutcomeNames {
 			st.Resumes[name] += ls.resumes[o].Load()
 		}
@@ -146,5 +151,10 @@ func (s *Server) Stats() Stats {
 	st.CompressedBytesIn, st.CompressedBytesOut, st.Inflated = z.in.Load(), z.out.Load(), z.inflated.Load()
 	st.Rooms = int64(s.fan.RoomCount())
 	st.Remote = s.remote.Load()
+	st.BrokerErrors = s.forwardErrors.Load() + s.logRefusals.Load()
+	st.Lost = s.lost.Load()
+	st.LogRoomsRefused = s.logRoomsRefused.Load()
+	st.DedupeEvicted = fc.DedupeEvicted
+	st.Replayed = fc.Replayed
 	return st
 }

@@ -1,27 +1,23 @@
 package server
 
 import (
+	"unsafe"
+
 	"github.com/gobwas/ws"
 	"github.com/panjf2000/gnet/v2"
 	"github.com/valyala/bytebufferpool"
 
 	"github.com/loopcast/loopcast/server/internal/deflate"
+	"github.com/loopcast/loopcast/server/internal/fanout"
 	"github.com/loopcast/loopcast/server/internal/frame"
 )
 
 // errTooBig closes a message over Config.MaxMessage (RFC 6455 §7.4.1).
 var errTooBig = &frame.CloseError{Code: ws.StatusMessageTooBig, Reason: "message over max-message"}
 
-// errNoPublish closes a member that publishes when ClientPublish is off.
-var errNoPublish = &frame.CloseError{Code: ws.StatusPolicyViolation, Reason: "clients may not publish"}
-
-// errPublishForbidden closes a member whose token's publish claim does
-// not allow its room.
-var errPublishForbidden = &frame.CloseError{Code: ws.StatusPolicyViolation, Reason: "token may not publish to this room"}
-
-// errRateLimited closes a member that publishes faster than
-// Config.PublishRate allows (beyond its PublishBurst).
-var errRateLimited = &frame.CloseError{Code: ws.StatusPolicyViolation, Reason: "publish rate over publish-rate"}
+// errNoPublish closes a raw member that sends a data frame when
+// ClientPublish is off, as soon as the frame starts.
+var errNoPublish = errPubOff.close
 
 // serveFrames handles every frame buffered on a WebSocket, in place: Peek
 // the header, unmask the payload in the buffer when the whole frame is
@@ -165,6 +161,9 @@ func (cs *conn) takePayload(avail int) gnet.Action {
 		_, _ = c.Discard(k)
 		return gnet.None
 	}
+	if !cs.assemble(k) {
+		return cs.protocolError(errAssemblyFull)
+	}
 	b, _ := c.Peek(k)
 	start := len(cs.msg.B)
 	cs.msg.B = append(cs.msg.B, b...)
@@ -186,7 +185,7 @@ func (cs *conn) takePayload(avail int) gnet.Action {
 	cs.msg, cs.fragOp = nil, 0
 	cs.text.Reset()
 	a := cs.complete(op, msg.B)
-	bytebufferpool.Put(msg)
+	cs.loop.srv.unassemble(msg)
 	return a
 }
 
@@ -243,10 +242,16 @@ func (cs *conn) handleFrame(h frame.Header, payload []byte) gnet.Action {
 		cs.text.Reset()
 		return cs.complete(op, payload)
 	case !h.Fin && cs.fragOp == 0:
+		if !cs.assemble(len(payload)) {
+			return cs.protocolError(errAssemblyFull)
+		}
 		cs.fragOp = op
 		cs.msg = bytebufferpool.Get()
 		cs.msg.B = append(cs.msg.B, payload...)
 	default:
+		if !cs.assemble(len(payload)) {
+			return cs.protocolError(errAssemblyFull)
+		}
 		cs.msg.B = append(cs.msg.B, payload...)
 		if h.Fin {
 			msg := cs.msg
@@ -254,11 +259,39 @@ func (cs *conn) handleFrame(h frame.Header, payload []byte) gnet.Action {
 			cs.fragOp = 0
 			cs.text.Reset()
 			a := cs.complete(op, msg.B)
-			bytebufferpool.Put(msg)
+			l.srv.unassemble(msg)
 			return a
 		}
 	}
 	return gnet.None
+}
+
+// errAssemblyFull closes a connection whose message in progress would
+// pass the bytes all messages in progress may hold together
+// (maxAssembling): 1013, try again later.
+var errAssemblyFull = &frame.CloseError{Code: statusTryAgainLater, Reason: "server busy: too many large messages in progress"}
+
+// assemble charges n more bytes of the connection's message in
+// progress (fragments, or a frame still arriving) to the server-wide
+// budget for messages being assembled, and reports false past it: many
+// connections each sending most of a max-size message must not hold
+// unbounded memory between them. Not charged: whole messages in one read
+// (they never leave gnet's buffer).
+func (cs *conn) assemble(n int) bool {
+	s := cs.loop.srv
+	if s.assembling.Add(int64(n)) > s.maxAssembling.Load() {
+		s.assembling.Add(-int64(n))
+		s.assemblyRefused.Add(1)
+		return false
+	}
+	return true
+}
+
+// unassemble returns a message buffer to the pool and its bytes to the
+// budget (assemble charged every byte it holds).
+func (s *Server) unassemble(msg *bytebufferpool.ByteBuffer) {
+	s.assembling.Add(-int64(len(msg.B)))
+	bytebufferpool.Put(msg)
 }
 
 // errBadDeflate fails a connection whose compressed message is not valid
@@ -315,20 +348,29 @@ func (cs *conn) message(op ws.OpCode, payload []byte) gnet.Action {
 		return gnet.None
 	}
 	if r := cs.out.Room(); r != nil {
-		if !cs.allowPublish(l.nowNs) {
-			return cs.protocolError(errRateLimited)
-		}
-		if !cs.grant.mayPublish([]byte(r.Name())) {
-			return cs.protocolError(errPublishForbidden)
-		}
-		if lg := l.srv.clog; lg != nil {
-			if lg.Append(r.Name(), MessageType(op), payload, PublishRef{}) != nil {
-				l.stats.brokerErrors.Add(1) // raw mode has no reply: counted
-			}
-			return gnet.None
-		}
-		l.fan.Publish(r, byte(op), payload, nil, 0)
-		l.forward(r.Name(), op, payload)
+		return cs.publishRaw(r, op, payload)
 	}
 	return gnet.None
 }
+
+// publishRaw is the raw-mode door onto the one publishing path
+// (publish.go): a member's message to its room. Raw mode has no replies:
+// a refusal closes the connection with its code (1008 policy, 1013 when
+// the cluster log did not take the message), and a later failure of the
+// log is counted (the log's errors).
+func (cs *conn) publishRaw(r *fanout.Room, op ws.OpCode, payload []byte) gnet.Action {
+	l := cs.loop
+	name := readOnlyBytes(r.Name())
+	if perr := l.srv.mayPublish(publisher{member: cs, checked: true}, name, MessageType(op), payload, nil); perr != nil {
+		return cs.protocolError(perr.close)
+	}
+	if perr := l.srv.route(l, name, r, fanout.Publication{Op: byte(op), Payload: payload}, fanout.Ack{}); perr != nil {
+		return cs.protocolError(perr.close)
+	}
+	return gnet.None
+}
+
+// readOnlyBytes views s's bytes without copying them, for functions
+// that take a name as []byte and only read it (a room's name per raw
+// message, without an allocation). Never write to the result.
+func readOnlyBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }

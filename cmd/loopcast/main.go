@@ -118,12 +118,6 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer, 
 		closeBridge()
 		return usageError{err}
 	}
-	if bridge != nil {
-		bridge.Attach(srv)
-	}
-	if stream != nil {
-		stream.Start(srv)
-	}
 	if err := srv.Start(); err != nil {
 		closeBridge()
 		return err

@@ -7,14 +7,16 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/loopcast/loopcast/server"
 	"github.com/nats-io/nats.go"
 	"github.com/valyala/bytebufferpool"
+
+	"github.com/loopcast/loopcast/server/internal/bus"
 )
 
 // Defaults and limits of a Bridge.
@@ -46,6 +48,17 @@ const (
 	// without closing TCP within about 30 s (nats.go's default is 4 min).
 	pingInterval = 10 * time.Second
 	maxPingsOut  = 2
+
+	// originHeader carries a message's place in its room's forwarding
+	// order on the instance that published it (bus.Position: the room's
+	// epoch there in hex, a dot, a count from 1), so receivers notice a
+	// message that never came. Instances that do not know it ignore it.
+	originHeader = "Loopcast-Origin"
+
+	// maxOrigins bounds how many publishing instances (room epochs) a
+	// receiver tracks per room; the least recently seen is forgotten
+	// first (its next message starts a new baseline).
+	maxOrigins = 32
 )
 
 // Errors of Publish.
@@ -103,14 +116,10 @@ type Options struct {
 	ReconnectWait, MaxReconnectWait time.Duration
 }
 
-// Deliverer takes messages from other instances; *server.Server is one.
-type Deliverer interface {
-	DeliverRemote(room string, op server.MessageType, payload []byte) (int, error)
-}
-
-// Bridge is a server.Broker over one NATS connection. Create it with
-// New, put it in server.Config.Broker, Attach the server once it exists,
-// and Close it after the server has shut down. Safe for concurrent use.
+// Bridge is a broker (server/internal/bus.Broker) over one NATS
+// connection. Create it with New, put it in server.Config.Broker (the
+// server attaches itself), and Close it after the server has shut down.
+// Safe for concurrent use.
 type Bridge struct {
 	nc   *nats.Conn
 	log  *slog.Logger
@@ -136,7 +145,13 @@ type Bridge struct {
 	subs     map[string]*nats.Subscription
 	subjects map[string]*[2]string // room -> text and binary subjects
 
-	in          chan *nats.Msg // shared by every room subscription
+	in chan *nats.Msg // shared by every room subscription
+	// Owned by the reader goroutine: where each room's messages from
+	// each publishing instance stand (gap detection); forget brings it
+	// the rooms the writer unsubscribed from.
+	origins     map[string][]originMark
+	followed    uint64 // messages with an origin so far
+	forget      chan string
 	stopWriter  chan struct{}
 	stopReader  chan struct{}
 	writerDone  chan struct{}
@@ -146,12 +161,20 @@ type Bridge struct {
 	stats counters
 }
 
-type destination struct{ d Deliverer }
+type destination struct{ h bus.Host }
 
 type outMsg struct {
-	room string
-	op   server.MessageType
-	buf  *bytebufferpool.ByteBuffer
+	room   string
+	op     byte
+	origin bus.Position
+	buf    *bytebufferpool.ByteBuffer
+}
+
+// originMark is the last message a receiver got of a room from one
+// publishing instance's room epoch.
+type originMark struct {
+	epoch, offset uint64
+	seen          uint64 // the reader's message count when last seen, for eviction
 }
 
 // New connects to NATS and returns at once: when NATS is unreachable it
@@ -187,6 +210,8 @@ func New(opts Options) (*Bridge, error) {
 		subs:       map[string]*nats.Subscription{},
 		subjects:   map[string]*[2]string{},
 		in:         make(chan *nats.Msg, inboundMessages),
+		origins:    map[string][]originMark{},
+		forget:     make(chan string, 1024),
 		stopWriter: make(chan struct{}),
 		stopReader: make(chan struct{}),
 		writerDone: make(chan struct{}),
@@ -264,10 +289,11 @@ func redact(s string) string {
 	return strings.Join(parts, ",")
 }
 
-// Attach names where messages from other instances go. Until it is
-// called they are dropped (counted as "unattached"): the server does not
-// exist yet, so no member could get them.
-func (b *Bridge) Attach(d Deliverer) { b.dst.Store(&destination{d}) }
+// Attach implements bus.Broker: it names where messages from other
+// instances go. Until it is called they are dropped (counted as
+// "unattached"): the server does not exist yet, so no member could get
+// them.
+func (b *Bridge) Attach(h bus.Host) { b.dst.Store(&destination{h}) }
 
 // Subscribe implements server.Broker: it records that room has members
 // here and returns; the subscription is made by the writer goroutine.
@@ -286,11 +312,12 @@ func (b *Bridge) want(room string, on bool) {
 	}
 }
 
-// Publish implements server.Broker: it copies payload and queues it for
-// NATS without blocking. It refuses a message over the NATS server's
-// max_payload (*PayloadError), or when the queue is full (ErrBacklog).
-// Each refusal is counted.
-func (b *Bridge) Publish(room string, op server.MessageType, payload []byte) error {
+// Forward implements bus.Broker: it copies payload and queues it for
+// NATS without blocking, with origin in its header. It refuses a message
+// over the NATS server's max_payload (*PayloadError), or when the queue
+// is full (ErrBacklog). Each refusal is counted; receivers see it as a
+// gap in origin.
+func (b *Bridge) Forward(room string, op byte, payload []byte, origin bus.Position) error {
 	if b.closing.Load() {
 		b.stats.errors[errClosed].Add(1)
 		return ErrClosed
@@ -308,7 +335,7 @@ func (b *Bridge) Publish(room string, op server.MessageType, payload []byte) err
 	buf := bytebufferpool.Get()
 	buf.B = append(buf.B[:0], payload...)
 	select {
-	case b.out <- outMsg{room: room, op: op, buf: buf}:
+	case b.out <- outMsg{room: room, op: op, origin: origin, buf: buf}:
 		return nil
 	default:
 		b.queued.Add(-n)
@@ -344,7 +371,17 @@ func (b *Bridge) write() {
 
 func (b *Bridge) send(m outMsg) {
 	n := int64(len(m.buf.B))
-	err := b.nc.Publish(b.subject(m.room, m.op), m.buf.B) // copies
+	msg := &nats.Msg{Subject: b.subject(m.room, m.op), Data: m.buf.B}
+	if m.origin != (bus.Position{}) {
+		// Only when the header fits beside the message in max_payload: a
+		// message of max_payload itself goes without, and receivers
+		// start their count of its room again.
+		v := formatOrigin(m.origin)
+		if mp := b.maxPayload.Load(); mp == 0 || int64(n)+headerLen(originHeader, v) <= mp {
+			msg.Header = nats.Header{originHeader: []string{v}}
+		}
+	}
+	err := b.nc.PublishMsg(msg) // copies
 	bytebufferpool.Put(m.buf)
 	b.queued.Add(-n)
 	switch {
@@ -362,16 +399,16 @@ func (b *Bridge) send(m outMsg) {
 }
 
 // subject returns the cached subject of room's messages with opcode op.
-func (b *Bridge) subject(room string, op server.MessageType) string {
+func (b *Bridge) subject(room string, op byte) string {
 	s := b.subjects[room]
 	if s == nil {
 		if len(b.subjects) >= 1<<16 { // rooms published to without members here
 			clear(b.subjects)
 		}
-		s = &[2]string{subject(room, server.Text), subject(room, server.Binary)}
+		s = &[2]string{subject(room, bus.Text), subject(room, bus.Binary)}
 		b.subjects[room] = s
 	}
-	if op == server.Text {
+	if op == bus.Text {
 		return s[0]
 	}
 	return s[1]
@@ -400,6 +437,10 @@ func (b *Bridge) reconcile() {
 			_ = sub.Unsubscribe() // fails only when the connection is closed
 			delete(b.subs, room)
 			delete(b.subjects, room)
+			select {
+			case b.forget <- room: // the reader drops its origins of room
+			default:
+			}
 		}
 	}
 	clear(changed)
@@ -415,6 +456,8 @@ func (b *Bridge) read() {
 		select {
 		case m := <-b.in:
 			b.deliver(m)
+		case room := <-b.forget:
+			delete(b.origins, room)
 		case <-b.stopReader:
 			return
 		}
@@ -433,7 +476,22 @@ func (b *Bridge) deliver(m *nats.Msg) {
 		b.stats.errors[errUnattached].Add(1)
 		return
 	}
-	if _, err := d.d.DeliverRemote(room, op, m.Data); err != nil {
+	if o, ok := parseOrigin(m.Header.Get(originHeader)); !ok {
+		// No place in its origin's order (too big for the header, or an
+		// older instance): it may have taken a count, so room's counts
+		// start again from the next message of each origin.
+		delete(b.origins, room)
+	} else {
+		if missed := b.follow(room, o); missed > 0 {
+			// Messages of this publisher never came (its queue was full,
+			// NATS dropped them, a reconnect): the room starts a new epoch
+			// here before this message, so loopcast.v1 clients are told.
+			b.stats.gaps.Add(1)
+			b.stats.missed.Add(int64(missed))
+			d.h.Lost(room)
+		}
+	}
+	if _, err := d.h.Deliver(room, op, m.Data, bus.Position{}); err != nil {
 		// A larger --max-message elsewhere, or the server stopping.
 		b.stats.errors[errDeliver].Add(1)
 	}
@@ -507,4 +565,62 @@ func (b *Bridge) Close(ctx context.Context) error {
 	close(b.stopReader)
 	<-b.readerDone
 	return err
+}
+
+// follow records that room's message at origin o arrived and returns how
+// many messages of the same origin were missed before it (0: none, or
+// the first seen of that origin). Reader goroutine only.
+func (b *Bridge) follow(room string, o bus.Position) uint64 {
+	b.followed++
+	marks := b.origins[room]
+	for i := range marks {
+		m := &marks[i]
+		if m.epoch != o.Epoch {
+			continue
+		}
+		var missed uint64
+		if o.Offset > m.offset+1 {
+			missed = o.Offset - m.offset - 1
+		}
+		m.offset, m.seen = o.Offset, b.followed // a count that went back: a new baseline
+		return missed
+	}
+	if len(marks) >= maxOrigins {
+		oldest := 0
+		for i := range marks {
+			if marks[i].seen < marks[oldest].seen {
+				oldest = i
+			}
+		}
+		marks = append(marks[:oldest], marks[oldest+1:]...)
+	}
+	b.origins[room] = append(marks, originMark{epoch: o.Epoch, offset: o.Offset, seen: b.followed})
+	return 0
+}
+
+// formatOrigin writes o as the origin header's value: the epoch in 16
+// hex digits, a dot, the count.
+func formatOrigin(o bus.Position) string {
+	return fmt.Sprintf("%016x.%d", o.Epoch, o.Offset)
+}
+
+// parseOrigin reverses formatOrigin; ok is false for a missing or
+// malformed value (an older instance, or none).
+func parseOrigin(v string) (bus.Position, bool) {
+	e, n, found := strings.Cut(v, ".")
+	if !found || len(e) != 16 {
+		return bus.Position{}, false
+	}
+	epoch, err1 := strconv.ParseUint(e, 16, 64)
+	off, err2 := strconv.ParseUint(n, 10, 64)
+	if err1 != nil || err2 != nil || off == 0 {
+		return bus.Position{}, false
+	}
+	return bus.Position{Epoch: epoch, Offset: off}, true
+}
+
+// headerLen is what a NATS header block with one field takes of
+// max_payload: "NATS/1.0\r\n", "key: value\r\n", "\r\n".
+func headerLen(key, value string) int64 {
+	return int64(len("NATS/1.0\r\n") + len(key) + 2 + len(value) + 2 + 2)
 }

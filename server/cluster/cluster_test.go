@@ -14,6 +14,7 @@ import (
 
 	"github.com/loopcast/loopcast/server"
 	"github.com/loopcast/loopcast/server/cluster"
+	"github.com/loopcast/loopcast/server/internal/bus"
 )
 
 const perPublisher = 200
@@ -293,10 +294,12 @@ func TestStartWithoutNATS(t *testing.T) {
 	})
 }
 
-// TestMaxPayload: a message over NATS's max_payload is refused for the
-// other instances with a clear error (admin publish returns it) and
-// counted; the local members still get it. Connecting warns that
-// --max-message is above max_payload.
+// TestMaxPayload: a message over NATS's max_payload reaches only the
+// local members; the publisher is told why it did not go further
+// (Published.NotForwarded, "not_forwarded" on POST /publish) and it is
+// counted. A message of exactly max_payload still goes (without its
+// origin header). Connecting warns that --max-message is above
+// max_payload.
 func TestMaxPayload(t *testing.T) {
 	ns := runNATS(t, 0, 1024)
 	n1, n2 := startNode(t, natsURL(ns)), startNode(t, natsURL(ns))
@@ -310,13 +313,14 @@ func TestMaxPayload(t *testing.T) {
 
 	big := strings.Repeat("x", 1025)
 	n, err := n1.srv.Publish("big", server.Text, []byte(big))
-	if !errors.Is(err, cluster.ErrTooLarge) || n.Members != 1 || !strings.Contains(err.Error(), "1025 bytes is over the NATS server's max_payload of 1024 bytes") {
+	if err != nil || !errors.Is(n.NotForwarded, cluster.ErrTooLarge) || n.Members != 1 || n.Offset != 1 ||
+		!strings.Contains(n.NotForwarded.Error(), "1025 bytes is over the NATS server's max_payload of 1024 bytes") {
 		t.Errorf("Publish: %+v, %v", n, err)
 	}
 
 	rec := httptest.NewRecorder()
 	n1.srv.AdminHandler().ServeHTTP(rec, httptest.NewRequest("POST", "/publish/big", strings.NewReader(big)))
-	if body := rec.Body.String(); rec.Code != 400 || !strings.Contains(body, "max_payload of 1024 bytes") {
+	if body := rec.Body.String(); rec.Code != 202 || !strings.Contains(body, `"not_forwarded":"message of 1025 bytes is over the NATS server's max_payload of 1024 bytes"`) {
 		t.Errorf("admin publish: %d %s", rec.Code, body)
 	}
 
@@ -333,8 +337,8 @@ func TestMaxPayload(t *testing.T) {
 	if e := n1.bridge.Status().Errors["too_large"]; e != 2 {
 		t.Errorf("too_large errors %d, want 2", e)
 	}
-	if st := n1.srv.Stats(); st.BrokerErrors != 0 { // admin publishes are not counted by the loops
-		t.Logf("server broker errors %d", st.BrokerErrors)
+	if st := n1.srv.Stats(); st.BrokerErrors != 2 {
+		t.Errorf("server broker errors %d, want 2", st.BrokerErrors)
 	}
 }
 
@@ -381,9 +385,9 @@ func TestValidateURL(t *testing.T) {
 	}
 }
 
-// BenchmarkPublish: the event loop's side of a cross-instance message is
+// BenchmarkForward: the event loop's side of a cross-instance message is
 // a copy into a pooled buffer and a channel send, without allocation.
-func BenchmarkPublish(b *testing.B) {
+func BenchmarkForward(b *testing.B) {
 	ns := runNATS(b, 0, 0)
 	br, err := cluster.New(cluster.Options{URL: natsURL(ns)})
 	if err != nil {
@@ -393,7 +397,7 @@ func BenchmarkPublish(b *testing.B) {
 	payload := make([]byte, 64)
 	b.ReportAllocs()
 	for b.Loop() {
-		for br.Publish("bench", server.Binary, payload) != nil {
+		for br.Forward("bench", bus.Binary, payload, bus.Position{Epoch: 1, Offset: 1}) != nil {
 			time.Sleep(time.Microsecond) // queue full: NATS is behind
 		}
 	}
@@ -412,4 +416,40 @@ func httpGet(t testing.TB, url string) int {
 }
 
 var _ server.Broker = (*cluster.Bridge)(nil)
-var _ server.BrokerStatus = (*cluster.Bridge)(nil)
+var _ bus.Status = (*cluster.Bridge)(nil)
+
+// TestBugCoreNATSLossIsSilent is the regression test for losses between
+// instances over core NATS: a message that never reached another
+// instance left its loopcast.v1 clients with contiguous offsets (each
+// instance numbers its own) and no sign of the gap. Now each forwarded
+// message carries its place in its origin's order; the receiver that
+// sees a count skip starts the room's new epoch before the next message,
+// so its v1 clients see the epoch change, and counts the loss.
+func TestBugCoreNATSLossIsSilent(t *testing.T) {
+	ns := runNATS(t, 0, 1024)
+	n1, n2 := startNode(t, natsURL(ns)), startNode(t, natsURL(ns))
+	c := dialV1(t, n2.srv.Addr().String(), "g")
+	epoch, _ := c.subscribed(t, "g")
+	waitInterest(t, ns, "g", 1)
+	waitFor(t, 5*time.Second, "max_payload from NATS", func() bool { return n1.bridge.Status().MaxPayload == 1024 })
+	if _, err := n1.srv.Publish("g", server.Text, []byte("one")); err != nil {
+		t.Fatal(err)
+	}
+	if e, o := c.msg(t, "g", "one"); e != epoch || o != 1 {
+		t.Fatalf("first message at %s %d", e, o)
+	}
+	// Lost on its way: over NATS's max_payload, it reaches only n1.
+	if p, err := n1.srv.Publish("g", server.Text, []byte(strings.Repeat("x", 2000))); err != nil || p.NotForwarded == nil {
+		t.Fatalf("the lost one: %+v, %v", p, err)
+	}
+	if _, err := n1.srv.Publish("g", server.Text, []byte("three")); err != nil {
+		t.Fatal(err)
+	}
+	e, o := c.msg(t, "g", "three")
+	if e == epoch || o != 1 {
+		t.Fatalf("after the loss: msg at %s %d, want a new epoch from offset 1 (was %s)", e, o, epoch)
+	}
+	if st := n2.bridge.Status(); st.Gaps != 1 || st.Missed != 1 || n2.srv.Stats().Lost != 1 {
+		t.Fatalf("gaps %d, missed %d, server lost %d; want 1 each", st.Gaps, st.Missed, n2.srv.Stats().Lost)
+	}
+}

@@ -1,6 +1,9 @@
-// Package cluster fans loopcast rooms out across instances over NATS: it
-// implements server.Broker with one NATS connection per instance
-// (github.com/nats-io/nats.go).
+// Package cluster fans loopcast rooms out across instances over NATS
+// (github.com/nats-io/nats.go), with one NATS connection per instance:
+// Bridge over core NATS (at most once across instances, losses noticed),
+// Stream over a JetStream stream (one order and history for every
+// instance; every append answered within a deadline). Both are
+// server.Broker values; package server/internal/bus is the contract.
 //
 // # Subjects
 //
@@ -32,12 +35,23 @@
 // back. It reconnects forever and resubscribes by itself. Readiness is not
 // tied to NATS: a pod that lost NATS still serves its members.
 //
+// A loss is noticed: a forwarded message carries, in its Loopcast-Origin
+// header, its place in its room's forwarding order on its instance (the
+// room's epoch there and a count); the receiver that sees a count skip
+// calls Host.Lost before delivering it, and the room starts a new epoch
+// there, which loopcast.v1 clients see. A message with no room for the
+// header beside it in max_payload goes without, and the receiver starts
+// its count of that room again.
+//
 // # Hot path
 //
-// Publish copies the message into a pooled buffer and queues it for one
-// writer goroutine, which hands it to nats.go; it never blocks an event
-// loop, even when NATS's socket is full (nats.go writes inline then). A
-// full queue (QueueBytes) refuses the message and counts it. Messages
-// from NATS go through one shared channel to one goroutine that calls
-// Server.DeliverRemote, which encodes each one once for all local members.
+// Forward (called by the room's owner event loop) copies the message
+// into a pooled buffer and queues it for one writer goroutine, which
+// hands it to nats.go; it never blocks an event loop, even when NATS's
+// socket is full (nats.go writes inline then). A full queue (QueueBytes)
+// refuses the message and counts it. Messages from NATS go through one
+// shared channel to one goroutine that calls Host.Deliver, which encodes
+// each one once for all local members. Stream.Append is the same, a copy
+// and a queue; the answers come back on one inbox subscription
+// (append.go).
 package cluster

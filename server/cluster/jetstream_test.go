@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	gorilla "github.com/gorilla/websocket"
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	natstest "github.com/nats-io/nats-server/v2/test"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/loopcast/loopcast/internal/testutil"
@@ -49,6 +51,13 @@ type jsNode struct {
 
 func startJSNode(t testing.TB, url string, storage jetstream.StorageType, adjust ...func(*server.Config)) *jsNode {
 	t.Helper()
+	return startJSNodeWait(t, url, storage, true, adjust...)
+}
+
+// startJSNodeWait is startJSNode; ready says whether to wait until the
+// node warmed up from the stream.
+func startJSNodeWait(t testing.TB, url string, storage jetstream.StorageType, ready bool, adjust ...func(*server.Config)) *jsNode {
+	t.Helper()
 	cfg := server.DefaultConfig()
 	cfg.Addr = "127.0.0.1:0"
 	cfg.AdminAddr = ""
@@ -72,7 +81,6 @@ func startJSNode(t testing.TB, url string, storage jetstream.StorageType, adjust
 	if err != nil {
 		t.Fatal(err)
 	}
-	st.Start(srv)
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -83,8 +91,24 @@ func startJSNode(t testing.TB, url string, storage jetstream.StorageType, adjust
 			t.Logf("node %s log:\n%s", srv.Addr(), n.logs.String())
 		}
 	})
-	testutil.WaitFor(t, 10*time.Second, "the node warmed up", st.Ready)
+	if ready {
+		testutil.WaitFor(t, 10*time.Second, "the node warmed up", st.Ready)
+	}
 	return n
+}
+
+// adminPost posts body to the node's admin path with header pairs
+// (name, value, ...).
+func adminPost(t testing.TB, n *jsNode, path, body string, header ...string) *httptest.ResponseRecorder {
+	t.Helper()
+	req := httptest.NewRequest("POST", path, strings.NewReader(body))
+	req.Header.Set("Content-Type", "text/plain")
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	rec := httptest.NewRecorder()
+	n.srv.AdminHandler().ServeHTTP(rec, req)
+	return rec
 }
 
 func (n *jsNode) close(t testing.TB) {
@@ -178,9 +202,9 @@ func TestJetStreamResumeOnANewInstance(t *testing.T) {
 		}
 	}
 	old.close(t)
-	pub := startPublisher(t, url)
-	for i := 5; i < 8; i++ { // published meanwhile through the log
-		if _, _, err := pub.AppendWait(context.Background(), "news", server.Text, []byte(fmt.Sprint(i))); err != nil {
+	js := startPublisher(t, url)
+	for i := 5; i < 8; i++ { // published meanwhile, by a backend, straight to the stream
+		if _, err := js.Publish(context.Background(), cluster.SubjectPrefix+"news.text", []byte(fmt.Sprint(i))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -210,19 +234,20 @@ func TestJetStreamResumeOnANewInstance(t *testing.T) {
 	}
 }
 
-// startPublisher is a Stream of its own, used only to append (a backend
-// publishing while no loopcast instance runs).
-func startPublisher(t *testing.T, url string) *cluster.Stream {
+// startPublisher is a JetStream client of its own, publishing to the
+// stream's subjects while no loopcast instance runs (a backend).
+func startPublisher(t *testing.T, url string) jetstream.JetStream {
 	t.Helper()
-	st, err := cluster.NewStream(cluster.StreamOptions{URL: url, HistoryMessages: 1000, HistoryTTL: time.Minute, HistoryBytes: 1 << 20})
+	nc, err := nats.Connect(url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = st.Close(context.Background()) })
-	if err := st.Probe(context.Background()); err != nil {
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return st
+	return js
 }
 
 func TestJetStreamProbe(t *testing.T) {
@@ -349,5 +374,73 @@ func TestJetStreamPublishWhileNATSDown(t *testing.T) {
 	c.send(t, "unsub 8 r")
 	if line := c.read(t); line != "unsub 8 r" {
 		t.Fatalf("after the refusals: %q", line)
+	}
+}
+
+// TestBugStalePositionsAfterMemoryStreamRestart is the regression test
+// for a memory stream recreated after a NATS restart: before, a plain
+// sub answered the old stream's last offset and then delivered offsets
+// below it, and the first acknowledgements carried the old epoch with
+// the new stream's offsets. Now every acknowledgement names the epoch
+// and offset its message is delivered at, and a sub's reply is below
+// every message that follows it.
+func TestBugStalePositionsAfterMemoryStreamRestart(t *testing.T) {
+	port := freePort(t)
+	ns := runJetStream(t, port, "")
+	n := startJSNode(t, natsURL(ns), jetstream.MemoryStorage)
+	sub := dialV1(t, n.addr(), "r")
+	sub.subscribed(t, "r")
+	pub := dialV1(t, n.addr(), "")
+	acks := map[string]string{} // payload -> "epoch offset"
+	publish := func(i int) {
+		payload := fmt.Sprint("m", i)
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			pub.send(t, fmt.Sprintf("pub %d r k%d\n%s", i+1, i, payload)) // ids from 1: id 0 asks for no acknowledgement
+			line := pub.read(t)
+			if f := strings.Fields(line); len(f) == 5 && f[0] == "pub" {
+				acks[payload] = f[3] + " " + f[4]
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("pub %d never acknowledged; last %q", i, line)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	for i := range 20 {
+		publish(i)
+	}
+	oldEpoch := n.stream.ClusterStatus().(cluster.StreamStatus).Epoch
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	runJetStream(t, port, "") // memory storage: the stream is gone
+	for i := 20; i < 30; i++ {
+		publish(i) // retried until the stream is back (recreated, a new epoch)
+	}
+	newEpoch := n.stream.ClusterStatus().(cluster.StreamStatus).Epoch
+	if newEpoch == oldEpoch {
+		t.Fatalf("the recreated stream kept epoch %s", oldEpoch)
+	}
+	late := dialV1(t, n.addr(), "")
+	late.send(t, "sub 1 r")
+	reply := strings.Fields(late.read(t))
+	if len(reply) != 6 || reply[3] != newEpoch {
+		t.Fatalf("sub after the restart: %v, want epoch %s", reply, newEpoch)
+	}
+	var replyOffset uint64
+	fmt.Sscan(reply[4], &replyOffset)
+	publish(30)
+	if e, o := late.msg(t, "r", "m30"); e != newEpoch || o <= replyOffset {
+		t.Fatalf("after sub reply offset %d: msg at %s %d", replyOffset, e, o)
+	}
+	// The subscriber that was there all along: every message at the
+	// place its acknowledgement named.
+	for i := range 31 {
+		payload := fmt.Sprint("m", i)
+		e, o := sub.msg(t, "r", payload)
+		if got := fmt.Sprint(e, " ", o); got != acks[payload] {
+			t.Fatalf("%s delivered at %s, acknowledged at %s", payload, got, acks[payload])
+		}
 	}
 }

@@ -49,8 +49,6 @@ func runNATS(t testing.TB, port int, maxPayload int32) *natsserver.Server {
 
 func natsURL(ns *natsserver.Server) string { return "nats://" + ns.Addr().String() }
 
-func natsPort(ns *natsserver.Server) int { return ns.Addr().(*net.TCPAddr).Port }
-
 // freePort returns a loopback port nobody listens on (for now).
 func freePort(t testing.TB) int {
 	t.Helper()
@@ -99,7 +97,6 @@ func startNode(t testing.TB, url string, adjust ...func(*server.Config)) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.Attach(srv)
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -35,6 +35,9 @@ func (k errKind) String() string {
 }
 
 type counters struct {
+	// gaps counts losses seen in other instances' forwarding orders
+	// (each renews a room's epoch here), missed the messages lost.
+	gaps, missed  atomic.Int64
 	published     atomic.Int64 // messages handed to nats.go
 	received      atomic.Int64 // messages from NATS
 	subscriptions atomic.Int64 // room subscriptions
@@ -45,17 +48,21 @@ type counters struct {
 
 // Status is the bridge's state, shown by GET /rooms under "cluster".
 type Status struct {
-	Connected     bool             `json:"connected"`
-	State         string           `json:"state"`            // nats.go's connection status
-	Server        string           `json:"server,omitempty"` // connected URL, credentials hidden
-	MaxPayload    int64            `json:"max_payload"`      // bytes; 0 before the first connect
-	Subscriptions int64            `json:"subscriptions"`    // rooms subscribed (rooms with members here)
-	Published     int64            `json:"published"`        // messages sent to other instances
-	Received      int64            `json:"received"`         // messages from other instances
-	QueuedBytes   int64            `json:"queued_bytes"`     // waiting for NATS
-	Disconnects   int64            `json:"disconnects"`
-	Reconnects    int64            `json:"reconnects"`
-	Errors        map[string]int64 `json:"errors"` // by kind; see errKind
+	Connected     bool   `json:"connected"`
+	State         string `json:"state"`            // nats.go's connection status
+	Server        string `json:"server,omitempty"` // connected URL, credentials hidden
+	MaxPayload    int64  `json:"max_payload"`      // bytes; 0 before the first connect
+	Subscriptions int64  `json:"subscriptions"`    // rooms subscribed (rooms with members here)
+	Published     int64  `json:"published"`        // messages sent to other instances
+	Received      int64  `json:"received"`         // messages from other instances
+	QueuedBytes   int64  `json:"queued_bytes"`     // waiting for NATS
+	Disconnects   int64  `json:"disconnects"`
+	// Gaps counts losses noticed in other instances' messages (each
+	// started a new epoch for its room here), Missed the messages lost.
+	Gaps       int64            `json:"gaps"`
+	Missed     int64            `json:"missed"`
+	Reconnects int64            `json:"reconnects"`
+	Errors     map[string]int64 `json:"errors"` // by kind; see errKind
 	// Mode is "core"; Delivery says what that means for reconnects.
 	Mode     string `json:"mode"`
 	Delivery string `json:"delivery"`
@@ -72,6 +79,8 @@ func (b *Bridge) Status() Status {
 		Received:      b.stats.received.Load(),
 		QueuedBytes:   b.queued.Load(),
 		Disconnects:   b.stats.disconnects.Load(),
+		Gaps:          b.stats.gaps.Load(),
+		Missed:        b.stats.missed.Load(),
 		Reconnects:    b.stats.reconnects.Load(),
 		Errors:        make(map[string]int64, numErrKinds),
 		Mode:          "core",
@@ -86,7 +95,7 @@ func (b *Bridge) Status() Status {
 	return st
 }
 
-// ClusterStatus is Status for the server's GET /rooms (server.BrokerStatus).
+// ClusterStatus is Status for the server's GET /rooms (bus.Status).
 func (b *Bridge) ClusterStatus() any { return b.Status() }
 
 var (
@@ -99,6 +108,8 @@ var (
 	descDisconnects = prometheus.NewDesc("loopcast_cluster_disconnects_total", "Times the NATS connection was lost.", nil, nil)
 	descReconnects  = prometheus.NewDesc("loopcast_cluster_reconnects_total", "Times the NATS connection came back.", nil, nil)
 	descErrors      = prometheus.NewDesc("loopcast_cluster_errors_total", "Messages not carried between instances, by reason.", []string{"reason"}, nil)
+	descLost        = prometheus.NewDesc("loopcast_cluster_lost_total", "Losses noticed in messages from other instances (each started a new epoch for its room here, so loopcast.v1 clients are told).", nil, nil)
+	descMissed      = prometheus.NewDesc("loopcast_cluster_lost_messages_total", "Messages from other instances that never came (counted from the gaps in their order).", nil, nil)
 )
 
 // Describe implements prometheus.Collector.
@@ -126,6 +137,8 @@ func (b *Bridge) Collect(ch chan<- prometheus.Metric) {
 	n(descReceived, st.Received)
 	n(descDisconnects, st.Disconnects)
 	n(descReconnects, st.Reconnects)
+	n(descLost, st.Gaps)
+	n(descMissed, st.Missed)
 	for reason, v := range st.Errors {
 		n(descErrors, v, reason)
 	}

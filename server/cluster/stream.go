@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,7 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/loopcast/loopcast/server"
+	"github.com/loopcast/loopcast/server/internal/bus"
 )
 
 // Defaults of a Stream.
@@ -21,17 +23,20 @@ const (
 	// DefaultStream is the JetStream stream loopcast keeps rooms in.
 	DefaultStream = "LOOPCAST"
 
-	// appendQueue is the capacity of the queue of messages waiting to be
-	// appended, next to StreamOptions.QueueBytes.
-	appendQueue = 1 << 14
-
-	// maxAsyncPending bounds the appends JetStream has not acknowledged.
-	maxAsyncPending = 4096
-
 	// streamCheckEvery is how often the stream is looked at, to notice
 	// it was recreated (a memory stream after a NATS restart): its epoch
-	// changes then, and the consumer starts again from its beginning.
+	// changes then, and the consumer starts again from its beginning. A
+	// NATS reconnect, and an acknowledgement whose sequence went
+	// backwards, look at once.
 	streamCheckEvery = 2 * time.Second
+
+	// epochKey is the stream metadata entry that holds the stream's
+	// epoch: random, written once by the instance that creates the
+	// stream, the same on every replica and every instance, and new
+	// only when the stream is new (its history is gone). A stream made
+	// without it (by an older loopcast) has the epoch its creation time
+	// gives, as before.
+	epochKey = "loopcast.epoch"
 )
 
 // ErrNoJetStream: the NATS server has no JetStream (Probe).
@@ -63,60 +68,47 @@ type StreamOptions struct {
 	HistoryBytes    int64
 }
 
-// LogDeliverer takes the stream's messages and the answers to appends;
-// *server.Server is one.
-type LogDeliverer interface {
-	DeliverLogged(room string, t server.MessageType, payload []byte, epoch, offset uint64) (int, error)
-	Appended(ref server.PublishRef, room string, epoch, offset uint64, err error)
-}
-
-// Stream is a server.Log over a JetStream stream: every instance appends
-// the messages its members publish, and delivers every message of the
-// stream, in the stream's order, numbered by it. Create it with
-// NewStream, put it in server.Config.Broker, Start it with the server,
-// and Close it after the server has shut down.
+// Stream is a log (server/internal/bus.Log) over a JetStream stream:
+// every instance appends the messages its members publish, and delivers
+// every message of the stream, in the stream's order, numbered by it.
+// Create it with NewStream, put it in server.Config.Broker (the server
+// attaches itself when it starts), and Close it after the server has
+// shut down.
 type Stream struct {
 	nc   *nats.Conn
 	js   jetstream.JetStream
 	log  *slog.Logger
 	opts StreamOptions
+	host atomic.Pointer[hostBox] // set by Attach
 
 	// The stream as of the last look.
 	epoch, covered, handed atomic.Uint64
 	warmTo                 atomic.Uint64 // last sequence when the consumer started
 	ready                  atomic.Bool
-	created                time.Time // owned by run
 
-	out    chan appendMsg
-	queued atomic.Int64
-	acks   chan pendingAck
+	app  *appender
+	inbx *nats.Subscription
+	look chan struct{} // asks run to look at the stream now
 
-	stop    chan struct{}
-	done    sync.WaitGroup
-	closing atomic.Bool
+	stop     chan struct{}
+	done     sync.WaitGroup
+	closing  atomic.Bool
+	attached atomic.Bool
 
 	stats streamCounters
 }
 
-type appendMsg struct {
-	room string
-	op   server.MessageType
-	data []byte
-	ref  server.PublishRef
-}
-
-type pendingAck struct {
-	f    jetstream.PubAckFuture
-	room string
-	ref  server.PublishRef
-}
+type hostBox struct{ h bus.Host }
 
 type streamCounters struct {
-	appended, delivered, appendErrors, epochChanges, deliverErrors atomic.Int64
+	appended, duplicates, refused, unknown, lateAcks atomic.Int64
+	delivered, deliverErrors, epochChanges           atomic.Int64
+	unanswered                                       atomic.Int64 // failed appends nobody waited for (raw mode)
 }
 
 // NewStream connects to NATS (retrying in the background when it is
-// unreachable) and returns; Start begins delivering.
+// unreachable) and returns; the server's Start attaches it and it begins
+// delivering.
 func NewStream(opts StreamOptions) (*Stream, error) {
 	if err := ValidateURL(opts.URL); err != nil {
 		return nil, err
@@ -148,21 +140,30 @@ func NewStream(opts StreamOptions) (*Stream, error) {
 	s := &Stream{
 		log:  opts.Logger.With("component", "jetstream"),
 		opts: opts,
-		out:  make(chan appendMsg, appendQueue),
-		acks: make(chan pendingAck, maxAsyncPending),
+		look: make(chan struct{}, 1),
 		stop: make(chan struct{}),
 	}
+	s.app = newAppender(s)
 	nc, err := nats.Connect(opts.URL,
 		nats.Name(opts.Name),
 		nats.MaxReconnects(-1),
 		nats.RetryOnFailedConnect(true),
+		// No reconnect buffer: an append made while NATS is away is
+		// refused at once, and truly (nothing is sent later).
+		nats.ReconnectBufSize(-1),
 		nats.CustomReconnectDelay(func(attempts int) time.Duration {
 			return reconnectDelay(attempts, opts.ReconnectWait, opts.MaxReconnectWait)
 		}),
 		nats.PingInterval(pingInterval),
 		nats.MaxPingsOutstanding(maxPingsOut),
-		nats.ConnectHandler(func(nc *nats.Conn) { s.log.Info("NATS connected", "server", nc.ConnectedUrlRedacted()) }),
-		nats.ReconnectHandler(func(nc *nats.Conn) { s.log.Info("NATS reconnected", "server", nc.ConnectedUrlRedacted()) }),
+		nats.ConnectHandler(func(nc *nats.Conn) {
+			s.log.Info("NATS connected", "server", nc.ConnectedUrlRedacted())
+			s.kick()
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			s.log.Info("NATS reconnected", "server", nc.ConnectedUrlRedacted())
+			s.kick() // the stream may be another one now
+		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if !s.closing.Load() {
 				s.log.Warn("NATS disconnected: publishes are refused (unavailable) and the stream's messages wait until it is back", "err", err)
@@ -173,11 +174,23 @@ func NewStream(opts StreamOptions) (*Stream, error) {
 		return nil, fmt.Errorf("nats-url %s: %w", redact(opts.URL), err)
 	}
 	s.nc = nc
-	if s.js, err = jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(maxAsyncPending)); err != nil {
+	if s.js, err = jetstream.New(nc); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	if s.inbx, err = nc.Subscribe(s.app.inbox+".*", s.app.reply); err != nil {
 		nc.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// kick asks run to look at the stream now.
+func (s *Stream) kick() {
+	select {
+	case s.look <- struct{}{}:
+	default:
+	}
 }
 
 // Probe reports whether the NATS server has JetStream: ErrNoJetStream
@@ -197,21 +210,57 @@ func (s *Stream) Probe(ctx context.Context) error {
 	return nil
 }
 
-// Close closes the NATS connection of a Stream that was never started
-// (the command falls back to core NATS).
+// CloseUnstarted closes the NATS connection of a Stream that was never
+// attached (the command falls back to core NATS).
 func (s *Stream) CloseUnstarted() { s.nc.Close() }
 
-// Start begins delivering the stream's messages to d (the server) and
-// appending what Append queues. The stream is created when missing; while
-// NATS is unreachable Start's goroutines keep trying.
-func (s *Stream) Start(d LogDeliverer) {
+// Attach implements bus.Log: it begins delivering the stream's messages
+// to h and sending appends. The stream is created when missing; while
+// NATS is unreachable its goroutines keep trying.
+func (s *Stream) Attach(h bus.Host) {
+	if !s.attached.CompareAndSwap(false, true) {
+		return
+	}
+	s.host.Store(&hostBox{h})
 	s.done.Add(3)
-	go s.run(d)
-	go s.write(d)
-	go s.acknowledge(d)
+	go s.run(h)
+	go func() {
+		defer s.done.Done()
+		s.app.write(s.stop)
+	}()
+	go s.sweep()
 }
 
-// config is the stream's configuration from the options.
+// answer hands an append's outcome to the host; a failed append that
+// nobody waits for (raw mode) is counted.
+func (s *Stream) answer(t bus.Ticket, room string, pos bus.Position, dup bool, err error) {
+	if t.Zero() {
+		if err != nil {
+			s.stats.unanswered.Add(1)
+		}
+		return
+	}
+	if b := s.host.Load(); b != nil {
+		b.h.Answer(t, room, pos, dup, err)
+	}
+}
+
+func (s *Stream) sweep() {
+	defer s.done.Done()
+	t := time.NewTicker(sweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case now := <-t.C:
+			s.app.sweep(now)
+		case <-s.stop:
+			return
+		}
+	}
+}
+
+// config is the stream's configuration from the options, for creating
+// it: its epoch is new and random.
 func (s *Stream) config() jetstream.StreamConfig {
 	o := s.opts
 	cfg := jetstream.StreamConfig{
@@ -226,6 +275,10 @@ func (s *Stream) config() jetstream.StreamConfig {
 		MaxAge:            o.HistoryTTL,
 		MaxBytes:          2 * o.HistoryBytes,
 		AllowDirect:       true,
+		// The window retries with the same key are de-duplicated in
+		// (Nats-Msg-Id): JetStream's default, within the history.
+		Duplicates: min(DedupeWindow, o.HistoryTTL),
+		Metadata:   map[string]string{epochKey: fmt.Sprintf("%016x", randomEpoch())},
 	}
 	if o.MaxMessage > 0 {
 		cfg.MaxMsgSize = int32(min(o.MaxMessage+1024, 1<<31-1))
@@ -233,9 +286,34 @@ func (s *Stream) config() jetstream.StreamConfig {
 	return cfg
 }
 
-// run keeps one ordered consumer over the stream, from its first message,
-// and starts it again (a new epoch) when the stream was recreated.
-func (s *Stream) run(d LogDeliverer) {
+// DedupeWindow is how long the stream remembers a publication's key
+// (its duplicate window), at most HistoryTTL.
+const DedupeWindow = 2 * time.Minute
+
+func randomEpoch() uint64 {
+	for {
+		if v := rand.Uint64(); v != 0 {
+			return v
+		}
+	}
+}
+
+// streamEpoch is the stream's identity: its epochKey metadata, or, for a
+// stream without it, its creation time.
+func streamEpoch(info *jetstream.StreamInfo) uint64 {
+	if v, ok := info.Config.Metadata[epochKey]; ok {
+		if e, err := strconv.ParseUint(v, 16, 64); err == nil && e != 0 {
+			return e
+		}
+	}
+	return uint64(info.Created.UnixNano()) | 1
+}
+
+// run keeps one ordered consumer over the stream, from its first
+// message, and starts it again (a new epoch) when the stream was
+// recreated. It looks every streamCheckEvery, and at once after a NATS
+// reconnect or when an acknowledgement asks (see appender).
+func (s *Stream) run(h bus.Host) {
 	defer s.done.Done()
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { <-s.stop; cancel() }()
@@ -248,38 +326,55 @@ func (s *Stream) run(d LogDeliverer) {
 	backoff := s.opts.ReconnectWait
 	tick := time.NewTicker(streamCheckEvery)
 	defer tick.Stop()
+	failing := false
 	for {
+		gen := s.nc.Stats().Reconnects
 		info, err := s.ensure(ctx)
 		switch {
 		case ctx.Err() != nil:
 			return
 		case err != nil:
-			s.log.Warn("JetStream stream unavailable; retrying", "stream", s.opts.Stream, "err", err)
+			if !failing {
+				failing = true
+				s.log.Warn("JetStream stream unavailable; retrying (logged once until it is back)", "stream", s.opts.Stream, "err", err)
+			} else {
+				s.log.Debug("JetStream stream still unavailable", "stream", s.opts.Stream, "err", err)
+			}
 			select {
 			case <-ctx.Done():
 				return
 			case <-time.After(backoff):
+			case <-s.look:
 			}
 			backoff = min(2*backoff, s.opts.MaxReconnectWait)
 			continue
 		}
+		if failing {
+			failing = false
+			s.log.Info("JetStream stream available again", "stream", s.opts.Stream)
+		}
 		backoff = s.opts.ReconnectWait
-		if cc == nil || !info.Created.Equal(s.created) {
-			if cc != nil {
+		epoch := streamEpoch(info)
+		changed := cc != nil && epoch != s.epoch.Load()
+		if cc == nil || changed {
+			if changed {
 				cc.Stop()
+				cc = nil
 				s.stats.epochChanges.Add(1)
 				s.log.Warn("JetStream stream was recreated: its history is gone, offsets start again (resumes get epoch_changed)", "stream", s.opts.Stream)
 			}
-			if cc, err = s.consume(ctx, d, info); err != nil {
+			if cc, err = s.consume(ctx, h, info, epoch); err != nil {
 				s.log.Warn("JetStream consumer failed; retrying", "err", err)
 				cc = nil
 				continue
 			}
 		}
+		s.app.verified(gen, changed)
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+		case <-s.look:
 		}
 	}
 }
@@ -290,9 +385,10 @@ func (s *Stream) ensure(ctx context.Context) (*jetstream.StreamInfo, error) {
 	defer cancel()
 	st, err := s.js.Stream(cctx, s.opts.Stream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		if st, err = s.js.CreateStream(cctx, s.config()); err == nil {
+		cfg := s.config()
+		if st, err = s.js.CreateStream(cctx, cfg); err == nil {
 			s.log.Info("JetStream stream created", "stream", s.opts.Stream, "storage", s.opts.Storage.String(), "replicas", s.opts.Replicas,
-				"max_msgs_per_subject", 2*s.opts.HistoryMessages, "max_age", s.opts.HistoryTTL, "max_bytes", 2*s.opts.HistoryBytes)
+				"max_msgs_per_subject", cfg.MaxMsgsPerSubject, "max_age", cfg.MaxAge, "max_bytes", cfg.MaxBytes, "epoch", cfg.Metadata[epochKey])
 		}
 	}
 	if err != nil {
@@ -302,7 +398,8 @@ func (s *Stream) ensure(ctx context.Context) (*jetstream.StreamInfo, error) {
 }
 
 // consume starts an ordered consumer from the stream's first message:
-// the instance's history warms up from it before it is ready.
+// the instance's history warms up from it before it is ready. Before the
+// first message of epoch, the host restarts its rooms in it.
 //
 // Known limit: after a NATS outage longer than the stream keeps messages
 // (HistoryTTL), nats.go's ordered consumer resumes from the first
@@ -310,22 +407,22 @@ func (s *Stream) ensure(ctx context.Context) (*jetstream.StreamInfo, error) {
 // a gap here, so this instance's history may claim to be complete where
 // it is not. Resumes from before the outage would then be replayed with
 // a hole. The outage has to outlast the history for this to happen.
-func (s *Stream) consume(ctx context.Context, d LogDeliverer, info *jetstream.StreamInfo) (jetstream.ConsumeContext, error) {
+func (s *Stream) consume(ctx context.Context, h bus.Host, info *jetstream.StreamInfo, epoch uint64) (jetstream.ConsumeContext, error) {
 	st, err := s.js.Stream(ctx, s.opts.Stream)
 	if err != nil {
 		return nil, err
 	}
-	s.created = info.Created
 	first, last := info.State.FirstSeq, info.State.LastSeq
 	covered := last
 	if info.State.Msgs > 0 && first > 0 {
 		covered = first - 1
 	}
-	s.epoch.Store(uint64(info.Created.UnixNano()) | 1)
+	s.epoch.Store(epoch)
 	s.covered.Store(covered)
 	s.handed.Store(covered)
 	s.warmTo.Store(last)
 	s.ready.Store(last <= covered)
+	h.Restart(epoch, covered)
 	if last > covered {
 		s.log.Info("warming up history from the JetStream stream", "stream", s.opts.Stream, "from", covered+1, "to", last)
 	}
@@ -337,7 +434,6 @@ func (s *Stream) consume(ctx context.Context, d LogDeliverer, info *jetstream.St
 		return nil, err
 	}
 	firstSeen := false
-	epoch := s.epoch.Load()
 	return cons.Consume(func(m jetstream.Msg) {
 		md, err := m.Metadata()
 		if err != nil {
@@ -355,7 +451,7 @@ func (s *Stream) consume(ctx context.Context, d LogDeliverer, info *jetstream.St
 		room, op, ok := parseSubject(m.Subject())
 		if !ok {
 			s.stats.deliverErrors.Add(1)
-		} else if _, err := d.DeliverLogged(room, op, m.Data(), epoch, seq); err != nil {
+		} else if _, err := h.Deliver(room, op, m.Data(), bus.Position{Epoch: epoch, Offset: seq}); err != nil {
 			s.stats.deliverErrors.Add(1)
 		} else {
 			s.stats.delivered.Add(1)
@@ -368,106 +464,32 @@ func (s *Stream) consume(ctx context.Context, d LogDeliverer, info *jetstream.St
 	})
 }
 
-// write appends queued messages; JetStream's acknowledgements go to
-// acknowledge, in order.
-func (s *Stream) write(d LogDeliverer) {
-	defer s.done.Done()
-	defer close(s.acks)
-	for {
-		select {
-		case m := <-s.out:
-			s.queued.Add(-int64(len(m.data)))
-			f, err := s.js.PublishMsgAsync(&nats.Msg{Subject: subject(m.room, m.op), Data: m.data})
-			if err != nil {
-				s.stats.appendErrors.Add(1)
-				d.Appended(m.ref, m.room, 0, 0, err)
-				continue
-			}
-			s.acks <- pendingAck{f, m.room, m.ref}
-		case <-s.stop:
-			return
-		}
-	}
-}
-
-func (s *Stream) acknowledge(d LogDeliverer) {
-	defer s.done.Done()
-	for p := range s.acks {
-		select {
-		case a := <-p.f.Ok():
-			s.stats.appended.Add(1)
-			d.Appended(p.ref, p.room, s.epoch.Load(), a.Sequence, nil)
-		case err := <-p.f.Err():
-			s.stats.appendErrors.Add(1)
-			d.Appended(p.ref, p.room, 0, 0, err)
-		case <-s.stop:
-			return
-		}
-	}
-}
-
-// Append implements server.Log: payload is copied and queued for the
-// stream without blocking.
-func (s *Stream) Append(room string, t server.MessageType, payload []byte, ref server.PublishRef) error {
-	if s.closing.Load() {
-		return ErrClosed
-	}
-	if !s.nc.IsConnected() {
-		s.stats.appendErrors.Add(1)
-		return errors.New("NATS disconnected")
-	}
-	n := int64(len(payload))
-	if s.queued.Add(n) > int64(s.opts.QueueBytes) {
-		s.queued.Add(-n)
-		s.stats.appendErrors.Add(1)
-		return ErrBacklog
-	}
-	m := appendMsg{room: room, op: t, data: append([]byte(nil), payload...), ref: ref}
-	select {
-	case s.out <- m:
-		return nil
-	default:
-		s.queued.Add(-n)
-		s.stats.appendErrors.Add(1)
-		return ErrBacklog
-	}
-}
-
-// AppendWait implements server.Log.
-func (s *Stream) AppendWait(ctx context.Context, room string, t server.MessageType, payload []byte) (uint64, uint64, error) {
-	a, err := s.js.PublishMsg(ctx, &nats.Msg{Subject: subject(room, t), Data: payload})
+// Append implements bus.Log: payload is copied and queued for the
+// stream without blocking; the answer comes through the host within
+// bus.AckTimeout. An error refuses the message now: nothing was sent.
+func (s *Stream) Append(room string, op byte, payload []byte, key string, t bus.Ticket) error {
+	err := s.app.add(appendMsg{room: room, op: op, data: payload, key: key, ticket: t})
 	if err != nil {
-		s.stats.appendErrors.Add(1)
-		return 0, 0, err
+		s.stats.refused.Add(1)
 	}
-	s.stats.appended.Add(1)
-	return s.epoch.Load(), a.Sequence, nil
+	return err
 }
 
-// Epoch, Covered, Handed and Ready implement server.Log.
+// Epoch, Covered, Handed and Ready implement bus.Log.
 func (s *Stream) Epoch() uint64   { return s.epoch.Load() }
 func (s *Stream) Covered() uint64 { return s.covered.Load() }
 func (s *Stream) Handed() uint64  { return s.handed.Load() }
 func (s *Stream) Ready() bool     { return s.ready.Load() }
 
-// Subscribe and Unsubscribe implement server.Broker; with a log every
-// instance reads the whole stream, so they do nothing.
-func (s *Stream) Subscribe(string)   {}
-func (s *Stream) Unsubscribe(string) {}
-
-// Publish implements server.Broker (not called for a Log): Append
-// without an answer.
-func (s *Stream) Publish(room string, t server.MessageType, payload []byte) error {
-	return s.Append(room, t, payload, server.PublishRef{})
-}
-
-// Close stops delivering and appending and closes the connection.
+// Close stops delivering and appending, answers the appends still
+// waiting, and closes the connection.
 func (s *Stream) Close(context.Context) error {
 	if !s.closing.CompareAndSwap(false, true) {
 		return nil
 	}
 	close(s.stop)
 	s.done.Wait()
+	s.app.drain()
 	s.nc.Close()
 	return nil
 }
@@ -485,27 +507,45 @@ type StreamStatus struct {
 	Covered   uint64 `json:"covered"` // history complete after this stream sequence
 	Handed    uint64 `json:"handed"`  // last stream sequence delivered
 	Ready     bool   `json:"ready"`   // warmed up
-	Appended  int64  `json:"appended"`
 	Delivered int64  `json:"delivered"`
-	Errors    int64  `json:"append_errors"`
+	// Appends: acknowledged (duplicates among them), refused (not
+	// published), unknown (not acknowledged in time), late (acknowledged
+	// after being answered unknown); pending now, the oldest's age, and
+	// whether the stream answers.
+	Appended          int64   `json:"appended"`
+	Duplicates        int64   `json:"duplicates"`
+	Refused           int64   `json:"refused"`
+	Unknown           int64   `json:"unknown"`
+	Late              int64   `json:"late_acks"`
+	Pending           int     `json:"pending"`
+	OldestPendingSecs float64 `json:"oldest_pending_seconds"`
+	Answering         bool    `json:"answering"`
 }
 
-// ClusterStatus implements server.BrokerStatus.
+// ClusterStatus implements bus.Status.
 func (s *Stream) ClusterStatus() any {
+	n, age := s.app.oldest(time.Now())
 	return StreamStatus{
 		Mode: "jetstream", Delivery: "resume on any instance: messages are in one JetStream stream, in one order",
 		Connected: s.nc.IsConnected(), Stream: s.opts.Stream, Storage: s.opts.Storage.String(), Replicas: s.opts.Replicas,
 		Epoch: fmt.Sprintf("%016x", s.epoch.Load()), Covered: s.covered.Load(), Handed: s.handed.Load(), Ready: s.ready.Load(),
-		Appended: s.stats.appended.Load(), Delivered: s.stats.delivered.Load(), Errors: s.stats.appendErrors.Load(),
+		Delivered: s.stats.delivered.Load(),
+		Appended:  s.stats.appended.Load(), Duplicates: s.stats.duplicates.Load(), Refused: s.stats.refused.Load(),
+		Unknown: s.stats.unknown.Load(), Late: s.stats.lateAcks.Load(), Pending: n, OldestPendingSecs: age.Seconds(),
+		Answering: !s.app.quiet.Load(),
 	}
 }
 
 var (
+	descStreamConnected = prometheus.NewDesc("loopcast_cluster_connected", "1 while the NATS connection is up.", nil, nil)
 	descStreamReady     = prometheus.NewDesc("loopcast_cluster_log_ready", "1 once history warmed up from the JetStream stream.", nil, nil)
 	descStreamHanded    = prometheus.NewDesc("loopcast_cluster_log_position", "Last JetStream stream sequence delivered here.", nil, nil)
-	descStreamAppended  = prometheus.NewDesc("loopcast_cluster_log_appended_total", "Messages appended to the JetStream stream from here.", nil, nil)
+	descStreamAppends   = prometheus.NewDesc("loopcast_cluster_log_appends_total", "Appends to the JetStream stream from here by outcome: acked (duplicates among them), duplicate, refused (not published), unknown (not acknowledged within the deadline), late (acknowledged after being answered unknown).", []string{"outcome"}, nil)
+	descStreamPending   = prometheus.NewDesc("loopcast_cluster_log_pending_appends", "Appends sent to JetStream and not yet answered.", nil, nil)
+	descStreamOldest    = prometheus.NewDesc("loopcast_cluster_log_oldest_pending_seconds", "Age of the oldest append not yet answered (0 when none); every append is answered within the acknowledgement deadline.", nil, nil)
+	descStreamAnswering = prometheus.NewDesc("loopcast_cluster_log_answering", "0 while JetStream is not acknowledging appends (appends are refused then, one probe at a time), 1 otherwise.", nil, nil)
 	descStreamDelivered = prometheus.NewDesc("loopcast_cluster_log_delivered_total", "Messages of the JetStream stream delivered here.", nil, nil)
-	descStreamErrors    = prometheus.NewDesc("loopcast_cluster_log_errors_total", "Appends refused or failed, and stream messages not delivered.", []string{"kind"}, nil)
+	descStreamErrors    = prometheus.NewDesc("loopcast_cluster_log_errors_total", "Stream messages not delivered here (deliver), and failed appends of raw-mode members, which have no answer (unanswered).", []string{"kind"}, nil)
 	descStreamEpochs    = prometheus.NewDesc("loopcast_cluster_log_epoch_changes_total", "Times the stream was found recreated (history lost).", nil, nil)
 )
 
@@ -520,15 +560,26 @@ func (s *Stream) Collect(ch chan<- prometheus.Metric) {
 	c := func(d *prometheus.Desc, v int64, l ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), l...)
 	}
-	ready := 0.0
-	if s.ready.Load() {
-		ready = 1
+	b := func(v bool) float64 {
+		if v {
+			return 1
+		}
+		return 0
 	}
-	g(descStreamReady, ready)
+	n, age := s.app.oldest(time.Now())
+	g(descStreamConnected, b(s.nc.IsConnected()))
+	g(descStreamReady, b(s.ready.Load()))
 	g(descStreamHanded, float64(s.handed.Load()))
-	c(descStreamAppended, s.stats.appended.Load())
+	c(descStreamAppends, s.stats.appended.Load(), "acked")
+	c(descStreamAppends, s.stats.duplicates.Load(), "duplicate")
+	c(descStreamAppends, s.stats.refused.Load(), "refused")
+	c(descStreamAppends, s.stats.unknown.Load(), "unknown")
+	c(descStreamAppends, s.stats.lateAcks.Load(), "late")
+	g(descStreamPending, float64(n))
+	g(descStreamOldest, age.Seconds())
+	g(descStreamAnswering, b(!s.app.quiet.Load()))
 	c(descStreamDelivered, s.stats.delivered.Load())
-	c(descStreamErrors, s.stats.appendErrors.Load(), "append")
 	c(descStreamErrors, s.stats.deliverErrors.Load(), "deliver")
+	c(descStreamErrors, s.stats.unanswered.Load(), "unanswered")
 	c(descStreamEpochs, s.stats.epochChanges.Load())
 }

@@ -3,7 +3,7 @@ package cluster
 import (
 	"strings"
 
-	"github.com/loopcast/loopcast/server"
+	"github.com/loopcast/loopcast/server/internal/bus"
 )
 
 // SubjectPrefix starts every subject loopcast uses.
@@ -23,8 +23,8 @@ func roomToken(room string) string {
 }
 
 // subject is the subject a message of room with opcode op is published on.
-func subject(room string, op server.MessageType) string {
-	if op == server.Text {
+func subject(room string, op byte) string {
+	if op == bus.Text {
 		return SubjectPrefix + roomToken(room) + "." + tokenText
 	}
 	return SubjectPrefix + roomToken(room) + "." + tokenBinary
@@ -37,7 +37,7 @@ func filter(room string) string {
 
 // parseSubject reverses subject. ok is false for a subject loopcast does
 // not publish. room is a substring of subj unless the name has a '.'.
-func parseSubject(subj string) (room string, op server.MessageType, ok bool) {
+func parseSubject(subj string) (room string, op byte, ok bool) {
 	rest, ok := strings.CutPrefix(subj, SubjectPrefix)
 	if !ok {
 		return "", 0, false
@@ -48,9 +48,9 @@ func parseSubject(subj string) (room string, op server.MessageType, ok bool) {
 	}
 	switch rest[i+1:] {
 	case tokenText:
-		op = server.Text
+		op = bus.Text
 	case tokenBinary:
-		op = server.Binary
+		op = bus.Binary
 	default:
 		return "", 0, false
 	}

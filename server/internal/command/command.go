@@ -42,6 +42,10 @@ type Command struct {
 	Epoch, Offset uint64
 	// Body is a pub's payload: everything after the line's LF.
 	Body []byte
+	// MsgID is a pub's optional message id, the publisher's idempotency
+	// key (nil when absent): a retry with the same id is answered with
+	// the first publish's place and delivered to nobody again.
+	MsgID []byte
 }
 
 // Error is a refused command: a code from the list below and a reason
@@ -69,6 +73,11 @@ const (
 	CodeRateLimited          = "rate_limited"
 	CodeOffsetAhead          = "offset_ahead"
 	CodeUnavailable          = "unavailable"
+	// CodeUnknown is the one err that does not mean "no effect": the
+	// message was handed to the cluster log, which did not acknowledge
+	// it in time. It may or may not be published; a retry with the same
+	// msgid publishes it once.
+	CodeUnknown = "unknown"
 )
 
 // Parse errors.
@@ -82,6 +91,7 @@ var (
 	ErrOffset    = &Error{CodeBadCommand, "offset must be a decimal number below 2^64"}
 	ErrFields    = &Error{CodeBadCommand, "wrong number of fields for this op"}
 	ErrNoBody    = &Error{CodeBadCommand, "pub needs a line feed after the room, then the payload"}
+	ErrMsgID     = &Error{CodeBadCommand, "msgid must be 1 to 64 of A-Z a-z 0-9 . _ -"}
 	ErrTrailing  = &Error{CodeBadCommand, "sub and unsub take no payload after their line"}
 )
 
@@ -155,8 +165,14 @@ func Parse(b []byte) (Command, *Error) {
 			return c, ErrFields
 		}
 	case OpPub:
-		if n != 3 {
+		if n != 3 && n != 4 {
 			return c, ErrFields
+		}
+		if n == 4 {
+			if !ValidMsgID(f[3]) {
+				return c, ErrMsgID
+			}
+			c.MsgID = f[3]
 		}
 		if !hasLF {
 			return c, ErrNoBody
@@ -225,6 +241,22 @@ func ValidRoom(name []byte) bool {
 		return false
 	}
 	for _, c := range name {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// MaxMsgID is the longest message id (a pub's idempotency key).
+const MaxMsgID = 64
+
+// ValidMsgID reports whether id is 1 to 64 of [A-Za-z0-9._-].
+func ValidMsgID(id []byte) bool {
+	if len(id) == 0 || len(id) > MaxMsgID {
+		return false
+	}
+	for _, c := range id {
 		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
 			return false
 		}

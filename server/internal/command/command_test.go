@@ -43,7 +43,11 @@ func TestParse(t *testing.T) {
 		{in: "sub 1 a\nbody", want: Command{ID: 1, Op: OpSub, Room: []byte("a")}, err: ErrTrailing},
 		{in: "unsub 1 a 0123456789abcdef 1", want: Command{ID: 1, Op: OpUnsub, Room: []byte("a")}, err: ErrFields},
 		{in: "pub 1 a", want: Command{ID: 1, Op: OpPub, Room: []byte("a")}, err: ErrNoBody},
-		{in: "pub 1 a b\nx", want: Command{ID: 1, Op: OpPub, Room: []byte("a")}, err: ErrFields},
+		{in: "pub 1 a b\nx", want: Command{ID: 1, Op: OpPub, Room: []byte("a"), Body: []byte("x"), MsgID: []byte("b")}},
+		{in: "pub 1 a b c\nx", want: Command{ID: 1, Op: OpPub, Room: []byte("a")}, err: ErrFields},
+		{in: "pub 1 a b/c\nx", want: Command{ID: 1, Op: OpPub, Room: []byte("a")}, err: ErrMsgID},
+		{in: "pub 1 a " + string(bytes.Repeat([]byte("k"), 65)) + "\nx", want: Command{ID: 1, Op: OpPub, Room: []byte("a")}, err: ErrMsgID},
+		{in: "pub 1 a " + string(bytes.Repeat([]byte("k"), 64)) + "\nx", want: Command{ID: 1, Op: OpPub, Room: []byte("a"), Body: []byte("x"), MsgID: bytes.Repeat([]byte("k"), 64)}},
 		{in: "sub 1 a 1 2 3 4 5 6", want: Command{}, err: ErrFields},
 		{in: "sub 1 " + string(bytes.Repeat([]byte("r"), 300)), err: ErrLongLine},
 	} {
@@ -53,7 +57,8 @@ func TestParse(t *testing.T) {
 			continue
 		}
 		if got.Op != tc.want.Op && tc.err == nil || got.ID != tc.want.ID || !bytes.Equal(got.Room, tc.want.Room) ||
-			got.Resume != tc.want.Resume || got.Epoch != tc.want.Epoch || got.Offset != tc.want.Offset || !bytes.Equal(got.Body, tc.want.Body) {
+			got.Resume != tc.want.Resume || got.Epoch != tc.want.Epoch || got.Offset != tc.want.Offset || !bytes.Equal(got.Body, tc.want.Body) ||
+			!bytes.Equal(got.MsgID, tc.want.MsgID) {
 			t.Errorf("%q: got %+v, want %+v", tc.in, got, tc.want)
 		}
 	}
@@ -99,7 +104,7 @@ func TestParseDoesNotAllocate(t *testing.T) {
 // FuzzParse: Parse never panics, a success re-encodes to a line that
 // parses the same, and every error is one of the documented ones.
 func FuzzParse(f *testing.F) {
-	for _, s := range []string{"sub 1 a", "sub 1 a 0123456789abcdef 5", "unsub 2 b", "pub 0 c\nx", "pub 1 c\n", "sub 01 a", "x", "", "sub 1 a\n\n"} {
+	for _, s := range []string{"sub 1 a", "sub 1 a 0123456789abcdef 5", "unsub 2 b", "pub 0 c\nx", "pub 1 c\n", "pub 2 c k-1\nx", "sub 01 a", "x", "", "sub 1 a\n\n"} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -123,14 +128,17 @@ func FuzzParse(f *testing.F) {
 			line = AppendUnsubscribed(nil, c.ID, c.Room)
 		case OpPub:
 			line = append([]byte("pub "), strconv.FormatUint(uint64(c.ID), 10)...)
-			line = append(append(append(line, ' '), c.Room...), '\n')
-			line = append(line, c.Body...)
+			line = append(append(line, ' '), c.Room...)
+			if c.MsgID != nil {
+				line = append(append(line, ' '), c.MsgID...)
+			}
+			line = append(append(line, '\n'), c.Body...)
 		default:
 			t.Fatalf("op %d", c.Op)
 		}
 		d, err := Parse(line)
 		if err != nil || d.Op != c.Op || d.ID != c.ID || !bytes.Equal(d.Room, c.Room) || d.Resume != c.Resume ||
-			d.Epoch != c.Epoch || d.Offset != c.Offset || !bytes.Equal(d.Body, c.Body) {
+			d.Epoch != c.Epoch || d.Offset != c.Offset || !bytes.Equal(d.Body, c.Body) || !bytes.Equal(d.MsgID, c.MsgID) {
 			t.Fatalf("%q parsed as %+v; re-encoded %q parsed as %+v, %v", b, c, line, d, err)
 		}
 	})

@@ -1,7 +1,6 @@
 package fanout
 
 import (
-	"context"
 	"fmt"
 	"hash/maphash"
 	"math/rand/v2"
@@ -29,7 +28,10 @@ type Config struct {
 	MaxFreeBytes int
 
 	// MaxRooms caps the rooms: a Subscribe or a publish that would create
-	// one more is refused (ErrTooManyRooms). Zero means no cap.
+	// one more is refused (ErrTooManyRooms). Zero means no cap. Rooms an
+	// external log's messages create (Deliver) count apart, up to
+	// MaxRooms of their own: a publisher filling the log with new rooms
+	// cannot use up the rooms members need.
 	MaxRooms int
 
 	// History bounds what rooms keep for resuming subscriptions; the
@@ -56,6 +58,24 @@ type Config struct {
 	// under the registry's lock: they must return quickly and must not
 	// call back into the Engine.
 	RoomOpened, RoomClosed func(name string)
+
+	// Forward, when set, is called for every Publication with Forward
+	// set, once: on the room's owner loop, in the room's order, when it is
+	// sequenced; or at once, with a zero Origin, when there is no such
+	// room (history off, no member here). The server hands it to the
+	// other instances. It must not block; payload is only valid during
+	// the call. An error (the message reached only this instance) comes
+	// back in the publication's Answer.
+	Forward func(room string, op byte, payload []byte, o Origin) error
+}
+
+// Origin is a forwarded message's place in its room's forwarding order
+// on this instance: the room's epoch here, and a count from 1 of the
+// messages the room forwarded in that epoch. Another instance that sees
+// a count skip knows messages were lost on the way. Zero: no order (no
+// room here).
+type Origin struct {
+	Epoch, Offset uint64
 }
 
 // External describes the outside log of Config.External. Its functions
@@ -80,10 +100,11 @@ type External struct {
 // Deliver hands a message numbered by the external log (Config.External)
 // to its room's owner, creating the room (history is on). Messages must
 // come in the log's order, from one goroutine; a message at or below
-// the room's last offset in the same epoch is a duplicate and dropped.
-// It returns the room's subscriptions, like Publish.
+// the room's last offset is a duplicate and dropped, and so is one of
+// another epoch than the last Restart's. It returns the room's
+// subscriptions.
 func (e *Engine) Deliver(name string, op byte, payload []byte, epoch, offset uint64) (int, error) {
-	r, err := e.lookup([]byte(name), nil)
+	r, err := e.lookupFrom([]byte(name), nil, true)
 	if r == nil {
 		return 0, err
 	}
@@ -95,13 +116,32 @@ func (e *Engine) Deliver(name string, op byte, payload []byte, epoch, offset uin
 	return members, nil
 }
 
-// Acknowledge tells m's connection, on its loop, where an external log
-// placed a message it published with id (or that it failed). Safe from
-// any goroutine.
-func (e *Engine) Acknowledge(m *Member, id uint32, room string, epoch, offset uint64, err error) {
-	t := newTask(taskAck, nil, nil)
-	t.from, t.id, t.name, t.epoch, t.offset, t.err = m, id, room, epoch, offset, err
-	handoff(m.loop, t)
+// Restart says that the external log started a new epoch (its history
+// is gone): on every loop, each room drops its history and offsets and
+// takes epoch, with history complete after covered; resumes waiting for
+// the old epoch are answered (epoch_changed). Call it from the goroutine
+// that calls Deliver, before the first message of the new epoch: every
+// loop runs the restart before that message.
+func (e *Engine) Restart(epoch, covered uint64) {
+	for _, l := range e.loopList() {
+		t := newTask(taskRestart, nil, nil)
+		t.epoch, t.covered = epoch, covered
+		handoff(l, t)
+	}
+}
+
+// Renew gives the room named name, if it exists, a new epoch: its
+// history and offsets start again, so that loopcast.v1 clients see that
+// something was lost (messages from another instance that never came).
+// Messages published afterwards from the same goroutine come after it.
+// Without an external log only.
+func (e *Engine) Renew(name string) {
+	e.mu.Lock()
+	r := e.rooms[name]
+	e.mu.Unlock()
+	if r != nil {
+		handoff(r.owner, newTask(taskRenew, r, nil))
+	}
 }
 
 // Engine is the registry of rooms, and the loops that serve them. Its
@@ -115,7 +155,10 @@ type Engine struct {
 
 	mu    sync.Mutex
 	rooms map[string]*Room
-	seed  maphash.Seed // picks the owner of a room created by Engine.Publish
+	// logRooms counts the rooms Deliver created (Room.fromLog), apart
+	// from the others for MaxRooms.
+	logRooms int
+	seed     maphash.Seed // picks the owner of a room created by Engine.Publish
 }
 
 // New returns an Engine without loops.
@@ -198,6 +241,12 @@ type Counters struct {
 	Published       int64 // room messages sequenced by their owner loop
 	HistoryMessages int64 // messages kept in history
 	HistoryBytes    int64 // their size (see HistoryConfig.MaxBytes)
+	// Replayed counts history messages queued to resuming subscriptions
+	// (not those a slow consumer's close cut off).
+	Replayed int64
+	// DedupeEvicted counts publication keys forgotten before
+	// DedupeWindow passed, for want of room (maxDedupeKeys).
+	DedupeEvicted int64
 }
 
 // Counters returns the current counters. Safe for concurrent use.
@@ -209,57 +258,10 @@ func (e *Engine) Counters() Counters {
 		c.Published += l.published.Load()
 		c.HistoryMessages += l.histMsgs.Load()
 		c.HistoryBytes += l.histGauge.Load()
+		c.Replayed += l.replayed.Load()
+		c.DedupeEvicted += l.dedupeEvicted.Load()
 	}
 	return c
-}
-
-// Publish sends one message to every subscription of the room named
-// name, in the room's order, and keeps it in history (creating the room
-// when history is on and it does not exist). It returns the number of
-// subscriptions the room had when the message was handed to its owner
-// loop; 0 when there is no such room (nothing is sent). Safe from any
-// goroutine; payload is copied before it returns.
-func (e *Engine) Publish(name string, op byte, payload []byte) (int, error) {
-	r, err := e.lookup([]byte(name), nil)
-	if r == nil {
-		return 0, err
-	}
-	members := int(r.members.Load())
-	f := newSharedMsg(op, payload)
-	handoff(r.owner, newTask(taskPublish, r, f))
-	f.release()
-	return members, nil
-}
-
-// Sequenced is where the owner placed a message: the room's epoch and
-// the message's offset (zero when it went nowhere: no such room).
-type Sequenced struct {
-	Room          string
-	Epoch, Offset uint64
-}
-
-// PublishWait is Publish that waits until the owner sequenced the message
-// and returns where (zero when there is no such room). It must not be
-// called on a loop. It returns ctx's error if ctx ends first (the
-// message may still be delivered).
-func (e *Engine) PublishWait(ctx context.Context, name string, op byte, payload []byte) (int, Sequenced, error) {
-	r, err := e.lookup([]byte(name), nil)
-	if r == nil {
-		return 0, Sequenced{}, err
-	}
-	members := int(r.members.Load())
-	wait := make(chan Sequenced, 1)
-	f := newSharedMsg(op, payload)
-	t := newTask(taskPublish, r, f)
-	t.wait = wait
-	handoff(r.owner, t)
-	f.release()
-	select {
-	case s := <-wait:
-		return members, s, nil
-	case <-ctx.Done():
-		return members, Sequenced{}, ctx.Err()
-	}
 }
 
 // join counts one more subscription of the room named name, creating
@@ -270,7 +272,7 @@ func (e *Engine) join(name []byte, l *Loop) *Room {
 	defer e.mu.Unlock()
 	r := e.rooms[string(name)]
 	if r == nil {
-		if r = e.create(name, l); r == nil {
+		if r = e.create(name, l, false); r == nil {
 			return nil
 		}
 		if e.cfg.History.Messages > 0 {
@@ -285,6 +287,12 @@ func (e *Engine) join(name []byte, l *Loop) *Room {
 // is on, it creates it, owned by l (or, when l is nil, by a loop the
 // name hashes to). nil without an error: no such room, history off.
 func (e *Engine) lookup(name []byte, l *Loop) (*Room, error) {
+	return e.lookupFrom(name, l, false)
+}
+
+// lookupFrom is lookup; fromLog says an external log's message asks, so
+// a room it creates counts as one of the log's (Config.MaxRooms).
+func (e *Engine) lookupFrom(name []byte, l *Loop, fromLog bool) (*Room, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if r := e.rooms[string(name)]; r != nil {
@@ -301,7 +309,7 @@ func (e *Engine) lookup(name []byte, l *Loop) (*Room, error) {
 		}
 		owner = loops[maphash.Bytes(e.seed, name)%uint64(len(loops))]
 	}
-	r := e.create(name, owner)
+	r := e.create(name, owner, fromLog)
 	if r == nil {
 		return nil, ErrTooManyRooms
 	}
@@ -311,12 +319,18 @@ func (e *Engine) lookup(name []byte, l *Loop) (*Room, error) {
 	return r, nil
 }
 
-// create adds a room owned by l, under e.mu; nil past MaxRooms.
-func (e *Engine) create(name []byte, l *Loop) *Room {
-	if e.cfg.MaxRooms > 0 && len(e.rooms) >= e.cfg.MaxRooms {
-		return nil
+// create adds a room owned by l, under e.mu; nil past MaxRooms (the
+// log's rooms and the others counted apart).
+func (e *Engine) create(name []byte, l *Loop, fromLog bool) *Room {
+	if m := e.cfg.MaxRooms; m > 0 {
+		if fromLog && e.logRooms >= m || !fromLog && len(e.rooms)-e.logRooms >= m {
+			return nil
+		}
 	}
-	r := &Room{name: string(name), owner: l, shards: make([]shard, e.cfg.Loops)}
+	r := &Room{name: string(name), owner: l, shards: make([]shard, e.cfg.Loops), fromLog: fromLog}
+	if fromLog {
+		e.logRooms++
+	}
 	if x := e.cfg.External; x != nil {
 		r.epoch.Store(x.Epoch())
 		r.hist.covered = x.Covered()
@@ -357,6 +371,9 @@ func (e *Engine) forget(r *Room) bool {
 		return false
 	}
 	delete(e.rooms, r.name)
+	if r.fromLog {
+		e.logRooms--
+	}
 	r.gone.Store(true)
 	if e.cfg.RoomClosed != nil {
 		e.cfg.RoomClosed(r.name)

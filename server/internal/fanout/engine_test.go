@@ -53,7 +53,7 @@ func TestOneOrderAcrossLoops(t *testing.T) {
 		defer wg.Done()
 		for k := range perPublisher {
 			f := frame(fmt.Sprintf("X-%d", k))
-			if n, _ := e.Publish("r", f[0], f[1:]); n != nloops*perLoop {
+			if n, _ := e.Publish("r", Publication{Op: f[0], Payload: f[1:]}, Ack{}); n != nloops*perLoop {
 				t.Errorf("Publish reached %d members, want %d", n, nloops*perLoop)
 				return
 			}
@@ -126,7 +126,7 @@ func TestRoomLifecycle(t *testing.T) {
 	}
 	a.m.Leave()
 	b.m.Release()
-	if n, _ := e.Publish("r", 0, nil); n != 0 || e.RoomCount() != 0 {
+	if n, _ := e.Publish("r", Publication{}, Ack{}); n != 0 || e.RoomCount() != 0 {
 		t.Fatal("room still registered after its last member left")
 	}
 	c := newMember(l1, "r")

@@ -83,6 +83,7 @@ func TestExternalOffsets(t *testing.T) {
 	// The log started again (stream recreated): a new epoch, history of
 	// the old one gone; a resume in the old epoch is told so.
 	log.epoch.Store(8)
+	e.Restart(8, 0)
 	log.deliver(t, e, "r", 1)
 	cl.endCycle()
 	if _, offs := offsets(t, live.take()); len(offs) != 1 || offs[0] != 1 {

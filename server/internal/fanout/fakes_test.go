@@ -71,8 +71,8 @@ func (c *fakeConn) Subscribed(s *Sub, res JoinResult) {
 	}
 }
 
-func (c *fakeConn) Published(id uint32, room string, _, offset uint64, _ error) {
-	c.acks = append(c.acks, ack{id, room, offset})
+func (c *fakeConn) Published(id uint32, a Answer) {
+	c.acks = append(c.acks, ack{id, a.Room, a.Offset})
 }
 
 func (c *fakeConn) Overflow() {
@@ -116,7 +116,7 @@ func frame(payload string) []byte { return append([]byte{byte(len(payload))}, pa
 
 func publish(l *Loop, r *Room, payload string) {
 	f := frame(payload)
-	l.Publish(r, f[0], f[1:], nil, 0)
+	l.Publish(r, Publication{Op: f[0], Payload: f[1:]}, Ack{})
 }
 
 func cat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }

@@ -9,11 +9,11 @@ import (
 // discardConn is a connection whose socket takes everything.
 type discardConn struct{ n int }
 
-func (c *discardConn) Queued() int                                     { return 0 }
-func (c *discardConn) Write(p []byte)                                  { c.n += len(p) }
-func (c *discardConn) Overflow()                                       { panic("discardConn never overflows") }
-func (c *discardConn) Subscribed(*Sub, JoinResult)                     {}
-func (c *discardConn) Published(uint32, string, uint64, uint64, error) {}
+func (c *discardConn) Queued() int                 { return 0 }
+func (c *discardConn) Write(p []byte)              { c.n += len(p) }
+func (c *discardConn) Overflow()                   { panic("discardConn never overflows") }
+func (c *discardConn) Subscribed(*Sub, JoinResult) {}
+func (c *discardConn) Published(uint32, Answer)    {}
 func (c *discardConn) member(l *Loop) *Member {
 	m := &Member{}
 	m.Init(l, c)
@@ -58,13 +58,13 @@ func benchFanout(b *testing.B, members int, history bool) {
 			c1.endCycle()
 		}
 		for range 2048 { // warm up pools, buffers and the history ring
-			l0.Publish(r, 0x82, payload, nil, 0)
+			l0.Publish(r, Publication{Op: 0x82, Payload: payload}, Ack{})
 		}
 		cycle()
 		b.ReportAllocs()
 		b.ResetTimer()
 		for i := range b.N {
-			l0.Publish(r, 0x82, payload, nil, 0)
+			l0.Publish(r, Publication{Op: 0x82, Payload: payload}, Ack{})
 			if i%16 == 15 {
 				cycle()
 			}

@@ -10,11 +10,12 @@ type HistoryConfig struct {
 	Messages int
 	// TTL is how long a message stays in its room's history.
 	TTL time.Duration
-	// MaxBytes bounds the payload bytes (buffer capacity) of all rooms'
-	// history together; each loop keeps at most MaxBytes/Loops for the
-	// rooms it owns. A room whose append passes its loop's share drops
-	// its own oldest messages first, then (if still over) the loop's
-	// other rooms are trimmed at the next expiry pass.
+	// MaxBytes bounds the bytes of all rooms' history together (each
+	// message's payload buffer, at most twice its payload plus
+	// maxSlackBytes, plus msgOverhead); each loop keeps at most
+	// MaxBytes/Loops for the rooms it owns. Past its share, the room
+	// holding the most bytes on that loop loses its oldest messages: a
+	// room cannot take the others' history away by publishing a lot.
 	MaxBytes int64
 }
 
@@ -35,17 +36,7 @@ type history struct {
 	covered uint64
 }
 
-func (h *history) len() int { return h.n }
-
 func (h *history) at(i int) *sharedMsg { return h.ring[(h.head+i)&(len(h.ring)-1)] }
-
-// oldest is the offset of the oldest message kept, 0 when empty.
-func (h *history) oldest() uint64 {
-	if h.n == 0 {
-		return 0
-	}
-	return h.at(0).offset
-}
 
 // push appends m (retaining it). The ring grows by doubling; the owner
 // pops before pushing once a room holds HistoryConfig.Messages, so it
@@ -110,4 +101,82 @@ func (h *history) since(offset uint64, dst []*sharedMsg) ([]*sharedMsg, bool) {
 		}
 	}
 	return dst, true
+}
+
+// roomHeap orders rooms by history bytes, most first: a binary max-heap
+// of the rooms a loop owns (Room.heapAt is a room's index plus one, 0
+// when it is not in the heap). O(log rooms) per change of a room's
+// bytes, no allocation once grown.
+type roomHeap []*Room
+
+func (h *roomHeap) top() *Room {
+	if len(*h) == 0 {
+		return nil
+	}
+	return (*h)[0]
+}
+
+func (h *roomHeap) push(r *Room) {
+	*h = append(*h, r)
+	r.heapAt = int32(len(*h))
+	h.up(len(*h) - 1)
+}
+
+func (h *roomHeap) remove(r *Room) {
+	i := int(r.heapAt) - 1
+	if i < 0 {
+		return
+	}
+	last := len(*h) - 1
+	h.swap(i, last)
+	(*h)[last] = nil
+	*h = (*h)[:last]
+	r.heapAt = 0
+	if i < last {
+		h.down(i)
+		h.up(i)
+	}
+}
+
+// fix restores the order after r's bytes changed.
+func (h *roomHeap) fix(r *Room) {
+	if i := int(r.heapAt) - 1; i >= 0 {
+		h.down(i)
+		h.up(i)
+	}
+}
+
+func (h roomHeap) less(i, j int) bool { return h[i].hist.bytes > h[j].hist.bytes }
+
+func (h roomHeap) swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].heapAt, h[j].heapAt = int32(i+1), int32(j+1)
+}
+
+func (h roomHeap) up(i int) {
+	for i > 0 {
+		p := (i - 1) / 2
+		if !h.less(i, p) {
+			return
+		}
+		h.swap(i, p)
+		i = p
+	}
+}
+
+func (h roomHeap) down(i int) {
+	for {
+		l, big := 2*i+1, i
+		if l < len(h) && h.less(l, big) {
+			big = l
+		}
+		if r := l + 1; r < len(h) && h.less(r, big) {
+			big = r
+		}
+		if big == i {
+			return
+		}
+		h.swap(i, big)
+		i = big
+	}
 }

@@ -69,13 +69,22 @@ type Loop struct {
 	owned     []*Room
 	histBytes int64
 
+	// byBytes orders the rooms this loop owns by history bytes, for
+	// HistoryConfig.MaxBytes (history.go).
+	byBytes roomHeap
+
 	// pos is the offset of the last message sequenced here with
 	// external offsets: every message of the rooms this loop owns up to
 	// it is in order (the log's messages come in its order). waiting are
 	// the resumes newer than that, waiting for the log (see
-	// External.Handed).
-	pos     uint64
-	waiting []waitingJoin
+	// External.Handed). extEpoch is the log's epoch as of the last
+	// Restart: messages of another epoch are dropped.
+	pos      uint64
+	waiting  []waitingJoin
+	extEpoch uint64
+
+	// dedupe remembers publication keys (without an external log).
+	dedupe dedupe
 
 	// Counters, written by this loop only; read by Engine.Counters.
 	deliveries atomic.Int64
@@ -83,12 +92,18 @@ type Loop struct {
 	published  atomic.Int64
 	histGauge  atomic.Int64 // histBytes, for Engine.Counters
 	histMsgs   atomic.Int64
-	_          [64]byte // keep loops' counters off each other's cache lines
+	replayed   atomic.Int64
+	// dedupeEvicted counts keys forgotten early (maxDedupeKeys).
+	dedupeEvicted atomic.Int64
+	_             [64]byte // keep loops' counters off each other's cache lines
 }
 
 func newLoop(e *Engine, idx int, exec Executor) *Loop {
 	l := &Loop{idx: idx, eng: e, exec: exec, now: time.Now().UnixNano()}
 	l.lastExpire = l.now
+	if x := e.cfg.External; x != nil {
+		l.extEpoch = x.Epoch()
+	}
 	l.free.maxBytes, l.free.maxCap = e.cfg.MaxFreeBytes, 2*e.cfg.CorkLimit
 	l.drainTask = taskFunc(l.drainMailbox)
 	l.flushTask = taskFunc(func() {
@@ -117,24 +132,6 @@ func (l *Loop) Tick() {
 	}
 }
 
-// Publish sends one message (op and payload, encoded once per lane and
-// loop by Config.Encode) to every subscription of r, in the room's order:
-// sequenced here when this loop owns r, else handed to the owner. When id
-// is not 0, from's connection is told the message's offset
-// (Conn.Published) once the owner sequenced it. payload is only read
-// during the call.
-func (l *Loop) Publish(r *Room, op byte, payload []byte, from *Member, id uint32) {
-	f := newSharedMsg(op, payload)
-	if r.owner == l {
-		l.sequence(r, f, from, id, nil)
-	} else {
-		t := newTask(taskPublish, r, f)
-		t.from, t.id = from, id
-		handoff(r.owner, t)
-	}
-	f.release()
-}
-
 // Lookup returns the room named name, creating it (owned by this loop)
 // when history is on, so that messages published to a room nobody is
 // in are kept for those who resume. It returns nil when the room does not
@@ -143,107 +140,59 @@ func (l *Loop) Lookup(name []byte) (*Room, error) {
 	return l.eng.lookup(name, l)
 }
 
-// sequence runs on r's owner: it gives f the room's next offset, keeps
-// it in history, hands it to every other loop with subscriptions and
-// delivers it to its own. from/id acknowledge a member's publish, wait
-// wakes Engine.Publish.
-func (l *Loop) sequence(r *Room, f *sharedMsg, from *Member, id uint32, wait chan<- Sequenced) {
-	if r.gone.Load() {
-		// The room was forgotten while f was on its way: sequence f in
-		// the room that replaced it, if any.
-		var err error
-		if r, err = l.eng.lookup([]byte(r.name), l); r == nil || err != nil {
-			l.ack(nil, from, id, wait, 0)
-			return
-		}
-		if r.owner != l {
-			t := newTask(taskPublish, r, f)
-			t.from, t.id, t.wait = from, id, wait
-			handoff(r.owner, t)
-			return
-		}
-	}
-	offset := r.top.Load() + 1
-	if l.eng.cfg.External != nil {
-		if f.epoch != r.epoch.Load() {
-			// The log started again (a JetStream stream recreated): the
-			// room's history and offsets belong to the old epoch.
-			l.histBytes -= r.hist.clear()
-			r.hist.covered = f.offset - 1
-			r.top.Store(0)
-			r.epoch.Store(f.epoch)
-		}
-		if f.offset <= r.top.Load() {
-			l.ack(r, from, id, wait, 0) // a duplicate
-			return
-		}
-		offset = f.offset
-		l.pos = max(l.pos, offset)
-	}
-	f.offset, f.epoch, f.at = offset, r.epoch.Load(), l.now
-	r.top.Store(offset)
-	l.published.Add(1)
-	if hc := &l.eng.cfg.History; hc.Messages > 0 {
-		l.keep(r, f, hc)
-	}
-	for _, other := range l.eng.loopList() {
-		if other != l && r.shards[other.idx].live.Load() > 0 {
-			handoff(other, newTask(taskDeliver, r, f))
-		}
-	}
-	l.deliver(r, f)
-	l.ack(r, from, id, wait, offset)
-}
-
-// ack tells a publisher the offset its message got (0: none).
-func (l *Loop) ack(r *Room, from *Member, id uint32, wait chan<- Sequenced, offset uint64) {
-	switch {
-	case wait != nil:
-		var s Sequenced
-		if r != nil {
-			s = Sequenced{r.name, r.epoch.Load(), offset}
-		}
-		wait <- s
-	case id == 0 || from == nil:
-	case from.loop == l:
-		if !from.released() {
-			from.conn.Published(id, r.name, r.epoch.Load(), offset, nil)
-		}
-	default:
-		t := newTask(taskAck, r, nil)
-		t.from, t.id, t.offset = from, id, offset
-		handoff(from.loop, t)
-	}
-}
-
 // keep appends f to r's history within its limits: the room's message
-// count, then this loop's share of HistoryConfig.MaxBytes (the room's
-// oldest messages go first).
+// count, then this loop's share of HistoryConfig.MaxBytes, which the
+// room holding the most bytes pays: it loses its oldest message, again
+// until the share holds. So a room that publishes a lot, or large
+// messages, trims its own history, never the others'.
 func (l *Loop) keep(r *Room, f *sharedMsg, hc *HistoryConfig) {
 	h := &r.hist
 	l.own(r)
 	for h.n >= hc.Messages {
-		l.histBytes -= h.pop()
-		l.histMsgs.Add(-1)
+		l.dropOldest(r)
 	}
 	h.push(f)
 	l.histBytes += f.size()
 	l.histMsgs.Add(1)
+	l.byBytes.fix(r)
 	share := hc.MaxBytes / int64(l.eng.cfg.Loops)
-	for l.histBytes > share && h.n > 0 {
-		l.histBytes -= h.pop()
-		l.histMsgs.Add(-1)
+	for l.histBytes > share {
+		big := l.byBytes.top()
+		if big == nil || big.hist.n == 0 {
+			break
+		}
+		l.dropOldest(big)
 	}
 	l.histGauge.Store(l.histBytes)
 	r.histLen.Store(int64(h.n))
 	r.histBytes.Store(h.bytes)
 }
 
-// own lists r, a room this loop owns, for the expiry pass.
+// dropOldest drops the oldest message of r's history (r owned here).
+func (l *Loop) dropOldest(r *Room) {
+	l.histBytes -= r.hist.pop()
+	l.histMsgs.Add(-1)
+	l.byBytes.fix(r)
+	r.histLen.Store(int64(r.hist.n))
+	r.histBytes.Store(r.hist.bytes)
+}
+
+// dropHistory drops all of r's history (r owned here).
+func (l *Loop) dropHistory(r *Room) {
+	for r.hist.n > 0 {
+		l.dropOldest(r)
+	}
+	r.hist.ring, r.hist.head = nil, 0
+	l.histGauge.Store(l.histBytes)
+}
+
+// own lists r, a room this loop owns, for the expiry pass and the byte
+// budget.
 func (l *Loop) own(r *Room) {
 	if !r.listed {
 		r.listed = true
 		l.owned = append(l.owned, r)
+		l.byBytes.push(r)
 	}
 }
 
@@ -261,14 +210,12 @@ func (l *Loop) expire() {
 	for _, r := range l.owned {
 		h := &r.hist
 		for h.n > 0 && h.at(0).at < cutoff {
-			l.histBytes -= h.pop()
-			l.histMsgs.Add(-1)
+			l.dropOldest(r)
 		}
-		r.histLen.Store(int64(h.n))
-		r.histBytes.Store(h.bytes)
 		if h.n == 0 && r.members.Load() == 0 && l.eng.forget(r) {
 			h.clear()
 			r.listed = false
+			l.byBytes.remove(r)
 			continue
 		}
 		kept = append(kept, r)
@@ -276,6 +223,45 @@ func (l *Loop) expire() {
 	clear(l.owned[len(kept):])
 	l.owned = kept
 	l.histGauge.Store(l.histBytes)
+	l.dedupe.expire(l.now)
+}
+
+// restart runs Engine.Restart on this loop: every room it owns (listed
+// or not yet) takes the log's new epoch with an empty history complete
+// after covered; resumes waiting for the old epoch are answered now.
+func (l *Loop) restart(epoch, covered uint64) {
+	l.extEpoch, l.pos = epoch, covered
+	var mine []*Room
+	l.eng.mu.Lock()
+	for _, r := range l.eng.rooms {
+		if r.owner == l {
+			mine = append(mine, r)
+		}
+	}
+	l.eng.mu.Unlock()
+	for _, r := range mine {
+		l.dropHistory(r)
+		r.hist.covered = covered
+		r.top.Store(0)
+		r.epoch.Store(epoch)
+	}
+	waiting := l.waiting
+	l.waiting = nil
+	for _, w := range waiting {
+		l.placeJoin(w.r, w.s, w.req) // of the old epoch: epoch_changed
+	}
+}
+
+// renew runs Engine.Renew on r's owner: a new epoch, offsets from 1.
+func (l *Loop) renew(r *Room) {
+	if r.gone.Load() {
+		return // forgotten meanwhile: its next incarnation has a new epoch anyway
+	}
+	l.dropHistory(r)
+	r.hist.covered = 0
+	r.top.Store(0)
+	r.forwarded = 0
+	r.epoch.Store(newEpoch())
 }
 
 // deliver appends f, encoded once per lane, to the batches of r's shard

@@ -13,6 +13,13 @@ import (
 // HistoryConfig.MaxBytes.
 const msgOverhead = 64
 
+// maxSlackBytes bounds how much larger than twice its payload a
+// message's pooled buffer may be: a small message that gets a buffer a
+// large one grew (pooled buffers are reused) is copied into a buffer of
+// its own size instead, so that what history charges (the buffer's
+// capacity) is what the message holds.
+const maxSlackBytes = 256
+
 // sharedMsg is one room message shared by every loop and by the room's
 // history: its payload in a pooled buffer, its opcode, and the offset and
 // time the owner gave it. refs counts the holders (the publisher while it
@@ -39,6 +46,9 @@ var msgPool = sync.Pool{New: func() any { return new(sharedMsg) }}
 func newSharedMsg(op byte, payload []byte) *sharedMsg {
 	f := msgPool.Get().(*sharedMsg)
 	f.buf = bytebufferpool.Get()
+	if cap(f.buf.B) > 2*len(payload)+maxSlackBytes {
+		f.buf.B = make([]byte, 0, len(payload)) // the large array goes to the collector
+	}
 	f.buf.B = append(f.buf.B, payload...)
 	f.op, f.epoch, f.offset, f.at = op, 0, 0, 0
 	f.refs.Store(1)
@@ -66,7 +76,9 @@ const (
 	taskDeliver                 // append f, sequenced, to this loop's shard of r
 	taskJoin                    // on the owner: answer sub's join of r (res)
 	taskJoined                  // on sub's loop: the owner's answer
-	taskAck                     // on from's loop: f was sequenced at offset
+	taskAnswer                  // on ack's member's loop: the outcome of its publication
+	taskRestart                 // on every loop: the external log started a new epoch
+	taskRenew                   // on r's owner: r starts a new epoch (messages were lost)
 )
 
 // roomTask carries work between loops. It holds one reference to f when
@@ -75,16 +87,15 @@ type roomTask struct {
 	kind taskKind
 	r    *Room
 	f    *sharedMsg
-	// Publish: who to acknowledge (from, id, when id is not 0) or wake
-	// (wait). Ack: the same, with the offset.
-	from   *Member
-	id     uint32
-	wait   chan<- Sequenced
-	offset uint64
-	// An external acknowledgement (Engine.Acknowledge).
-	name  string
-	epoch uint64
-	err   error
+	// Publish: the publication's key, whether to forward it, and who
+	// learns the outcome. Answer: ack and its outcome.
+	key     string
+	forward bool
+	ack     Ack
+	ans     Answer
+	// Restart: the external log's new epoch, and where its history
+	// starts.
+	epoch, covered uint64
 	// Join and Joined.
 	sub *Sub
 	res JoinResult
@@ -164,21 +175,20 @@ func (l *Loop) drainMailbox() {
 func (l *Loop) run(t *roomTask) {
 	switch t.kind {
 	case taskPublish:
-		l.sequence(t.r, t.f, t.from, t.id, t.wait)
+		l.sequence(t.r, t.f, t.key, t.forward, t.ack)
 	case taskDeliver:
 		l.deliver(t.r, t.f)
 	case taskJoin:
 		l.placeJoin(t.r, t.sub, t.res)
 	case taskJoined:
 		l.joined(t.sub, t.res)
-	case taskAck:
-		if t.from.released() {
-			break
+	case taskAnswer:
+		if m := t.ack.Member; !m.released() {
+			m.conn.Published(t.ack.ID, t.ans)
 		}
-		if t.r != nil {
-			t.from.conn.Published(t.id, t.r.name, t.r.epoch.Load(), t.offset, nil)
-		} else {
-			t.from.conn.Published(t.id, t.name, t.epoch, t.offset, t.err)
-		}
+	case taskRestart:
+		l.restart(t.epoch, t.covered)
+	case taskRenew:
+		l.renew(t.r)
 	}
 }

@@ -29,10 +29,11 @@ type Conn interface {
 	// messages follow.
 	Subscribed(s *Sub, res JoinResult)
 
-	// Published acknowledges a message published with an id
-	// (Loop.Publish, or Engine.Acknowledge for an external log): it was
-	// placed at offset in room's epoch, or failed with err.
-	Published(id uint32, room string, epoch, offset uint64, err error)
+	// Published answers a publication of this connection's (Ack.ID is
+	// id): where it was placed in its room's order, or why not (see
+	// Answer). Called on the member's loop, once per publication with an
+	// Ack, from Loop.Publish's owner or Engine.Answer.
+	Published(id uint32, a Answer)
 }
 
 // Member is a connection's place in the engine: its subscriptions, its

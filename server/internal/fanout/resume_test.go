@@ -236,8 +236,8 @@ func TestResumeSeamAcrossLoops(t *testing.T) {
 }
 
 // A publish with an id is acknowledged with its offset on the
-// publisher's loop, whichever loop owns the room; PublishWait returns
-// the offset too.
+// publisher's loop, whichever loop owns the room; Engine.Publish with a
+// Wait channel gets the offset too.
 func TestPublishAcknowledgements(t *testing.T) {
 	e := New(historyConfig(2, 10))
 	g0, g1 := startGoLoop(), startGoLoop()
@@ -248,11 +248,14 @@ func TestPublishAcknowledgements(t *testing.T) {
 	g0.do(func() { owner = framedMember(l0, "r", nil) })
 	g1.do(func() { remote = framedMember(l1, "r", nil) })
 	r := owner.m.Room()
-	g1.do(func() { l1.Publish(r, 1, []byte("a"), &remote.m, 7) })
-	g0.do(func() { l0.Publish(r, 1, []byte("b"), &owner.m, 8) })
-	_, seq, err := e.PublishWait(context.Background(), "r", 1, []byte("c"))
-	if err != nil || seq.Offset != 3 || seq.Epoch != r.Epoch() {
-		t.Fatalf("PublishWait: %+v, %v; want offset 3 in epoch %x", seq, err, r.Epoch())
+	g1.do(func() { l1.Publish(r, Publication{Op: 1, Payload: []byte("a")}, Ack{Member: &remote.m, ID: 7}) })
+	g0.do(func() { l0.Publish(r, Publication{Op: 1, Payload: []byte("b")}, Ack{Member: &owner.m, ID: 8}) })
+	wait := make(chan Answer, 1)
+	if _, err := e.Publish("r", Publication{Op: 1, Payload: []byte("c")}, Ack{Wait: wait}); err != nil {
+		t.Fatal(err)
+	}
+	if a := <-wait; a.Offset != 3 || a.Epoch != r.Epoch() || a.Room != "r" || a.Err != nil {
+		t.Fatalf("Publish with Wait: %+v; want offset 3 in epoch %x", a, r.Epoch())
 	}
 	g1.do(func() {})
 	var got []ack
@@ -262,8 +265,11 @@ func TestPublishAcknowledgements(t *testing.T) {
 		t.Fatalf("acknowledgements %v", got)
 	}
 	// With history on, publishing creates the room; without, it does not.
-	if _, seq, err := e.PublishWait(context.Background(), "new", 1, nil); err != nil || seq.Offset != 1 || e.RoomCount() != 2 {
-		t.Fatalf("publish to a new room: %+v, %v, %d rooms", seq, err, e.RoomCount())
+	if _, err := e.Publish("new", Publication{Op: 1}, Ack{Wait: wait}); err != nil {
+		t.Fatal(err)
+	}
+	if a := <-wait; a.Offset != 1 || e.RoomCount() != 2 {
+		t.Fatalf("publish to a new room: %+v, %d rooms", a, e.RoomCount())
 	}
 }
 
@@ -280,13 +286,13 @@ func TestHistoryLimitsAndExpiry(t *testing.T) {
 	for i := range 6 {
 		publish(l, r, fmt.Sprint(i))
 	}
-	if r.hist.len() != 4 || r.hist.oldest() != 3 {
-		t.Fatalf("count limit: %d kept from %d", r.hist.len(), r.hist.oldest())
+	if r.hist.n != 4 || r.hist.at(0).offset != 3 {
+		t.Fatalf("count limit: %d kept from %d", r.hist.n, r.hist.at(0).offset)
 	}
 	big := make([]byte, 20*(msgOverhead+64))
-	l.Publish(r, 2, big, nil, 0)
-	if l.histBytes > cfg.History.MaxBytes || r.hist.len() != 0 {
-		t.Fatalf("byte limit: %d bytes in %d messages", l.histBytes, r.hist.len())
+	l.Publish(r, Publication{Op: 2, Payload: big}, Ack{})
+	if l.histBytes > cfg.History.MaxBytes || r.hist.n != 0 {
+		t.Fatalf("byte limit: %d bytes in %d messages", l.histBytes, r.hist.n)
 	}
 	publish(l, r, "last")
 	cl.endCycle()
@@ -295,7 +301,7 @@ func TestHistoryLimitsAndExpiry(t *testing.T) {
 
 	l.now += int64(cfg.History.TTL) - 1
 	l.expire()
-	if e.RoomCount() != 1 || r.hist.len() != 1 {
+	if e.RoomCount() != 1 || r.hist.n != 1 {
 		t.Fatal("history expired early")
 	}
 	l.now += 2

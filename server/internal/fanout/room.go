@@ -27,10 +27,15 @@ type Room struct {
 	// by the owner only; others read it for /rooms.
 	top  atomic.Uint64
 	hist history // owner only
+	// forwarded counts the messages forwarded to other instances in this
+	// epoch (Config.Forward's Origin); owner only.
+	forwarded uint64
 	// histLen and histBytes mirror hist for /rooms (written by the
 	// owner after each change).
 	histLen, histBytes atomic.Int64
-	listed             bool // in the owner's Loop.owned (owner only)
+	listed             bool  // in the owner's Loop.owned (owner only)
+	fromLog            bool  // created by an external log's message (Engine.Deliver); set once, read under the registry's lock
+	heapAt             int32 // index+1 in the owner's Loop.byBytes, 0 when not in it
 	// gone is set (under the registry's lock) when the room left the
 	// registry; a message that reaches its owner afterwards is sequenced
 	// in the room that replaced it.

@@ -32,7 +32,7 @@ func TestSlowConsumerRule(t *testing.T) {
 			{"Deliver", (*Member).Deliver},
 			{"batch part", func(m *Member, p []byte) bool {
 				l := m.loop
-				l.Publish(m.Room(), p[0], p[1:], nil, 0)
+				l.Publish(m.Room(), Publication{Op: p[0], Payload: p[1:]}, Ack{})
 				l.flush()
 				return m.conn.(*fakeConn).overflows == 0
 			}},

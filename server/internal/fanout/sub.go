@@ -18,8 +18,10 @@ const (
 	// that negotiated compression: Config.Encode compresses their frames
 	// (once per message, lane and loop, like every encoding).
 	Compressed Kind = 2
-	numKinds        = 4
 )
+
+// numKinds is the number of lanes a shard has: each Kind's.
+const numKinds = 4
 
 // Errors of Subscribe and Publish.
 var (
@@ -28,6 +30,10 @@ var (
 	// ErrOffsetAhead: a resume asked for an offset the room has not
 	// reached in that epoch.
 	ErrOffsetAhead = errors.New("offset ahead of the room")
+	// ErrNotReady: with an external log, the log's epoch was still not
+	// known after External.MaxWait (the instance has not reached the
+	// log): a subscription then would name no epoch.
+	ErrNotReady = errors.New("the external log's epoch is not known yet")
 )
 
 // Resume asks a Framed subscription to start after Offset in Epoch: the
@@ -219,6 +225,13 @@ type waitingJoin struct {
 // Tick, at most External.MaxWait) or already handed: then the request is
 // queued again behind those messages, and answered when it comes back.
 func (l *Loop) placeJoin(r *Room, s *Sub, req JoinResult) {
+	if x := l.eng.cfg.External; x != nil && l.extEpoch == 0 {
+		// The log's epoch is not known yet (the instance is starting):
+		// an answer now would name no epoch, and a resume would be told
+		// its epoch changed. Wait for Engine.Restart, at most MaxWait.
+		l.waiting = append(l.waiting, waitingJoin{r, s, req, l.now + int64(x.MaxWait)})
+		return
+	}
 	if x := l.eng.cfg.External; x != nil && req.Resumed {
 		l.pos = max(l.pos, req.handed)
 		if req.Epoch == r.epoch.Load() && req.Offset > max(r.top.Load(), l.pos) {
@@ -251,25 +264,40 @@ func (l *Loop) retryWaiting() {
 	kept := l.waiting[:0]
 	for _, w := range l.waiting {
 		switch {
-		case h >= w.req.Offset:
+		case l.extEpoch == 0 && l.now >= w.deadline:
+			l.refuseJoin(w, ErrNotReady)
+		case l.extEpoch == 0:
+			kept = append(kept, w)
+		case h >= w.req.Offset || !w.req.Resumed:
 			l.placeJoin(w.r, w.s, w.req)
 		case l.now >= w.deadline:
 			w.req.Offset = ^uint64(0) // answerJoin refuses it
 			w.req.handed = 0
-			res := l.answerJoin(w.r, w.req)
-			if w.s.m.loop == l {
-				l.joined(w.s, res)
-			} else {
-				back := newTask(taskJoined, w.r, nil)
-				back.sub, back.res = w.s, res
-				handoff(w.s.m.loop, back)
-			}
+			l.refuseJoin(w, nil)
 		default:
 			kept = append(kept, w)
 		}
 	}
 	clear(l.waiting[len(kept):])
 	l.waiting = kept
+}
+
+// refuseJoin answers a waiting join that cannot be placed: with err, or
+// with answerJoin's own refusal when err is nil.
+func (l *Loop) refuseJoin(w waitingJoin, err error) {
+	var res JoinResult
+	if err != nil {
+		res = JoinResult{Err: err, Tag: w.req.Tag}
+	} else {
+		res = l.answerJoin(w.r, w.req)
+	}
+	if w.s.m.loop == l {
+		l.joined(w.s, res)
+		return
+	}
+	back := newTask(taskJoined, w.r, nil)
+	back.sub, back.res = w.s, res
+	handoff(w.s.m.loop, back)
 }
 
 // joinRequest is answerJoin's request form of a join: its tag, and its
@@ -321,6 +349,7 @@ func (l *Loop) admitJoin(s *Sub, res JoinResult, replay []*sharedMsg) {
 		if !m.Deliver(frame) || s.state == subGone {
 			return // closed as a slow consumer
 		}
+		l.replayed.Add(1)
 	}
 	s.state = subLive
 	s.lane().add(s)

@@ -29,13 +29,13 @@ func ValidHost(v []byte) bool {
 	if len(v) == 0 {
 		return true
 	}
-	var host, port []byte
+	var port []byte
 	if v[0] == '[' {
 		end := indexByte(v, ']')
 		if end < 0 || !validIPLiteral(v[1:end]) {
 			return false
 		}
-		host, port = v[:end+1], v[end+1:]
+		port = v[end+1:]
 		if len(port) > 0 {
 			if port[0] != ':' {
 				return false
@@ -43,7 +43,7 @@ func ValidHost(v []byte) bool {
 			port = port[1:]
 		}
 	} else {
-		host = v
+		host := v
 		if i := indexByte(v, ':'); i >= 0 {
 			host, port = v[:i], v[i+1:]
 		}
