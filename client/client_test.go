@@ -68,8 +68,8 @@ func TestResumeThroughDrops(t *testing.T) {
 		recs[r] = &recorder{}
 		c.Subscribe(r, recs[r].handler())
 	}
-	testutil.WaitFor(t, 5*time.Second, "open", func() bool { return c.State() == client.Open })
-	testutil.WaitFor(t, 5*time.Second, "subscribed", func() bool {
+	testutil.WaitFor(t, testutil.Patience, "open", func() bool { return c.State() == client.Open })
+	testutil.WaitFor(t, testutil.Patience, "subscribed", func() bool {
 		n := 0
 		for _, ri := range srv.Rooms() {
 			n += int(ri.Members)
@@ -93,7 +93,7 @@ func TestResumeThroughDrops(t *testing.T) {
 	}
 	for _, r := range rooms {
 		rec := recs[r]
-		testutil.WaitFor(t, 10*time.Second, "room "+r, func() bool { return rec.count() >= n })
+		testutil.WaitFor(t, testutil.Patience, "room "+r, func() bool { return rec.count() >= n })
 		rec.mu.Lock()
 		for i, s := range rec.seqs {
 			if s != i+1 {
@@ -113,7 +113,7 @@ func TestPublishAndRefusals(t *testing.T) {
 	srv := startServer(t, func(c *server.Config) { c.MaxMessage = 100; c.MaxSubscriptions, c.SubscribeRate = 1, 0 })
 	c := client.Dial("ws://"+srv.Addr().String()+"/ws", client.Options{})
 	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.Patience)
 	defer cancel()
 	ack, err := c.Publish(ctx, "r", []byte("hello"), false)
 	if err != nil || ack.Offset != 1 || len(ack.Epoch) != 16 {
@@ -126,7 +126,7 @@ func TestPublishAndRefusals(t *testing.T) {
 	rec, second := &recorder{}, &recorder{}
 	c.Subscribe("one", rec.handler())
 	c.Subscribe("two", second.handler()) // over max-subscriptions
-	testutil.WaitFor(t, 5*time.Second, "the refusal", func() bool { second.mu.Lock(); defer second.mu.Unlock(); return len(second.errs) == 1 })
+	testutil.WaitFor(t, testutil.Patience, "the refusal", func() bool { second.mu.Lock(); defer second.mu.Unlock(); return len(second.errs) == 1 })
 	if !errors.As(second.errs[0], &e) || e.Code != "too_many_subscriptions" {
 		t.Fatalf("refusal: %v", second.errs[0])
 	}
@@ -144,13 +144,13 @@ func TestLossIsReported(t *testing.T) {
 	defer c.Close()
 	rec := &recorder{}
 	c.Subscribe("news", rec.handler())
-	testutil.WaitFor(t, 5*time.Second, "subscribed on a", func() bool { return len(a.Rooms()) == 1 && a.Rooms()[0].Members == 1 })
+	testutil.WaitFor(t, testutil.Patience, "subscribed on a", func() bool { return len(a.Rooms()) == 1 && a.Rooms()[0].Members == 1 })
 	if _, err := a.Publish("news", server.Text, []byte("news 1")); err != nil {
 		t.Fatal(err)
 	}
-	testutil.WaitFor(t, 5*time.Second, "the message", func() bool { return rec.count() == 1 })
+	testutil.WaitFor(t, testutil.Patience, "the message", func() bool { return rec.count() == 1 })
 	gw.DropAll() // the next connection goes to b
-	testutil.WaitFor(t, 5*time.Second, "the loss reported", func() bool { rec.mu.Lock(); defer rec.mu.Unlock(); return len(rec.lost) == 1 })
+	testutil.WaitFor(t, testutil.Patience, "the loss reported", func() bool { rec.mu.Lock(); defer rec.mu.Unlock(); return len(rec.lost) == 1 })
 	if l := rec.lost[0]; l.Reason != "epoch_changed" || l.Room != "news" {
 		t.Fatalf("lost %+v", l)
 	}

@@ -5,6 +5,8 @@ import (
 	"context"
 	"debug/buildinfo"
 	"debug/elf"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +22,8 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
 	"github.com/moby/patternmatcher"
 	"github.com/moby/patternmatcher/ignorefile"
+
+	"github.com/loopcast/loopcast/internal/testutil"
 )
 
 // repoRoot is the build context: the repository, one level up.
@@ -136,6 +140,36 @@ func TestDockerfile(t *testing.T) {
 	}
 }
 
+// goTimeout bounds each go command these tests run (go build, go list).
+// On a cold build cache (CGO_ENABLED=0 and -trimpath share nothing with
+// the test binaries' builds: the standard library and every dependency
+// compile again) and maybe a cold module cache (go list -m all reads
+// every module's go.mod), on two cores shared with the rest of `go test
+// ./...`, the build took more than 4 minutes; the limit is only a guard
+// against a command that never ends. The test binary's own -timeout (10
+// minutes by default) caps it (testutil.Command).
+const goTimeout = 15 * time.Minute
+
+// runGo runs the go command with args in the repository root, env added
+// to the environment, and returns its standard output and error; a
+// command killed at its deadline says so.
+func runGo(t *testing.T, env []string, args ...string) (stdout, stderr []byte, err error) {
+	t.Helper()
+	cmd := testutil.Command(t, goTimeout, "go", args...)
+	cmd.Dir = repoRoot
+	cmd.Env = append(os.Environ(), env...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	start := time.Now()
+	err = cmd.Run()
+	took := time.Since(start).Round(time.Millisecond)
+	if errors.Is(err, context.DeadlineExceeded) || cmd.ProcessState != nil && !cmd.ProcessState.Exited() {
+		err = fmt.Errorf("killed after %s: %w", took, err)
+	}
+	t.Logf("go %s: %s", strings.Join(args, " "), took)
+	return out.Bytes(), errOut.Bytes(), err
+}
+
 // TestDockerfileBuildsStaticBinary runs the Dockerfile's `go build` line
 // here (same words, output redirected to a temporary directory) and checks the
 // result is a static ELF executable: no interpreter, no cgo, -trimpath.
@@ -162,16 +196,9 @@ func TestDockerfileBuildsStaticBinary(t *testing.T) {
 	}
 	words[i+1] = out
 
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", words[1:]...)
-	cmd.Dir = repoRoot
-	cmd.Env = append(os.Environ(), env...)
-	start := time.Now()
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(append(env, words...), " "), err, b)
+	if stdout, stderr, err := runGo(t, env, words[1:]...); err != nil {
+		t.Fatalf("%s: %v\n%s%s", strings.Join(append(env, words...), " "), err, stdout, stderr)
 	}
-	t.Logf("go build took %s", time.Since(start).Round(time.Millisecond))
 
 	f, err := elf.Open(out)
 	if err != nil {
@@ -240,11 +267,9 @@ func TestDockerignore(t *testing.T) {
 	}
 
 	// Every Go file of the main module that the binary is built from.
-	cmd := exec.Command("go", "list", "-deps", "-f", "{{if .Module}}{{if .Module.Main}}{{$d := .Dir}}{{range .GoFiles}}{{$d}}/{{.}}\n{{end}}{{end}}{{end}}", "./cmd/loopcast")
-	cmd.Dir = repoRoot
-	b, err := cmd.Output()
+	b, stderr, err := runGo(t, nil, "list", "-deps", "-f", "{{if .Module}}{{if .Module.Main}}{{$d := .Dir}}{{range .GoFiles}}{{$d}}/{{.}}\n{{end}}{{end}}{{end}}", "./cmd/loopcast")
 	if err != nil {
-		t.Fatalf("go list: %v", err)
+		t.Fatalf("go list: %v\n%s", err, stderr)
 	}
 	root, err := filepath.Abs(repoRoot)
 	if err != nil {
@@ -287,11 +312,9 @@ func TestDockerfileFetchesOnlyWhatTheBinaryNeeds(t *testing.T) {
 		}
 	}
 	list := func(args ...string) []byte {
-		cmd := exec.Command("go", args...)
-		cmd.Dir = repoRoot
-		out, err := cmd.Output()
+		out, stderr, err := runGo(t, nil, args...)
 		if err != nil {
-			t.Fatalf("go %v: %v", args, err)
+			t.Fatalf("go %v: %v\n%s", args, err, stderr)
 		}
 		return out
 	}

@@ -54,7 +54,7 @@ func get(t *testing.T, addr, path string) int {
 	}
 	req.Host = "localhost"
 	req.Close = true
-	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	c := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatalf("GET %s: %v", path, err)
@@ -90,7 +90,7 @@ func TestProbesServedByServer(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- srv.Shutdown(ctx) }()
 	ready := p.c.ReadinessProbe.HTTPGet.Path
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for get(t, addr, ready) != http.StatusServiceUnavailable {
 		if time.Now().After(deadline) {
 			t.Fatalf("GET %s still not 503 while draining", ready)
@@ -126,12 +126,12 @@ func TestReadmeCurlCheck(t *testing.T) {
 	}
 
 	srv := startFromManifest(t, podOf(t, render(t, "agic")))
-	c, err := net.DialTimeout("tcp", srv.Addr().String(), 5*time.Second)
+	c, err := net.DialTimeout("tcp", srv.Addr().String(), 20*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
 	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: ws.contoso.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"+
 		"Origin: http://localhost\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\n\r\n", path, key)
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)

@@ -25,7 +25,7 @@ func TestAdminPublish(t *testing.T) {
 	srv, admin := startWithAdmin(t, "s3cret")
 	url := "ws://" + srv.Addr().String() + "/ws/news"
 	members := []*gorilla.Conn{dialGorilla(t, url, 0), dialGorilla(t, url, 0), dialGorilla(t, url, 0)}
-	waitFor(t, 3*time.Second, "members", func() bool { return srv.Stats().WebSockets == 3 })
+	waitFor(t, ioTimeout, "members", func() bool { return srv.Stats().WebSockets == 3 })
 
 	post := func(room, ctype, token, body string) (int, string) {
 		req, _ := http.NewRequest("POST", admin+"/publish/"+room, strings.NewReader(body))
@@ -74,7 +74,7 @@ func TestAdminPublish(t *testing.T) {
 		t.Fatalf("invalid UTF-8 as text: %d, want 400", code)
 	}
 	for i, m := range members {
-		_ = m.SetReadDeadline(time.Now().Add(3 * time.Second))
+		_ = m.SetReadDeadline(time.Now().Add(ioTimeout))
 		typ, msg, err := m.ReadMessage()
 		if err != nil || typ != gorilla.TextMessage || string(msg) != "breaking" {
 			t.Fatalf("member %d: %d %q %v", i, typ, msg, err)
@@ -146,7 +146,7 @@ func TestAdminMetricsMove(t *testing.T) {
 	}
 	c := dialGorilla(t, "ws://"+srv.Addr().String()+"/echo", 0)
 	_ = c.WriteMessage(gorilla.TextMessage, []byte("hi"))
-	_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	_ = c.SetReadDeadline(time.Now().Add(ioTimeout))
 	if _, _, err := c.ReadMessage(); err != nil {
 		t.Fatal(err)
 	}

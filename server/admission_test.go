@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"testing"
-	"time"
 )
 
 // TestBugIPv6PerAddressCap: an IPv6 client is usually given a whole /64
@@ -83,7 +82,7 @@ func TestIPv6PrefixSetting(t *testing.T) {
 			open = 1
 		}
 		closeConnOf(t, first)
-		waitFor(t, 3*time.Second, "the first session to end", func() bool { return srv.Stats().WebSockets == open })
+		waitFor(t, ioTimeout, "the first session to end", func() bool { return srv.Stats().WebSockets == open })
 		if s := upgrade(t, addr, "127.0.0.8", "/ws/a", "X-Forwarded-For: 2001:db8:0:1::3").StatusCode; s != 101 {
 			t.Fatalf("/%d: after the first session ended: %d, want 101", c.bits, s)
 		}

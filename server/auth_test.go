@@ -28,7 +28,7 @@ import (
 // response; on 101 the connection stays open until the test ends.
 func upgrade(t *testing.T, addr, local, path string, headers ...string) *http.Response {
 	t.Helper()
-	d := net.Dialer{Timeout: 3 * time.Second}
+	d := net.Dialer{Timeout: ioTimeout}
 	if local != "" {
 		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(local)}
 	}
@@ -37,7 +37,7 @@ func upgrade(t *testing.T, addr, local, path string, headers ...string) *http.Re
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+	_ = c.SetDeadline(time.Now().Add(ioTimeout))
 	req := "GET " + path + " HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
 		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
 	for _, h := range headers {
@@ -196,7 +196,7 @@ func TestMaxConns(t *testing.T) {
 	// A session that ends frees its place.
 	first.Body.Close()
 	closeConnOf(t, first)
-	waitFor(t, 3*time.Second, "the place to free", func() bool { return srv.Stats().WebSockets == 1 })
+	waitFor(t, ioTimeout, "the place to free", func() bool { return srv.Stats().WebSockets == 1 })
 	if s := upgrade(t, addr, "", "/ws/a").StatusCode; s != 101 {
 		t.Fatalf("after a session ended: %d, want 101", s)
 	}

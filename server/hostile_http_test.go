@@ -85,8 +85,10 @@ func TestHostileSlowloris(t *testing.T) {
 		n, tricklers, fastest.Round(time.Millisecond), slowest.Round(time.Millisecond), hostileHandshakeTimeout)
 	waitFor(t, ioTimeout, "slowloris connections closed", func() bool { return srv.Stats().Connections == 3 })
 	st := srv.Stats()
-	if got := st.Closes["handshake_timeout"]; got != int64(n+tricklers) {
-		t.Errorf("handshake_timeout closes = %d, want %d", got, n+tricklers)
+	// A control health GET tried again may have been closed as a
+	// handshake timeout too (see controlHealth).
+	if got := st.Closes["handshake_timeout"]; got < int64(n+tricklers) || got > int64(n+tricklers+ctl.retries) {
+		t.Errorf("handshake_timeout closes = %d, want %d (+ up to %d control retries)", got, n+tricklers, ctl.retries)
 	}
 	if st.Upgrades != 3 || st.Rejected != 0 {
 		t.Errorf("upgrades %d rejected %d, want 3 and 0", st.Upgrades, st.Rejected)

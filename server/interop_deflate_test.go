@@ -30,7 +30,7 @@ func compressibleJSON(n int) []byte {
 
 func TestInteropGorillaDeflate(t *testing.T) {
 	srv := startServer(t, testConfig())
-	d := gorilla.Dialer{EnableCompression: true, HandshakeTimeout: 5 * time.Second}
+	d := gorilla.Dialer{EnableCompression: true, HandshakeTimeout: ioTimeout}
 	c, resp, err := d.Dial("ws://"+srv.Addr().String()+"/echo", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -67,7 +67,7 @@ func TestInteropGorillaDeflate(t *testing.T) {
 	if _, err := srv.Publish("feed", server.Text, big); err != nil {
 		t.Fatal(err)
 	}
-	_ = m.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_ = m.SetReadDeadline(time.Now().Add(ioTimeout))
 	if _, got, err := m.ReadMessage(); err != nil || !bytes.Equal(got, big) {
 		t.Fatalf("room message: %d bytes, %v", len(got), err)
 	}

@@ -18,7 +18,7 @@ import (
 
 func dialGorilla(t *testing.T, url string, writeBuf int) *gorilla.Conn {
 	t.Helper()
-	d := gorilla.Dialer{HandshakeTimeout: 3 * time.Second, WriteBufferSize: writeBuf}
+	d := gorilla.Dialer{HandshakeTimeout: ioTimeout, WriteBufferSize: writeBuf}
 	c, resp, err := d.Dial(url, nil)
 	if err != nil {
 		t.Fatalf("gorilla dial %s: %v", url, err)
@@ -32,7 +32,7 @@ func dialGorilla(t *testing.T, url string, writeBuf int) *gorilla.Conn {
 
 func dialCoder(t *testing.T, url string) *coder.Conn {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
 	defer cancel()
 	c, _, err := coder.Dial(ctx, url, nil)
 	if err != nil {
@@ -98,7 +98,7 @@ func TestInteropGorillaEcho(t *testing.T) {
 	// A ping from the client gets a pong with the same payload.
 	pong := make(chan string, 1)
 	c.SetPongHandler(func(s string) error { pong <- s; return nil })
-	if err := c.WriteControl(gorilla.PingMessage, []byte("are you there"), time.Now().Add(time.Second)); err != nil {
+	if err := c.WriteControl(gorilla.PingMessage, []byte("are you there"), time.Now().Add(ioTimeout)); err != nil {
 		t.Fatal(err)
 	}
 	go func() { _, _, _ = c.ReadMessage() }() // pumps control frames
@@ -107,7 +107,7 @@ func TestInteropGorillaEcho(t *testing.T) {
 		if s != "are you there" {
 			t.Fatalf("pong payload %q", s)
 		}
-	case <-time.After(3 * time.Second):
+	case <-time.After(ioTimeout):
 		t.Fatal("no pong")
 	}
 }
@@ -115,16 +115,16 @@ func TestInteropGorillaEcho(t *testing.T) {
 func TestInteropGorillaCloseHandshake(t *testing.T) {
 	srv := startServer(t, testConfig())
 	c := dialGorilla(t, "ws://"+srv.Addr().String()+"/ws/close-test", 0)
-	_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	_ = c.SetReadDeadline(time.Now().Add(ioTimeout))
 	msg := gorilla.FormatCloseMessage(4001, "bye")
-	if err := c.WriteControl(gorilla.CloseMessage, msg, time.Now().Add(time.Second)); err != nil {
+	if err := c.WriteControl(gorilla.CloseMessage, msg, time.Now().Add(ioTimeout)); err != nil {
 		t.Fatal(err)
 	}
 	_, _, err := c.ReadMessage()
 	if !gorilla.IsCloseError(err, 4001) {
 		t.Fatalf("want the server to echo close 4001, got %v", err)
 	}
-	waitFor(t, 3*time.Second, "the member to leave", func() bool { return srv.Stats().Rooms == 0 })
+	waitFor(t, ioTimeout, "the member to leave", func() bool { return srv.Stats().Rooms == 0 })
 }
 
 func TestInteropCoderEcho(t *testing.T) {
@@ -199,7 +199,7 @@ func TestInteropRoomOrder(t *testing.T) {
 			})
 		}
 	}
-	waitFor(t, 3*time.Second, "all members to join", func() bool { return srv.Stats().WebSockets == int64(len(members)) })
+	waitFor(t, ioTimeout, "all members to join", func() bool { return srv.Stats().WebSockets == int64(len(members)) })
 
 	total := perPublisher * len(members)
 	seen := make([][]string, len(members))
@@ -272,7 +272,7 @@ func TestBurstWithinOneTurnIsNotSlowConsumer(t *testing.T) {
 	if _, err := nc.Write(burst); err != nil {
 		t.Fatal(err)
 	}
-	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_ = c.SetReadDeadline(time.Now().Add(ioTimeout))
 	for i := range 32 {
 		if _, got, err := c.ReadMessage(); err != nil || len(got) != len(msg) {
 			t.Fatalf("message %d: %d bytes, %v", i, len(got), err)

@@ -57,12 +57,12 @@ func TestPeersSplitWithoutBroker(t *testing.T) {
 	cfg.PeersDNS, cfg.PeersInterval, cfg.Resolver = name, 20*time.Millisecond, dns.Resolver()
 	_, admin, logs := startLogged(t, cfg)
 
-	waitFor(t, 3*time.Second, "rooms_split 1", func() bool { return metricValue(t, admin, "loopcast_rooms_split") == "1" })
+	waitFor(t, ioTimeout, "rooms_split 1", func() bool { return metricValue(t, admin, "loopcast_rooms_split") == "1" })
 	if v := metricValue(t, admin, "loopcast_peers"); v != "2" {
 		t.Errorf("loopcast_peers %q, want 2", v)
 	}
 	q := dns.Queries()
-	waitFor(t, 3*time.Second, "more lookups", func() bool { return dns.Queries() >= q+4 })
+	waitFor(t, ioTimeout, "more lookups", func() bool { return dns.Queries() >= q+4 })
 	if n := strings.Count(logs.String(), "rooms are split"); n != 1 {
 		t.Errorf("%d warnings while the count stayed 2, want 1:\n%s", n, logs.String())
 	}
@@ -71,17 +71,17 @@ func TestPeersSplitWithoutBroker(t *testing.T) {
 	}
 
 	dns.Set(name, "10.244.0.7")
-	waitFor(t, 3*time.Second, "rooms_split 0", func() bool { return metricValue(t, admin, "loopcast_rooms_split") == "0" })
+	waitFor(t, ioTimeout, "rooms_split 0", func() bool { return metricValue(t, admin, "loopcast_rooms_split") == "0" })
 	if v := metricValue(t, admin, "loopcast_peers"); v != "1" {
 		t.Errorf("loopcast_peers %q, want 1", v)
 	}
-	waitFor(t, 3*time.Second, "the all-clear", func() bool { return strings.Contains(logs.String(), "rooms are whole") })
+	waitFor(t, ioTimeout, "the all-clear", func() bool { return strings.Contains(logs.String(), "rooms are whole") })
 
 	dns.Set(name, "10.244.0.7", "10.244.2.3")
-	waitFor(t, 3*time.Second, "split again", func() bool { return metricValue(t, admin, "loopcast_rooms_split") == "1" })
+	waitFor(t, ioTimeout, "split again", func() bool { return metricValue(t, admin, "loopcast_rooms_split") == "1" })
 	dns.Fail(true)
 	q = dns.Queries()
-	waitFor(t, 3*time.Second, "failed lookups", func() bool { return dns.Queries() >= q+6 })
+	waitFor(t, ioTimeout, "failed lookups", func() bool { return dns.Queries() >= q+6 })
 	if v := metricValue(t, admin, "loopcast_rooms_split"); v != "1" {
 		t.Errorf("after failed lookups rooms_split %q, want the last answer's 1", v)
 	}

@@ -36,9 +36,11 @@ const (
 	opPong   byte = 0xA
 )
 
-// ioTimeout bounds every read and write of the raw client, so a server
-// bug fails a test instead of hanging it.
-const ioTimeout = 5 * time.Second
+// ioTimeout bounds every read and write of the raw client, and the waits
+// for the server's counters, so a server bug fails a test instead of
+// hanging it. It is no claim about speed: far above what a loaded
+// machine takes (-race, two cores shared with other work).
+const ioTimeout = 15 * time.Second
 
 // wsGUID is appended to the key to compute Sec-WebSocket-Accept (§1.3).
 const wsGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"

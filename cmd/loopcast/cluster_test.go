@@ -35,7 +35,7 @@ func TestClusterEndToEnd(t *testing.T) {
 		return c
 	}
 	ca, cb := dial(a), dial(b)
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(e2eWait)
 	for ns.GlobalAccount().Interest("loopcast.room.e2e.text") != 2 {
 		if time.Now().After(deadline) {
 			t.Fatal("the two instances did not subscribe to room e2e")
@@ -51,7 +51,7 @@ func TestClusterEndToEnd(t *testing.T) {
 	}
 	read := func(c *gorilla.Conn, want []string) {
 		t.Helper()
-		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_ = c.SetReadDeadline(time.Now().Add(e2eWait))
 		for _, w := range want {
 			_, m, err := c.ReadMessage()
 			if err != nil || string(m) != w {
@@ -92,7 +92,7 @@ func TestClusterEndToEnd(t *testing.T) {
 	if err := b.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	_ = cb.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_ = cb.SetReadDeadline(time.Now().Add(e2eWait))
 	if _, _, err := cb.ReadMessage(); !gorilla.IsCloseError(err, gorilla.CloseGoingAway) {
 		t.Errorf("b's member: %v, want 1001", err)
 	}
@@ -158,7 +158,7 @@ func TestJetStreamEndToEnd(t *testing.T) {
 	}
 	read := func(c *gorilla.Conn) string {
 		t.Helper()
-		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_ = c.SetReadDeadline(time.Now().Add(e2eWait))
 		_, m, err := c.ReadMessage()
 		if err != nil {
 			t.Fatal(err)

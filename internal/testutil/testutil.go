@@ -28,6 +28,13 @@ func (s *SyncBuffer) String() string {
 	return s.b.String()
 }
 
+// Patience bounds a test's wait for something that must happen (a
+// message, a state, a counter) only so a bug fails the test instead of
+// hanging it. It is no claim about speed: far above what a loaded machine
+// takes (-race, two cores shared with other work). Tests assert what
+// happens and in which order, never how fast.
+const Patience = 20 * time.Second
+
 // WaitFor polls cond every 5 ms until it holds, or fails the test after
 // timeout, naming what it waited for.
 func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
