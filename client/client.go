@@ -32,7 +32,9 @@ const (
 	DefaultBackoffInitial = 250 * time.Millisecond
 	DefaultBackoffMax     = 15 * time.Second
 	DefaultMaxQueued      = 100
-	DefaultAckTimeout     = 10 * time.Second
+	// DefaultAckTimeout covers a NATS stream leader's election (4-9 s
+	// measured, TestFailover) and the retries after it.
+	DefaultAckTimeout = 30 * time.Second
 	// maxMessage is the largest message the client reads (the server's
 	// default --max-message plus a line).
 	maxMessage = 1<<20 + 512
@@ -50,7 +52,8 @@ type Options struct {
 	// MaxQueued bounds the publishes waiting for a connection; one more
 	// fails at once with ErrQueueFull.
 	MaxQueued int
-	// AckTimeout bounds the wait for a publish's acknowledgement.
+	// AckTimeout bounds a publish: its acknowledgement, retries
+	// included (see Client.Publish).
 	AckTimeout time.Duration
 	// OnState, when set, is told every change of State (from the
 	// client's goroutine; do not block).
@@ -126,10 +129,13 @@ type Client struct {
 	conn    *websocket.Conn
 	subs    map[string]*Subscription
 	pending map[uint32]chan pubResult
-	nextID  uint32
-	waiting int           // publishes waiting for a connection
-	up      chan struct{} // closed while open; replaced at each disconnect
-	closed  bool
+	// msgPrefix and msgSeq make Publish's message ids.
+	msgPrefix string
+	msgSeq    uint64
+	nextID    uint32
+	waiting   int           // publishes waiting for a connection
+	up        chan struct{} // closed while open; replaced at each disconnect
+	closed    bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -168,7 +174,8 @@ func Dial(url string, opts Options) *Client {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Client{url: url, opts: opts, state: Connecting, subs: map[string]*Subscription{}, pending: map[uint32]chan pubResult{},
-		up: make(chan struct{}), ctx: ctx, cancel: cancel, done: make(chan struct{})}
+		up: make(chan struct{}), ctx: ctx, cancel: cancel, done: make(chan struct{}),
+		msgPrefix: "g" + strconv.FormatUint(rand.Uint64(), 36)}
 	go c.run()
 	return c
 }
@@ -233,9 +240,66 @@ func (s *Subscription) Unsubscribe() {
 // Publish sends data to room (text, or binary when binary is set) and
 // waits for the acknowledgement: where the room's order placed it. While
 // disconnected it waits for the connection (at most MaxQueued publishes
-// wait; then ErrQueueFull). Errors: *Error (the server's refusal),
-// ErrDisconnected, ErrClosed, or ctx's.
+// wait; then ErrQueueFull).
+//
+// It publishes exactly once: each call gets a message id (PROTOCOL.md's
+// msgid), and when the outcome is not known — the server answered
+// "unknown" (a NATS failover) or the connection dropped before the
+// answer — it sends the message again with the same id, after a short
+// backoff, on the same or the next connection, until it is acknowledged
+// (the server then answers with the first attempt's place, never
+// publishing it twice) or AckTimeout or ctx ends. Errors: *Error (the
+// server's refusal: nothing was published, except Code "unknown", which
+// is returned only when time ran out with the outcome still unknown),
+// ErrDisconnected (time ran out after a drop: may or may not be
+// published), ErrQueueFull, ErrClosed, or ctx's.
 func (c *Client) Publish(ctx context.Context, room string, data []byte, binary bool) (Ack, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.AckTimeout)
+	defer cancel()
+	key := c.newMsgID()
+	var uncertain error // the last attempt whose outcome is unknown
+	for delay := retryPublishFirst; ; delay = min(2*delay, retryPublishMax) {
+		ack, err := c.publishOnce(ctx, room, data, binary, key)
+		var e *Error
+		switch {
+		case err == nil:
+			return ack, nil
+		case errors.Is(err, ErrDisconnected), errors.As(err, &e) && e.Code == "unknown":
+			uncertain = err
+		case uncertain != nil && errors.As(err, &e) && e.Code == "unavailable":
+			// Only this retry was refused; the earlier attempt may
+			// still be in: keep trying with the same id.
+		case uncertain != nil && ctx.Err() != nil:
+			return Ack{}, uncertain
+		default:
+			return ack, err
+		}
+		select {
+		case <-time.After(time.Duration(rand.Int64N(int64(delay)) + 1)):
+		case <-ctx.Done():
+			return Ack{}, uncertain
+		}
+	}
+}
+
+// Retries of a publish whose outcome is unknown: a random wait up to
+// retryPublishFirst, doubling up to retryPublishMax.
+const (
+	retryPublishFirst = 100 * time.Millisecond
+	retryPublishMax   = 2 * time.Second
+)
+
+// newMsgID is a message id no other publish of any client repeats: a
+// random prefix per client, a count per publish.
+func (c *Client) newMsgID() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.msgSeq++
+	return c.msgPrefix + "-" + strconv.FormatUint(c.msgSeq, 36)
+}
+
+// publishOnce is one attempt of Publish with message id key.
+func (c *Client) publishOnce(ctx context.Context, room string, data []byte, binary bool, key string) (Ack, error) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -273,13 +337,11 @@ func (c *Client) Publish(ctx context.Context, room string, data []byte, binary b
 	conn := c.conn
 	c.mu.Unlock()
 
-	frame := append(fmt.Appendf(nil, "pub %d %s\n", id, room), data...)
+	frame := append(fmt.Appendf(nil, "pub %d %s %s\n", id, room, key), data...)
 	typ := websocket.MessageText
 	if binary {
 		typ = websocket.MessageBinary
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.opts.AckTimeout)
-	defer cancel()
 	if err := conn.Write(ctx, typ, frame); err != nil {
 		c.forget(id)
 		return Ack{}, ErrDisconnected

@@ -9,7 +9,7 @@ export declare const defaults: {
   readonly backoffMax: number;
   /** Publishes kept while disconnected; one more rejects with 'queue_full'. 100. */
   readonly maxQueued: number;
-  /** ms: a publish not acknowledged by then rejects with 'timeout'. 10000. */
+  /** ms: a publish not acknowledged by then, retries included, rejects with 'timeout'. 30000. */
   readonly ackTimeout: number;
 };
 
@@ -79,7 +79,11 @@ export declare class Client {
     lost?: (l: Lost) => void;
     error?: (e: LoopcastError) => void;
   }): Subscription;
-  /** Resolves once the room's order placed the message. */
+  /**
+   * Resolves once the room's order placed the message. Exactly once: a
+   * publish whose outcome is unknown is sent again with its message id
+   * until acknowledged (or ackTimeout: rejects with 'timeout').
+   */
   publish(room: string, data: string | ArrayBuffer | ArrayBufferView): Promise<{ room: string; epoch: string; offset: number }>;
   close(): void;
   on(event: 'state', fn: (s: State) => void): () => void;

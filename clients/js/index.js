@@ -9,7 +9,7 @@ export const defaults = Object.freeze({
   backoffInitial: 250, // ms: the first reconnect waits up to this (full jitter)
   backoffMax: 15000, // ms: the ceiling the wait doubles up to
   maxQueued: 100, // publishes kept while disconnected; beyond: rejected
-  ackTimeout: 10000, // ms: a publish not acknowledged by then is rejected
+  ackTimeout: 30000, // ms: a publish not acknowledged by then (retries included) is rejected
 });
 
 /** An error the server sent (`err <id> <code> <reason>`), or the client's own. */
@@ -76,6 +76,8 @@ export class Client extends Emitter {
     this.byId = new Map(); // command id -> pending (sub or publish)
     this.nextId = 1;
     this.queue = []; // publishes waiting for a connection
+    this.msgPrefix = 'j' + Math.floor(Math.random() * 2 ** 52).toString(36); // message ids: prefix-count
+    this.msgSeq = 0;
     this.state = 'connecting';
     this.attempt = 0;
     this.closed = false;
@@ -96,16 +98,27 @@ export class Client extends Emitter {
 
   /**
    * Publish data (a string: text; ArrayBuffer or typed array: binary) to
-   * room. Resolves with {epoch, offset} once the room's order placed it;
-   * rejects with LoopcastError: the server's code, 'queue_full' while
-   * disconnected past maxQueued, 'disconnected' when the connection
-   * dropped before the answer (the message may or may not have been
-   * published), 'timeout', or 'closed'.
+   * room. Resolves with {epoch, offset} once the room's order placed it.
+   * Exactly once: each publish carries a message id (PROTOCOL.md's
+   * msgid); when its outcome is unknown (the server answered 'unknown',
+   * or the connection dropped before the answer) it is sent again with
+   * the same id, on this or the next connection, until acknowledged: the
+   * server never publishes it twice. Rejects with LoopcastError: the
+   * server's code (nothing was published), 'queue_full' while
+   * disconnected past maxQueued, 'timeout' (ackTimeout passed; when an
+   * attempt's outcome was unknown, it may or may not be published), or
+   * 'closed'.
    */
   publish(room, data) {
     return new Promise((resolve, reject) => {
       if (this.closed) return reject(new LoopcastError('closed'));
-      const p = { room, data, resolve, reject, timer: null };
+      const p = { room, data, resolve, reject, msgid: `${this.msgPrefix}-${(this.msgSeq++).toString(36)}`, uncertain: false, retries: 0 };
+      p.timer = setTimeout(() => {
+        this._forgetPub(p);
+        p.reject(new LoopcastError('timeout', p.uncertain
+          ? `no acknowledgement in ${this.opts.ackTimeout} ms: it may or may not have been published`
+          : `no acknowledgement in ${this.opts.ackTimeout} ms`));
+      }, this.opts.ackTimeout);
       if (this.state !== 'open') {
         if (this.queue.length >= this.opts.maxQueued) return reject(new LoopcastError('queue_full', `${this.opts.maxQueued} publishes already wait for a connection`));
         this.queue.push(p);
@@ -120,7 +133,10 @@ export class Client extends Emitter {
     this.closed = true;
     clearTimeout(this.timer);
     this._failPending('closed');
-    for (const p of this.queue.splice(0)) p.reject(new LoopcastError('closed'));
+    for (const p of this.queue.splice(0)) {
+      clearTimeout(p.timer);
+      p.reject(new LoopcastError('closed'));
+    }
     if (this.ws) this.ws.close(1000);
     this._setState('closed');
   }
@@ -229,12 +245,9 @@ export class Client extends Emitter {
 
   _sendPub(p) {
     const id = this.nextId++;
+    p.id = id;
     this.byId.set(id, p);
-    p.timer = setTimeout(() => {
-      this.byId.delete(id);
-      p.reject(new LoopcastError('timeout', `no acknowledgement in ${this.opts.ackTimeout} ms`));
-    }, this.opts.ackTimeout);
-    const line = `pub ${id} ${p.room}\n`;
+    const line = `pub ${id} ${p.room} ${p.msgid}\n`;
     if (typeof p.data === 'string') {
       this._send(line + p.data);
     } else {
@@ -249,12 +262,37 @@ export class Client extends Emitter {
 
   _failPending(code) {
     for (const [id, p] of this.byId) {
-      if (p.resolve) {
-        clearTimeout(p.timer);
-        p.reject(new LoopcastError(code));
-      }
       this.byId.delete(id);
+      if (!p.resolve) continue;
+      if (code === 'disconnected') {
+        // Dropped before the answer: unknown whether it was published.
+        // Sent again, with its msgid, on the next connection.
+        p.uncertain = true;
+        this.queue.unshift(p);
+        continue;
+      }
+      clearTimeout(p.timer);
+      p.reject(new LoopcastError(code));
     }
+  }
+
+  // _retryPub sends p again with its msgid after a short random wait
+  // (doubling from 100 ms to 2 s), or queues it for the next connection.
+  _retryPub(p) {
+    const wait = Math.random() * Math.min(2000, 100 * 2 ** p.retries++);
+    p.retryTimer = setTimeout(() => {
+      p.retryTimer = null;
+      if (this.closed) return;
+      if (this.state === 'open') this._sendPub(p);
+      else this.queue.push(p);
+    }, wait);
+  }
+
+  _forgetPub(p) {
+    if (p.id !== undefined && this.byId.get(p.id) === p) this.byId.delete(p.id);
+    clearTimeout(p.retryTimer);
+    const i = this.queue.indexOf(p);
+    if (i >= 0) this.queue.splice(i, 1);
   }
 
   _onFrame(data) {
@@ -326,6 +364,12 @@ export class Client extends Emitter {
     const p = this.byId.get(Number(id));
     this.byId.delete(Number(id));
     if (p?.resolve) {
+      if (code === 'unknown' || (code === 'unavailable' && p.uncertain)) {
+        // Unknown: send it again with the same msgid. Unavailable after
+        // an unknown: only the retry was refused; the first may be in.
+        p.uncertain = true;
+        return this._retryPub(p);
+      }
       clearTimeout(p.timer);
       return p.reject(err);
     }
