@@ -160,7 +160,7 @@ type RoomInfo struct {
 // Rooms lists the rooms (with members or history), by name.
 func (s *Server) Rooms() []RoomInfo {
 	out := []RoomInfo{}
-	s.fan.EachRoom(func(ri fanout.RoomInfo) {
+	s.engine.EachRoom(func(ri fanout.RoomInfo) {
 		out = append(out, RoomInfo{ri.Name, ri.Members, string(command.AppendEpoch(nil, ri.Epoch)), ri.Offset, ri.History, ri.HistoryBytes})
 	})
 	slices.SortFunc(out, func(a, b RoomInfo) int { return strings.Compare(a.Name, b.Name) })

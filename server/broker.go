@@ -46,9 +46,9 @@ func (h host) Deliver(room string, op byte, payload []byte, pos bus.Position) (i
 	var n int
 	var err error
 	if s.clog != nil {
-		n, err = s.fan.Deliver(room, op, payload, pos.Epoch, pos.Offset)
+		n, err = s.engine.PublishAt(room, op, payload, pos.Epoch, pos.Offset)
 	} else {
-		n, err = s.fan.Publish(room, fanout.Publication{Op: op, Payload: payload}, fanout.Ack{})
+		n, err = s.engine.Publish(room, fanout.Publication{Op: op, Payload: payload}, fanout.Ack{})
 	}
 	if errors.Is(err, fanout.ErrTooManyRooms) {
 		if s.clog != nil {
@@ -71,15 +71,15 @@ func (h host) Deliver(room string, op byte, payload []byte, pos bus.Position) (i
 
 // Answer implements bus.Host: the log's answer to a publication.
 func (h host) Answer(t bus.Ticket, room string, pos bus.Position, dup bool, err error) {
-	h.s.fan.Answer(t, fanout.Answer{Room: room, Epoch: pos.Epoch, Offset: pos.Offset, Duplicate: dup, Err: err})
+	h.s.engine.Answer(t, fanout.Answer{Room: room, Epoch: pos.Epoch, Offset: pos.Offset, Duplicate: dup, Err: err})
 }
 
 // Restart implements bus.Host: the log's history is gone.
-func (h host) Restart(epoch, covered uint64) { h.s.fan.Restart(epoch, covered) }
+func (h host) Restart(epoch, covered uint64) { h.s.engine.Restart(epoch, covered) }
 
 // Lost implements bus.Host: messages of room from another instance were
 // lost; the room starts a new epoch here.
 func (h host) Lost(room string) {
 	h.s.lost.Add(1)
-	h.s.fan.Renew(room)
+	h.s.engine.Renew(room)
 }

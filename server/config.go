@@ -340,8 +340,26 @@ func DefaultConfig() Config {
 
 // Validate reports every invalid field at once, one per line.
 func (c *Config) Validate() error {
-	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	v := &validation{}
+	c.validateListeners(v)
+	c.validateTiming(v)
+	c.validateLimits(v)
+	c.validateAdmission(v)
+	c.validateAuth(v)
+	return errors.Join(v.errs...)
+}
+
+// validation collects every invalid field, one error each.
+type validation struct{ errs []error }
+
+func (v *validation) bad(format string, args ...any) {
+	v.errs = append(v.errs, fmt.Errorf(format, args...))
+}
+
+// validateListeners checks the two listeners and the admin port's token
+// rule.
+func (c *Config) validateListeners(v *validation) {
+	bad := v.bad
 	addr, addrErr := parseListenAddr(c.Addr)
 	if addrErr != nil {
 		bad("addr %q: %v; want host:port, e.g. :8080", c.Addr, addrErr)
@@ -358,6 +376,11 @@ func (c *Config) Validate() error {
 				"set --publish-token-file (a mounted Secret), or --admin-no-token if a NetworkPolicy keeps everyone else out", c.AdminAddr)
 		}
 	}
+}
+
+// validateTiming checks the event loops, the timeouts and the drain.
+func (c *Config) validateTiming(v *validation) {
+	bad := v.bad
 	if c.EventLoops < 0 || c.EventLoops > maxEventLoops {
 		bad("event-loops %d: want 0 (GOMAXPROCS) to %d", c.EventLoops, maxEventLoops)
 	}
@@ -375,16 +398,19 @@ func (c *Config) Validate() error {
 	if c.PeersDNS != "" && c.PeersInterval <= 0 {
 		bad("peers-interval %s: must be positive", c.PeersInterval)
 	}
+	if c.DrainDelay < 0 || c.DrainDuration < 0 {
+		bad("drain-delay %s and drain-duration %s: must not be negative", c.DrainDelay, c.DrainDuration)
+	}
+}
+
+// validateLimits checks the sizes, rates, rooms, history and compression.
+func (c *Config) validateLimits(v *validation) {
+	bad := v.bad
 	if c.MaxMessage <= 0 || c.MaxMessage > maxMessageCeiling {
 		bad("max-message %d: want 1 to %d bytes", c.MaxMessage, maxMessageCeiling)
 	}
 	if c.MaxPending <= 0 {
 		bad("max-pending %d: must be positive", c.MaxPending)
-	}
-	for _, o := range c.AllowedOrigins {
-		if err := checkOrigin(o); err != nil {
-			bad("allowed-origins entry %q: %v; want an origin like https://app.example.com (scheme://host[:port]), or *", o, err)
-		}
 	}
 	if c.PublishRate < 0 || c.PublishBurst < 0 || (c.PublishRate > 0 && c.PublishBurst < 1) {
 		bad("publish-rate %g and publish-burst %d: want a rate of 0 (no limit) or more, and a burst of at least 1 with a rate", c.PublishRate, c.PublishBurst)
@@ -410,6 +436,39 @@ func (c *Config) Validate() error {
 	if c.MaxRooms < 0 {
 		bad("max-rooms %d: must not be negative (0 = no cap)", c.MaxRooms)
 	}
+}
+
+// validateAdmission checks who may connect: origins, connection caps,
+// trusted proxies.
+func (c *Config) validateAdmission(v *validation) {
+	bad := v.bad
+	for _, o := range c.AllowedOrigins {
+		if err := checkOrigin(o); err != nil {
+			bad("allowed-origins entry %q: %v; want an origin like https://app.example.com (scheme://host[:port]), or *", o, err)
+		}
+	}
+	if c.MaxConns < 0 || c.MaxConnsPerIP < 0 {
+		bad("max-conns %d and max-conns-per-ip %d: must not be negative (0 = no cap)", c.MaxConns, c.MaxConnsPerIP)
+	}
+	if c.ConnsPerIPv6Prefix < 1 || c.ConnsPerIPv6Prefix > 128 {
+		bad("conns-per-ipv6-prefix %d: want a prefix length from 1 to 128 (64, the default, counts each /64 as one client; 128 each address)", c.ConnsPerIPv6Prefix)
+	}
+	for _, p := range c.TrustedProxies {
+		prefix, err := netip.ParsePrefix(p)
+		switch {
+		case err != nil:
+			bad("trusted-proxies entry %q: want a CIDR such as 10.1.0.0/24", p)
+		case prefix.Bits() == 0 && c.MaxConnsPerIP > 0:
+			bad("trusted-proxies %s trusts every address: any client could write the address it likes into X-Forwarded-For "+
+				"and so escape max-conns-per-ip %d; list only your gateway's subnet (Application Gateway's, such as 10.225.0.0/16)", p, c.MaxConnsPerIP)
+		}
+	}
+}
+
+// validateAuth checks the JWT settings: one key source, the secret's
+// length, the leeway, and that the keys load.
+func (c *Config) validateAuth(v *validation) {
+	bad := v.bad
 	if c.JWTLeeway < 0 || c.JWTLeeway > MaxJWTLeeway {
 		bad("jwt-leeway %s: want 0 to %s; a leeway keeps every token valid that much longer past its exp, "+
 			"so fix clock skew at its source (NTP) and keep the leeway to seconds", c.JWTLeeway, MaxJWTLeeway)
@@ -441,23 +500,7 @@ func (c *Config) Validate() error {
 	}
 	if c.JWTSecretFile == "" { // the file's secret is checked as it is read (readSecretFiles)
 		if err := checkJWTSecret("jwt-secret", c.JWTSecret); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if c.MaxConns < 0 || c.MaxConnsPerIP < 0 {
-		bad("max-conns %d and max-conns-per-ip %d: must not be negative (0 = no cap)", c.MaxConns, c.MaxConnsPerIP)
-	}
-	if c.ConnsPerIPv6Prefix < 1 || c.ConnsPerIPv6Prefix > 128 {
-		bad("conns-per-ipv6-prefix %d: want a prefix length from 1 to 128 (64, the default, counts each /64 as one client; 128 each address)", c.ConnsPerIPv6Prefix)
-	}
-	for _, p := range c.TrustedProxies {
-		prefix, err := netip.ParsePrefix(p)
-		switch {
-		case err != nil:
-			bad("trusted-proxies entry %q: want a CIDR such as 10.1.0.0/24", p)
-		case prefix.Bits() == 0 && c.MaxConnsPerIP > 0:
-			bad("trusted-proxies %s trusts every address: any client could write the address it likes into X-Forwarded-For "+
-				"and so escape max-conns-per-ip %d; list only your gateway's subnet (Application Gateway's, such as 10.225.0.0/16)", p, c.MaxConnsPerIP)
+			v.errs = append(v.errs, err)
 		}
 	}
 	if len(keySources) <= 1 {
@@ -465,10 +508,6 @@ func (c *Config) Validate() error {
 			bad("%v", err)
 		}
 	}
-	if c.DrainDelay < 0 || c.DrainDuration < 0 {
-		bad("drain-delay %s and drain-duration %s: must not be negative", c.DrainDelay, c.DrainDuration)
-	}
-	return errors.Join(errs...)
 }
 
 // listenAddr is a parsed listener address.

@@ -28,7 +28,7 @@ const (
 type conn struct {
 	gc   gnet.Conn
 	fd   int // gc.Fd(), for the raw write fast path
-	loop *loop
+	loop *eventLoop
 
 	// The small fields together, so the struct stays in a 240-byte
 	// allocation class.
@@ -69,9 +69,9 @@ type conn struct {
 
 	ip netip.Addr // client address counted by admission (WebSockets only)
 
-	// out is the connection's place in the fan-out engine: its rooms, and
+	// member is the connection's place in the fan-member engine: its rooms, and
 	// every byte it sends goes through it (and its slow-consumer rule).
-	out fanout.Member
+	member fanout.Member
 
 	// The fragments of a message so far (nil until the second fragment:
 	// the first stays in gnet's buffer if the whole message arrives in
@@ -196,10 +196,10 @@ func (cs *conn) startClose(r closeReason, closeFrame []byte) {
 		return
 	}
 	cs.setReason(r)
-	cs.out.Leave()
+	cs.member.Leave()
 	cs.dropMessage()
 	cs.state = stateClosing
-	cs.out.Queue(closeFrame)
+	cs.member.Queue(closeFrame)
 	if cs.state == stateClosing {
 		l := cs.loop
 		l.wheel.add(cs, l.now+l.closeGraceTicks)

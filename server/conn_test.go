@@ -33,9 +33,9 @@ func readAvailable(t *testing.T, fd int) []byte {
 func TestPeerCloseWritesCorkedFramesFirst(t *testing.T) {
 	l := testLoop(t, DefaultConfig(), &fakeEventLoop{})
 	cs, peer := testConn(t, l, stateOpen)
-	cs.out.Join([]byte("r"), fanout.Raw)
+	cs.member.Join([]byte("r"), fanout.Raw)
 	msg := append(frame.AppendHeader(nil, true, ws.OpText, 2), "hi"...)
-	l.fan.Publish(cs.out.Room(), fanout.Publication{Op: byte(ws.OpText), Payload: msg[2:]}, fanout.Ack{})
+	l.engine.Publish(cs.member.Room(), fanout.Publication{Op: byte(ws.OpText), Payload: msg[2:]}, fanout.Ack{})
 	cs.closeWith(closeGoingAway) // leaves the room: its part and the close frame wait in its cork
 	if got := readAvailable(t, peer); len(got) != 0 {
 		t.Fatalf("written before the end of the cycle: %q", got)

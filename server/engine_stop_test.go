@@ -35,7 +35,7 @@ func TestEngineStopIsReported(t *testing.T) {
 		t.Fatalf("Err while serving: %v", err)
 	}
 	// What gnet does on a fatal accept error: stop the engine itself.
-	if err := failed.eng.Stop(context.Background()); err != nil {
+	if err := failed.gnet.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	select {

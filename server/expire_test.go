@@ -47,7 +47,7 @@ func (f *fakeEventLoop) Execute(_ context.Context, r gnet.Runnable) error {
 }
 
 // testLoop is a loop of a Server that is never started, on el.
-func testLoop(t *testing.T, cfg Config, el *fakeEventLoop) *loop {
+func testLoop(t *testing.T, cfg Config, el *fakeEventLoop) *eventLoop {
 	t.Helper()
 	s, err := New(cfg, nil)
 	if err != nil {
@@ -58,7 +58,7 @@ func testLoop(t *testing.T, cfg Config, el *fakeEventLoop) *loop {
 
 // testConn is a connection on l whose socket is one end of a socketpair;
 // the other end is returned for the test to read or write.
-func testConn(t *testing.T, l *loop, state connState) (*conn, int) {
+func testConn(t *testing.T, l *eventLoop, state connState) (*conn, int) {
 	t.Helper()
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -66,7 +66,7 @@ func testConn(t *testing.T, l *loop, state connState) (*conn, int) {
 	}
 	t.Cleanup(func() { unix.Close(fds[0]); unix.Close(fds[1]) })
 	cs := &conn{gc: &fakeGnetConn{}, fd: fds[0], loop: l, state: state, wslot: -1}
-	cs.out.Init(l.fan, cs)
+	cs.member.Init(l.engine, cs)
 	return cs, fds[1]
 }
 

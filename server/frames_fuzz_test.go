@@ -53,7 +53,7 @@ func serveStream(t *testing.T, in []byte, sizes []byte) ([]byte, connState, clos
 	l := testLoop(t, cfg, el)
 	sc := &streamConn{}
 	cs := &conn{gc: sc, fd: -1, loop: l, state: stateOpen, echo: true, wslot: -1}
-	cs.out.Init(l.fan, cs)
+	cs.member.Init(l.engine, cs)
 	endCycle := func() {
 		for len(el.tasks) > 0 {
 			task := el.tasks[0]

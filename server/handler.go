@@ -20,7 +20,7 @@ type handler struct {
 // OnBoot records the engine and the bound address.
 func (h *handler) OnBoot(eng gnet.Engine) gnet.Action {
 	s := h.s
-	s.eng = eng
+	s.gnet = eng
 	fd, err := eng.Dup()
 	if err == nil {
 		if sa, err := unix.Getsockname(fd); err == nil {
@@ -72,7 +72,7 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	}
 	l.now = s.ticksNow() // a busy loop's last tick may be long past
 	cs := &conn{gc: c, fd: c.Fd(), loop: l, since: l.now, wslot: -1}
-	cs.out.Init(l.fan, cs)
+	cs.member.Init(l.engine, cs)
 	c.SetContext(cs)
 	l.stats.conns.Add(1)
 	l.wheel.add(cs, l.now+l.handshakeTicks)
@@ -98,7 +98,7 @@ func (h *handler) OnClose(c gnet.Conn, _ error) gnet.Action {
 		l.stats.websockets.Add(-1)
 		h.s.admit.release(cs.ip)
 	}
-	cs.out.Release() // out of its room; its unwritten frames go with it
+	cs.member.Release() // out of its room; its unwritten frames go with it
 	cs.dropMessage()
 	l.wheel.remove(cs)
 	cs.state = stateClosed

@@ -83,9 +83,9 @@ func (cs *conn) serveHTTP() gnet.Action {
 		// would have them queued without bound (gnet keeps reading): the
 		// slow-consumer rule closes it instead.
 		if p := l.srv.pages[string(h.Path)]; p != nil && draining == 0 {
-			cs.out.Send(p[headOnly][mode])
+			cs.member.Send(p[headOnly][mode])
 		} else {
-			cs.out.Send(healthResponses[draining][headOnly][mode])
+			cs.member.Send(healthResponses[draining][headOnly][mode])
 		}
 		if cs.state != stateHTTP {
 			return gnet.None // closed: as a slow consumer, or by a failed write
@@ -106,7 +106,7 @@ var rejHost = newRejection(reqhead.ErrHost.Status, reqhead.ErrHost.Reason, "")
 func (cs *conn) reject(rej *rejection) gnet.Action {
 	cs.loop.stats.rejected.Add(1)
 	cs.loop.stats.rejects[rej.idx].Add(1)
-	cs.out.Send(rej.resp)
+	cs.member.Send(rej.resp)
 	if cs.state != stateHTTP {
 		return gnet.None
 	}
@@ -120,7 +120,7 @@ func (cs *conn) rejectOrigin(origin []byte) gnet.Action {
 	l.stats.rejected.Add(1)
 	l.stats.rejects[rejOrigin.idx].Add(1)
 	l.scratch = appendOriginRejection(l.scratch[:0], origin)
-	cs.out.Send(l.scratch)
+	cs.member.Send(l.scratch)
 	if cs.state != stateHTTP {
 		return gnet.None
 	}
@@ -148,11 +148,11 @@ func (cs *conn) linger() gnet.Action {
 func (cs *conn) upgrade(h *reqhead.Head, t target) gnet.Action {
 	c, l := cs.gc, cs.loop
 	l.scratch = appendSwitching(l.scratch[:0], h.Key, t)
-	if !cs.out.Admit(len(l.scratch)) {
+	if !cs.member.Admit(len(l.scratch)) {
 		l.srv.admit.release(cs.ip)
 		return gnet.None // closed as a slow consumer, before it became a WebSocket
 	}
-	if !t.echo && !t.v1 && !cs.out.Join(t.room, laneKind(fanout.Raw, t.deflate)) { // copies the name when it creates the room
+	if !t.echo && !t.v1 && !cs.member.Join(t.room, laneKind(fanout.Raw, t.deflate)) { // copies the name when it creates the room
 		l.srv.admit.release(cs.ip)
 		return cs.reject(rejRoomsFull)
 	}
@@ -166,7 +166,7 @@ func (cs *conn) upgrade(h *reqhead.Head, t target) gnet.Action {
 	cs.seen = l.now
 	cs.nextPing = l.now + l.pingTicks
 	l.wheel.add(cs, cs.nextPing)
-	cs.out.Queue(l.scratch) // admitted above
+	cs.member.Queue(l.scratch) // admitted above
 	if cs.state == stateClosed {
 		return gnet.None
 	}

@@ -11,14 +11,14 @@ import (
 	"github.com/loopcast/loopcast/server/internal/fanout"
 )
 
-// loop is the state loopcast keeps per gnet event loop besides the
+// eventLoop is the state loopcast keeps per gnet event eventLoop besides the
 // fan-out engine's (fan). Everything except stats and tickQueued is
-// touched only on the loop's goroutine.
-type loop struct {
-	idx int
-	el  gnet.EventLoop
-	srv *Server
-	fan *fanout.Loop
+// touched only on the eventLoop's goroutine.
+type eventLoop struct {
+	idx    int
+	el     gnet.EventLoop
+	srv    *Server
+	engine *fanout.Loop
 
 	now   int64 // ticks since the server started, as of the last tick or read
 	nowNs int64 // nanoseconds since the server started, as of the last read
@@ -55,8 +55,8 @@ type gnetExecutor struct{ el gnet.EventLoop }
 
 func (e gnetExecutor) Execute(ctx context.Context, t fanout.Task) error { return e.el.Execute(ctx, t) }
 
-func newLoop(s *Server, idx int, el gnet.EventLoop) *loop {
-	l := &loop{idx: idx, el: el, srv: s, fan: s.fan.AddLoop(gnetExecutor{el}), scratch: make([]byte, 0, scratchBytes)}
+func newLoop(s *Server, idx int, el gnet.EventLoop) *eventLoop {
+	l := &eventLoop{idx: idx, el: el, srv: s, engine: s.engine.AddLoop(gnetExecutor{el}), scratch: make([]byte, 0, scratchBytes)}
 	ticks := func(d time.Duration) int64 { return max(1, int64((d+s.tick-1)/s.tick)) }
 	if r := s.cfg.PublishRate; r > 0 {
 		l.publishInterval = int64(float64(time.Second) / r)
@@ -83,15 +83,15 @@ func newLoop(s *Server, idx int, el gnet.EventLoop) *loop {
 
 // onTick advances the wheel: handshake timeouts, pings, idle timeouts and
 // close grace periods that are due.
-func (l *loop) onTick() {
+func (l *eventLoop) onTick() {
 	l.now = l.srv.ticksNow()
 	l.wheel.advance(l.now, l.expire)
-	l.fan.Tick()
+	l.engine.Tick()
 }
 
 // expire handles a connection whose deadline came; it re-arms it when
 // activity moved its real deadline.
-func (l *loop) expire(cs *conn) {
+func (l *eventLoop) expire(cs *conn) {
 	switch cs.state {
 	case stateHTTP:
 		if due := cs.since + l.handshakeTicks; due > l.now {
@@ -134,7 +134,7 @@ func (l *loop) expire(cs *conn) {
 		}
 		if l.now >= cs.nextPing {
 			cs.nextPing = l.now + l.pingTicks
-			if !cs.out.Send(pingFrame) || cs.state != stateOpen {
+			if !cs.member.Send(pingFrame) || cs.state != stateOpen {
 				return // closed: as a slow consumer, or by a failed write
 			}
 		}
@@ -152,7 +152,7 @@ func (l *loop) expire(cs *conn) {
 
 // goAway closes every WebSocket of the loop with 1001, each at a random
 // moment within spread (jitter), so clients reconnect elsewhere gradually.
-func (l *loop) goAway(spread time.Duration) {
+func (l *eventLoop) goAway(spread time.Duration) {
 	var open []*conn
 	for _, head := range l.wheel.slots {
 		for cs := head; cs != nil; cs = cs.wnext {

@@ -2,8 +2,6 @@ package server
 
 import (
 	"errors"
-	"sync"
-	"sync/atomic"
 
 	"github.com/gobwas/ws"
 	"github.com/panjf2000/gnet/v2"
@@ -12,14 +10,6 @@ import (
 	"github.com/loopcast/loopcast/server/internal/fanout"
 	"github.com/loopcast/loopcast/server/internal/frame"
 )
-
-// loopcast.v1 sessions (PROTOCOL.md): every data message from the client
-// is a command (package command), answered with a text frame; room
-// messages arrive as "msg <room> <epoch> <offset>\n<payload>" in a frame
-// of the type they were published with, encoded once per room, lane and
-// loop (encodeFrame). A refused command gets an "err" reply and nothing
-// else happens; only frame-level faults (RFC 6455, max-message) close
-// the connection.
 
 // maxMessage is the largest data message a session accepts: MaxMessage,
 // and in loopcast.v1 a pub's line on top of MaxMessage of payload.
@@ -68,7 +58,7 @@ func (cs *conn) command(op ws.OpCode, payload []byte) gnet.Action {
 			cs.refuse(c.ID, errSubRateLimited)
 			return gnet.None
 		}
-		s := cs.out.Sub(c.Room)
+		s := cs.member.Sub(c.Room)
 		if s == nil {
 			cs.refuse(c.ID, errNotSubscribed)
 			return gnet.None
@@ -85,17 +75,17 @@ func (cs *conn) command(op ws.OpCode, payload []byte) gnet.Action {
 func (cs *conn) subscribe(id uint32, room []byte, resume *fanout.Resume) {
 	l := cs.loop
 	switch {
-	case cs.out.Sub(room) != nil:
+	case cs.member.Sub(room) != nil:
 		cs.refuse(id, errAlreadySubscribed)
 		return
-	case len(cs.out.Subs()) >= l.srv.cfg.MaxSubscriptions:
+	case len(cs.member.Subs()) >= l.srv.cfg.MaxSubscriptions:
 		cs.refuse(id, errTooManySubscriptions)
 		return
 	case !cs.grant.maySubscribe(room):
 		cs.refuse(id, errSubForbidden)
 		return
 	}
-	if _, err := cs.out.Subscribe(room, laneKind(fanout.Framed, cs.deflate), resume, id); err != nil {
+	if _, err := cs.member.Subscribe(room, laneKind(fanout.Framed, cs.deflate), resume, id); err != nil {
 		cs.refuse(id, errTooManyRooms)
 		return
 	}
@@ -141,7 +131,7 @@ func (cs *conn) publish(op ws.OpCode, c command.Command) {
 		return
 	}
 	var r *fanout.Room
-	if s := cs.out.Sub(c.Room); s != nil {
+	if s := cs.member.Sub(c.Room); s != nil {
 		r = s.Room() // no registry lookup
 	}
 	p := fanout.Publication{Op: byte(op), Payload: c.Body}
@@ -151,7 +141,7 @@ func (cs *conn) publish(op ws.OpCode, c command.Command) {
 	// Every pub is answered: an ack, or an err (id 0: only the err).
 	// Without the log an id 0 asks for nothing: the owner loop refuses
 	// nothing later.
-	a := fanout.Ack{Member: &cs.out, ID: c.ID}
+	a := fanout.Ack{Member: &cs.member, ID: c.ID}
 	if c.ID == 0 && l.srv.clog == nil {
 		a = fanout.Ack{}
 	}
@@ -196,7 +186,7 @@ func (cs *conn) reply(p []byte) {
 	l.scratch = append(p, h...) // grow if needed
 	copy(l.scratch[len(h):], l.scratch[:n])
 	copy(l.scratch, h)
-	cs.out.Send(l.scratch[:len(h)+n])
+	cs.member.Send(l.scratch[:len(h)+n])
 }
 
 // allowSubscribe applies Config.SubscribeRate to one sub or unsub at now
@@ -204,106 +194,4 @@ func (cs *conn) reply(p []byte) {
 // MaxSubscriptions.
 func (cs *conn) allowSubscribe(now int64) bool {
 	return gcra(&cs.subscribeAt, now, cs.loop.subscribeInterval, cs.loop.subscribeTolerance)
-}
-
-// laneKind is the engine lane of a subscription: base (Raw or Framed),
-// compressed when the connection negotiated permessage-deflate.
-func laneKind(base fanout.Kind, deflate bool) fanout.Kind {
-	if deflate {
-		return base | fanout.Compressed
-	}
-	return base
-}
-
-// encodeFrame is the engine's Config.Encode: the WebSocket frame of room
-// message m for lane k. Raw: the payload alone. Framed (loopcast.v1):
-// the "msg" line, then the payload, in one frame of m's type. Compressed
-// lanes get the same message compressed (RSV1, RFC 7692) when it has at
-// least CompressionMinSize bytes, else as it is. It runs once per
-// message, lane and loop, and does not allocate.
-func encodeFrame(dst []byte, k fanout.Kind, r *fanout.Room, m fanout.Message) []byte {
-	op := ws.OpCode(m.Op)
-	if k&fanout.Framed == 0 {
-		dst = frame.AppendHeader(dst, true, op, len(m.Payload))
-		return append(dst, m.Payload...)
-	}
-	name := r.Name()
-	dst = frame.AppendHeader(dst, true, op, command.MessageHeaderLen(name, m.Offset)+len(m.Payload))
-	dst = command.AppendMessageHeader(dst, name, m.Epoch, m.Offset)
-	return append(dst, m.Payload...)
-}
-
-// encodeFrame is Config.Encode with compression: see the function above.
-func (s *Server) encodeFrame(dst []byte, k fanout.Kind, r *fanout.Room, m fanout.Message) []byte {
-	if k&fanout.Compressed == 0 || s.zip == nil || len(m.Payload) < s.cfg.CompressionMinSize {
-		if k&fanout.Compressed != 0 {
-			s.zstats.plain.Add(1)
-		}
-		return encodeFrame(dst, k, r, m)
-	}
-	z := zbufs.Get().(*[]byte)
-	// The "msg" line goes at the start of z, the compressed bytes after
-	// it (a stack array would escape into the compressor).
-	*z = (*z)[:0]
-	if k&fanout.Framed != 0 {
-		*z = command.AppendMessageHeader(*z, r.Name(), m.Epoch, m.Offset)
-	}
-	n := len(*z)
-	*z = s.zip.Append(*z, (*z)[:n], m.Payload)
-	head, compressed := (*z)[:n], (*z)[n:]
-	dst = frame.AppendCompressedHeader(dst, ws.OpCode(m.Op), len(compressed))
-	dst = append(dst, compressed...)
-	s.zstats.compressed.Add(1)
-	s.zstats.in.Add(int64(len(head) + len(m.Payload)))
-	s.zstats.out.Add(int64(len(compressed)))
-	if cap(*z) <= maxEchoScratch {
-		zbufs.Put(z)
-	}
-	return dst
-}
-
-// zbufs holds the buffers messages are compressed into before their
-// frame header (which needs the compressed length) is written.
-var zbufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
-
-// compressionStats count what encodeFrame did for compressed lanes:
-// messages compressed and sent plain (under CompressionMinSize), and the
-// bytes before and after compression. One atomic add per message, lane
-// and loop.
-type compressionStats struct {
-	compressed, plain, in, out atomic.Int64
-	inflated                   atomic.Int64 // client messages that came compressed
-}
-
-// numCommandErrors is the number of error codes.
-const numCommandErrors = 14
-
-// resumeOutcome counts how resumes went (loopcast_resumes_total).
-type resumeOutcome uint8
-
-const (
-	resumeRecovered resumeOutcome = iota
-	resumeEpochChanged
-	resumeHistoryPassed
-	numResumeOutcomes
-)
-
-var resumeOutcomeNames = [numResumeOutcomes]string{command.StatusRecovered, command.StatusEpochChanged, command.StatusHistoryPassed}
-
-// commandErrorCodes are the codes counted per loop, in order.
-var commandErrorCodes = [numCommandErrors]string{
-	command.CodeBadCommand, command.CodeUnknownOp, command.CodeBadRoom,
-	command.CodeAlreadySubscribed, command.CodeNotSubscribed, command.CodeTooManySubscriptions,
-	command.CodeTooManyRooms, command.CodeForbidden, command.CodePublishDisabled,
-	command.CodeTooLarge, command.CodeRateLimited, command.CodeOffsetAhead, command.CodeUnavailable,
-	command.CodeUnknown,
-}
-
-func (ls *loopStats) countCommandError(code string) {
-	for i, c := range commandErrorCodes {
-		if c == code {
-			ls.commandErrors[i].Add(1)
-			return
-		}
-	}
 }

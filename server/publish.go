@@ -178,7 +178,7 @@ func validUTF8(p []byte) bool {
 // loop (nil off the loops), r the room when the door has it at hand (a
 // member's subscription). a learns the outcome later; a refusal that
 // happens now is returned instead, and a is then never answered.
-func (s *Server) route(l *loop, name []byte, r *fanout.Room, p fanout.Publication, a fanout.Ack) *publishError {
+func (s *Server) route(l *eventLoop, name []byte, r *fanout.Room, p fanout.Publication, a fanout.Ack) *publishError {
 	if s.clog != nil {
 		if err := s.clog.Append(string(name), p.Op, p.Payload, p.Key, a); err != nil {
 			s.logRefusals.Add(1)
@@ -190,11 +190,11 @@ func (s *Server) route(l *loop, name []byte, r *fanout.Room, p fanout.Publicatio
 	var err error
 	switch {
 	case l == nil:
-		_, err = s.fan.Publish(string(name), p, a)
+		_, err = s.engine.Publish(string(name), p, a)
 	case r != nil:
-		l.fan.Publish(r, p, a)
+		l.engine.Publish(r, p, a)
 	default:
-		err = l.fan.PublishTo(name, p, a)
+		err = l.engine.PublishTo(name, p, a)
 	}
 	if err != nil {
 		return errPubRooms
@@ -271,7 +271,7 @@ func (s *Server) PublishMessage(ctx context.Context, m Message) (Published, erro
 	}
 	wait := make(chan fanout.Answer, 1)
 	p := fanout.Publication{Op: byte(m.Type), Payload: m.Payload, Key: m.Key}
-	members := s.fan.Members(m.Room)
+	members := s.engine.Members(m.Room)
 	if perr := s.route(nil, []byte(m.Room), nil, p, fanout.Ack{Wait: wait}); perr != nil {
 		return Published{}, perr.err
 	}

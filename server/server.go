@@ -30,7 +30,7 @@ type Server struct {
 	tick   time.Duration // timing wheel resolution
 	start  time.Time
 
-	eng    gnet.Engine
+	gnet   gnet.Engine
 	addr   net.Addr
 	booted chan struct{}
 	// ready is closed once every event loop is registered (Start):
@@ -54,9 +54,9 @@ type Server struct {
 	open       atomic.Int64
 
 	loopsMu sync.Mutex
-	loops   atomic.Pointer[[]*loop] // indexed by loop idx; grows as loops appear
+	loops   atomic.Pointer[[]*eventLoop] // indexed by loop idx; grows as loops appear
 
-	fan    *fanout.Engine      // rooms and the write path
+	engine *fanout.Engine      // rooms and the write path
 	clog   bus.Log             // Config.Broker when it is a log (JetStream), else nil
 	bridge bus.Broker          // Config.Broker when it is a broker (core NATS), else nil
 	zip    *deflate.Compressor // nil without Config.Compression
@@ -149,7 +149,7 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	}
 	s.pages = buildPages(cfg.Pages)
 	fc.Encode = s.encodeFrame
-	s.fan = fanout.New(fc)
+	s.engine = fanout.New(fc)
 	var err error
 	if s.auth, err = newAuthenticator(cfg); err != nil {
 		return nil, err
@@ -165,7 +165,7 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	s.connBudget = budget
 	s.maxConns = effectiveMaxConns(cfg.MaxConns, budget, logger, nofile)
 	s.admit.maxConns = s.maxConns
-	empty := []*loop{}
+	empty := []*eventLoop{}
 	s.loops.Store(&empty)
 	if s.bridge != nil {
 		s.bridge.Attach(host{s})
@@ -322,7 +322,7 @@ func (s *Server) Close() error {
 		_ = s.admin.Shutdown(ctx)
 	}
 	s.stopBackground()
-	err := s.eng.Stop(ctx)
+	err := s.gnet.Stop(ctx)
 	<-s.done
 	<-s.peersDone
 	return err
@@ -378,7 +378,7 @@ func (s *Server) closeWebSockets(ctx context.Context) error {
 	}
 }
 
-func (s *Server) loopList() []*loop { return *s.loops.Load() }
+func (s *Server) loopList() []*eventLoop { return *s.loops.Load() }
 
 // registerLoops makes every event loop known before the first client
 // comes: rooms are owned by loops, and a message published (or read back
@@ -433,7 +433,7 @@ func closeAll(conns []net.Conn) {
 
 // loopFor returns the state of gnet loop el, creating it on first use.
 // Called on el's goroutine; the lock is taken once per loop lifetime.
-func (s *Server) loopFor(el gnet.EventLoop) *loop {
+func (s *Server) loopFor(el gnet.EventLoop) *eventLoop {
 	for _, l := range s.loopList() {
 		if l.el == el {
 			return l
@@ -446,7 +446,7 @@ func (s *Server) loopFor(el gnet.EventLoop) *loop {
 	if l.idx >= s.nloops {
 		panic("loopcast: more gnet event loops than configured")
 	}
-	next := append(append(make([]*loop, 0, len(old)+1), old...), l)
+	next := append(append(make([]*eventLoop, 0, len(old)+1), old...), l)
 	s.loops.Store(&next)
 	return l
 }

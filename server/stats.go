@@ -1,6 +1,10 @@
 package server
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+
+	"github.com/loopcast/loopcast/server/internal/command"
+)
 
 // closeReason says why the server closed (or saw close) a connection.
 // Counted per loop; reported by Stats.
@@ -143,13 +147,13 @@ func (s *Server) Stats() Stats {
 		}
 	}
 	st.SlowConsumers = st.Closes[closeSlowConsumer.String()]
-	fc := s.fan.Counters()
+	fc := s.engine.Counters()
 	st.Deliveries, st.BytesOut, st.Published = fc.Deliveries, fc.BytesOut, fc.Published
 	st.HistoryMessages, st.HistoryBytes = fc.HistoryMessages, fc.HistoryBytes
 	z := &s.zstats
 	st.CompressedMessages, st.CompressedPlain = z.compressed.Load(), z.plain.Load()
 	st.CompressedBytesIn, st.CompressedBytesOut, st.Inflated = z.in.Load(), z.out.Load(), z.inflated.Load()
-	st.Rooms = int64(s.fan.RoomCount())
+	st.Rooms = int64(s.engine.RoomCount())
 	st.Remote = s.remote.Load()
 	st.BrokerErrors = s.forwardErrors.Load() + s.logRefusals.Load()
 	st.Lost = s.lost.Load()
@@ -157,4 +161,37 @@ func (s *Server) Stats() Stats {
 	st.DedupeEvicted = fc.DedupeEvicted
 	st.Replayed = fc.Replayed
 	return st
+}
+
+// numCommandErrors is the number of error codes.
+const numCommandErrors = 14
+
+// resumeOutcome counts how resumes went (loopcast_resumes_total).
+type resumeOutcome uint8
+
+const (
+	resumeRecovered resumeOutcome = iota
+	resumeEpochChanged
+	resumeHistoryPassed
+	numResumeOutcomes
+)
+
+var resumeOutcomeNames = [numResumeOutcomes]string{command.StatusRecovered, command.StatusEpochChanged, command.StatusHistoryPassed}
+
+// commandErrorCodes are the codes counted per loop, in order.
+var commandErrorCodes = [numCommandErrors]string{
+	command.CodeBadCommand, command.CodeUnknownOp, command.CodeBadRoom,
+	command.CodeAlreadySubscribed, command.CodeNotSubscribed, command.CodeTooManySubscriptions,
+	command.CodeTooManyRooms, command.CodeForbidden, command.CodePublishDisabled,
+	command.CodeTooLarge, command.CodeRateLimited, command.CodeOffsetAhead, command.CodeUnavailable,
+	command.CodeUnknown,
+}
+
+func (ls *loopStats) countCommandError(code string) {
+	for i, c := range commandErrorCodes {
+		if c == code {
+			ls.commandErrors[i].Add(1)
+			return
+		}
+	}
 }

@@ -96,7 +96,7 @@ func (cs *conn) serveFrames() gnet.Action {
 // connection stays in stateClosing, ignoring input, until the loop's
 // tick finds them written or closeGrace passed.
 func (cs *conn) closeAfterFlush() gnet.Action {
-	cs.out.Flush()
+	cs.member.Flush()
 	if cs.state == stateClosed {
 		return gnet.None // the write failed and closed it
 	}
@@ -105,7 +105,7 @@ func (cs *conn) closeAfterFlush() gnet.Action {
 	}
 	l := cs.loop
 	if cs.state == stateOpen {
-		cs.out.Leave()
+		cs.member.Leave()
 		cs.dropMessage()
 		cs.state = stateClosing
 	}
@@ -205,7 +205,7 @@ func (cs *conn) handleFrame(h frame.Header, payload []byte) gnet.Action {
 		// §5.5.3: a Pong with the same Application data.
 		l.scratch = frame.AppendHeader(l.scratch[:0], true, ws.OpPong, len(payload))
 		l.scratch = append(l.scratch, payload...)
-		cs.out.Send(l.scratch) // or closed as a slow consumer
+		cs.member.Send(l.scratch) // or closed as a slow consumer
 		return gnet.None
 	case ws.OpPong:
 		return gnet.None // seen is already updated
@@ -217,7 +217,7 @@ func (cs *conn) handleFrame(h frame.Header, payload []byte) gnet.Action {
 		// §5.5.1: echo the status code, then the server closes TCP.
 		cs.setReason(closePeer)
 		l.scratch = frame.AppendClose(l.scratch[:0], code, "")
-		cs.out.Queue(l.scratch)
+		cs.member.Queue(l.scratch)
 		return cs.closeAfterFlush()
 	}
 
@@ -341,13 +341,13 @@ func (cs *conn) message(op ws.OpCode, payload []byte) gnet.Action {
 	if cs.echo {
 		l.out = frame.AppendHeader(l.out[:0], true, op, len(payload))
 		l.out = append(l.out, payload...)
-		cs.out.Deliver(l.out) // or closed as a slow consumer
+		cs.member.SendData(l.out) // or closed as a slow consumer
 		if cap(l.out) > maxEchoScratch {
 			l.out = nil // do not pin a large echo buffer per loop
 		}
 		return gnet.None
 	}
-	if r := cs.out.Room(); r != nil {
+	if r := cs.member.Room(); r != nil {
 		return cs.publishRaw(r, op, payload)
 	}
 	return gnet.None

@@ -180,7 +180,7 @@ func TestBatchWritesAtCorkLimit(t *testing.T) {
 	r := m.m.Room()
 	payload := strings.Repeat("x", 100)
 	var want []byte
-	for len(want) < l.eng.cfg.CorkLimit {
+	for len(want) < l.engine.cfg.CorkLimit {
 		publish(l, r, payload)
 		want = append(want, frame(payload)...)
 	}
@@ -202,9 +202,9 @@ func TestDeliverCorksAndCounts(t *testing.T) {
 	room := newMember(l, "r")
 	echo := newMember(l, "")
 	publish(l, room.m.Room(), "room")
-	room.m.Deliver(frame("own"))
-	echo.m.Deliver(frame("e1"))
-	echo.m.Deliver(frame("e2"))
+	room.m.SendData(frame("own"))
+	echo.m.SendData(frame("e1"))
+	echo.m.SendData(frame("e2"))
 	if room.writes+echo.writes != 0 {
 		t.Fatal("Deliver wrote before the end of the cycle")
 	}
@@ -218,8 +218,8 @@ func TestDeliverCorksAndCounts(t *testing.T) {
 	if d := e.Counters().Deliveries; d != 4 {
 		t.Errorf("deliveries = %d, want 4", d)
 	}
-	big := make([]byte, l.eng.cfg.CorkLimit)
-	echo.m.Deliver(big)
+	big := make([]byte, l.engine.cfg.CorkLimit)
+	echo.m.SendData(big)
 	if echo.writes != 2 {
 		t.Errorf("a cork at CorkLimit waited for the end of the cycle")
 	}

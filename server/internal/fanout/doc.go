@@ -68,7 +68,7 @@
 //
 // # Buffers
 //
-// Slices passed to Publish, Send and Deliver are only read during the
+// Slices passed to Publish, Send and SendData are only read during the
 // call. A message lives until the last loop has appended it to its
 // batches and it left its room's history. Batch and cork buffers live
 // for one poll cycle (or until CorkLimit) and go back to the loop's free

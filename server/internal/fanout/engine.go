@@ -6,143 +6,7 @@ import (
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
-	"time"
 )
-
-// Config sizes an Engine. Every field is required unless it says
-// otherwise.
-type Config struct {
-	// Loops is the number of event loops; each calls AddLoop once.
-	Loops int
-
-	// MaxPending is how many unsent bytes a connection may have queued
-	// before it is a slow consumer (see Member.Admit).
-	MaxPending int
-
-	// CorkLimit is how many bytes a lane's batch, or a member's cork,
-	// collects before it is written without waiting for the end of the
-	// poll cycle.
-	CorkLimit int
-
-	// MaxFreeBytes bounds the buffer capacity each loop keeps for reuse.
-	MaxFreeBytes int
-
-	// MaxRooms caps the rooms: a Subscribe or a publish that would create
-	// one more is refused (ErrTooManyRooms). Zero means no cap. Rooms an
-	// external log's messages create (Deliver) count apart, up to
-	// MaxRooms of their own: a publisher filling the log with new rooms
-	// cannot use up the rooms members need.
-	MaxRooms int
-
-	// History bounds what rooms keep for resuming subscriptions; the
-	// zero value keeps nothing. With history, a room outlives its last
-	// member until its history expired, and a publish to a room that
-	// does not exist creates it.
-	History HistoryConfig
-
-	// Encode appends the frame of message m of room r for a lane of kind
-	// k to dst and returns it. It runs once per message, lane and loop,
-	// on the loop, and must not allocate. Nil: the opcode byte, then the
-	// payload (for tests).
-	Encode func(dst []byte, k Kind, r *Room, m Message) []byte
-
-	// External, when set, means a log outside the engine (JetStream)
-	// numbers the messages: they come with their epoch and offset
-	// through Engine.Deliver, offsets increase per room but need not be
-	// consecutive, and the owner keeps their order and history without
-	// numbering them. Loop.Publish and Engine.Publish must not be used.
-	External *External
-
-	// RoomOpened and RoomClosed, when set, are called when a room is
-	// created and after it is forgotten, in that order for a given room,
-	// under the registry's lock: they must return quickly and must not
-	// call back into the Engine.
-	RoomOpened, RoomClosed func(name string)
-
-	// Forward, when set, is called for every Publication with Forward
-	// set, once: on the room's owner loop, in the room's order, when it is
-	// sequenced; or at once, with a zero Origin, when there is no such
-	// room (history off, no member here). The server hands it to the
-	// other instances. It must not block; payload is only valid during
-	// the call. An error (the message reached only this instance) comes
-	// back in the publication's Answer.
-	Forward func(room string, op byte, payload []byte, o Origin) error
-}
-
-// Origin is a forwarded message's place in its room's forwarding order
-// on this instance: the room's epoch here, and a count from 1 of the
-// messages the room forwarded in that epoch. Another instance that sees
-// a count skip knows messages were lost on the way. Zero: no order (no
-// room here).
-type Origin struct {
-	Epoch, Offset uint64
-}
-
-// External describes the outside log of Config.External. Its functions
-// are called under the registry's lock when a room is created.
-type External struct {
-	// Epoch is the log's current epoch.
-	Epoch func() uint64
-	// Covered is the log position after which every message has been,
-	// or will be, delivered to this engine: a new room's history is
-	// complete after it (a resume from an older offset was not).
-	Covered func() uint64
-	// Handed is the offset of the last message Deliver handed to a loop
-	// (read with an atomic load, outside any lock). A resume newer than
-	// a room's last message waits until Handed reaches it, so that the
-	// messages up to it are in order first; at most MaxWait.
-	Handed func() uint64
-	// MaxWait bounds that wait; then the resume is refused
-	// (ErrOffsetAhead).
-	MaxWait time.Duration
-}
-
-// Deliver hands a message numbered by the external log (Config.External)
-// to its room's owner, creating the room (history is on). Messages must
-// come in the log's order, from one goroutine; a message at or below
-// the room's last offset is a duplicate and dropped, and so is one of
-// another epoch than the last Restart's. It returns the room's
-// subscriptions.
-func (e *Engine) Deliver(name string, op byte, payload []byte, epoch, offset uint64) (int, error) {
-	r, err := e.lookupFrom([]byte(name), nil, true)
-	if r == nil {
-		return 0, err
-	}
-	members := int(r.members.Load())
-	f := newSharedMsg(op, payload)
-	f.epoch, f.offset = epoch, offset
-	handoff(r.owner, newTask(taskPublish, r, f))
-	f.release()
-	return members, nil
-}
-
-// Restart says that the external log started a new epoch (its history
-// is gone): on every loop, each room drops its history and offsets and
-// takes epoch, with history complete after covered; resumes waiting for
-// the old epoch are answered (epoch_changed). Call it from the goroutine
-// that calls Deliver, before the first message of the new epoch: every
-// loop runs the restart before that message.
-func (e *Engine) Restart(epoch, covered uint64) {
-	for _, l := range e.loopList() {
-		t := newTask(taskRestart, nil, nil)
-		t.epoch, t.covered = epoch, covered
-		handoff(l, t)
-	}
-}
-
-// Renew gives the room named name, if it exists, a new epoch: its
-// history and offsets start again, so that loopcast.v1 clients see that
-// something was lost (messages from another instance that never came).
-// Messages published afterwards from the same goroutine come after it.
-// Without an external log only.
-func (e *Engine) Renew(name string) {
-	e.mu.Lock()
-	r := e.rooms[name]
-	e.mu.Unlock()
-	if r != nil {
-		handoff(r.owner, newTask(taskRenew, r, nil))
-	}
-}
 
 // Engine is the registry of rooms, and the loops that serve them. Its
 // lock is taken when a subscription starts, when a room is forgotten and
@@ -155,7 +19,7 @@ type Engine struct {
 
 	mu    sync.Mutex
 	rooms map[string]*Room
-	// logRooms counts the rooms Deliver created (Room.fromLog), apart
+	// logRooms counts the rooms PublishAt created (Room.fromLog), apart
 	// from the others for MaxRooms.
 	logRooms int
 	seed     maphash.Seed // picks the owner of a room created by Engine.Publish

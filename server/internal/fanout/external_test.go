@@ -27,7 +27,7 @@ func externalConfig(log *externalLog, messages int) Config {
 
 func (x *externalLog) deliver(t *testing.T, e *Engine, room string, offset uint64) {
 	t.Helper()
-	if _, err := e.Deliver(room, 1, []byte(room), x.epoch.Load(), offset); err != nil {
+	if _, err := e.PublishAt(room, 1, []byte(room), x.epoch.Load(), offset); err != nil {
 		t.Fatal(err)
 	}
 	x.handed.Store(offset)

@@ -180,3 +180,89 @@ func (h roomHeap) down(i int) {
 		i = big
 	}
 }
+
+// keep appends f to r's history within its limits: the room's message
+// count, then this loop's share of HistoryConfig.MaxBytes, which the
+// room holding the most bytes pays: it loses its oldest message, again
+// until the share holds. So a room that publishes a lot, or large
+// messages, trims its own history, never the others'.
+func (l *Loop) keep(r *Room, f *sharedMsg, hc *HistoryConfig) {
+	h := &r.hist
+	l.own(r)
+	for h.n >= hc.Messages {
+		l.dropOldest(r)
+	}
+	h.push(f)
+	l.histBytes += f.size()
+	l.histMsgs.Add(1)
+	l.byBytes.fix(r)
+	share := hc.MaxBytes / int64(l.engine.cfg.Loops)
+	for l.histBytes > share {
+		big := l.byBytes.top()
+		if big == nil || big.hist.n == 0 {
+			break
+		}
+		l.dropOldest(big)
+	}
+	l.histGauge.Store(l.histBytes)
+	r.histLen.Store(int64(h.n))
+	r.histBytes.Store(h.bytes)
+}
+
+// dropOldest drops the oldest message of r's history (r owned here).
+func (l *Loop) dropOldest(r *Room) {
+	l.histBytes -= r.hist.pop()
+	l.histMsgs.Add(-1)
+	l.byBytes.fix(r)
+	r.histLen.Store(int64(r.hist.n))
+	r.histBytes.Store(r.hist.bytes)
+}
+
+// dropHistory drops all of r's history (r owned here).
+func (l *Loop) dropHistory(r *Room) {
+	for r.hist.n > 0 {
+		l.dropOldest(r)
+	}
+	r.hist.ring, r.hist.head = nil, 0
+	l.histGauge.Store(l.histBytes)
+}
+
+// own lists r, a room this loop owns, for the expiry pass and the byte
+// budget.
+func (l *Loop) own(r *Room) {
+	if !r.listed {
+		r.listed = true
+		l.owned = append(l.owned, r)
+		l.byBytes.push(r)
+	}
+}
+
+// expire drops history older than HistoryConfig.TTL from the rooms this
+// loop owns, and forgets the rooms left with neither members nor
+// history. Their epoch goes with them: a resume afterwards is told the
+// epoch changed.
+func (l *Loop) expire() {
+	hc := &l.engine.cfg.History
+	if hc.Messages == 0 {
+		return
+	}
+	cutoff := l.now - int64(hc.TTL)
+	kept := l.owned[:0]
+	for _, r := range l.owned {
+		h := &r.hist
+		for h.n > 0 && h.at(0).at < cutoff {
+			l.dropOldest(r)
+		}
+		if h.n == 0 && r.members.Load() == 0 && l.engine.forget(r) {
+			h.clear()
+			r.listed = false
+			l.byBytes.remove(r)
+			continue
+		}
+		kept = append(kept, r)
+	}
+	clear(l.owned[len(kept):])
+	l.owned = kept
+	l.histGauge.Store(l.histBytes)
+	l.dedupe.expire(l.now)
+}

@@ -8,44 +8,12 @@ import (
 	"github.com/valyala/bytebufferpool"
 )
 
-// Task is work an Executor runs on its loop; the method set of
-// gnet.Runnable, so a gnet.EventLoop runs it as it is.
-type Task interface {
-	Run(context.Context) error
-}
-
-// Executor runs tasks on one event loop: gnet.EventLoop.Execute. Execute
-// is safe from any goroutine and runs t later on the loop, after the
-// events of the current poll cycle; an error means the loop is stopping
-// and t will not run.
-type Executor interface {
-	Execute(ctx context.Context, t Task) error
-}
-
-// taskFunc adapts a function to Task.
-type taskFunc func()
-
-func (f taskFunc) Run(context.Context) error { f(); return nil }
-
-// Message is one room message as Config.Encode sees it. Payload is only
-// valid during the call.
-type Message struct {
-	Op      byte   // the WebSocket opcode it was published with
-	Epoch   uint64 // the room's epoch when it was sequenced
-	Offset  uint64 // its place in the room's order, from 1
-	Payload []byte
-}
-
-func (f *sharedMsg) message() Message {
-	return Message{Op: f.op, Epoch: f.epoch, Offset: f.offset, Payload: f.buf.B}
-}
-
 // Loop is the engine's state for one event loop. Everything except the
 // counters and the mailbox is touched only on the loop's goroutine.
 type Loop struct {
-	idx  int
-	eng  *Engine
-	exec Executor
+	idx    int
+	engine *Engine
+	exec   Executor
 
 	mbox      mailbox
 	drainTask Task
@@ -99,7 +67,7 @@ type Loop struct {
 }
 
 func newLoop(e *Engine, idx int, exec Executor) *Loop {
-	l := &Loop{idx: idx, eng: e, exec: exec, now: time.Now().UnixNano()}
+	l := &Loop{idx: idx, engine: e, exec: exec, now: time.Now().UnixNano()}
 	l.lastExpire = l.now
 	if x := e.cfg.External; x != nil {
 		l.extEpoch = x.Epoch()
@@ -137,137 +105,13 @@ func (l *Loop) Tick() {
 // in are kept for those who resume. It returns nil when the room does not
 // exist and history is off, or with ErrTooManyRooms.
 func (l *Loop) Lookup(name []byte) (*Room, error) {
-	return l.eng.lookup(name, l)
+	return l.engine.lookup(name, l)
 }
 
-// keep appends f to r's history within its limits: the room's message
-// count, then this loop's share of HistoryConfig.MaxBytes, which the
-// room holding the most bytes pays: it loses its oldest message, again
-// until the share holds. So a room that publishes a lot, or large
-// messages, trims its own history, never the others'.
-func (l *Loop) keep(r *Room, f *sharedMsg, hc *HistoryConfig) {
-	h := &r.hist
-	l.own(r)
-	for h.n >= hc.Messages {
-		l.dropOldest(r)
-	}
-	h.push(f)
-	l.histBytes += f.size()
-	l.histMsgs.Add(1)
-	l.byBytes.fix(r)
-	share := hc.MaxBytes / int64(l.eng.cfg.Loops)
-	for l.histBytes > share {
-		big := l.byBytes.top()
-		if big == nil || big.hist.n == 0 {
-			break
-		}
-		l.dropOldest(big)
-	}
-	l.histGauge.Store(l.histBytes)
-	r.histLen.Store(int64(h.n))
-	r.histBytes.Store(h.bytes)
-}
-
-// dropOldest drops the oldest message of r's history (r owned here).
-func (l *Loop) dropOldest(r *Room) {
-	l.histBytes -= r.hist.pop()
-	l.histMsgs.Add(-1)
-	l.byBytes.fix(r)
-	r.histLen.Store(int64(r.hist.n))
-	r.histBytes.Store(r.hist.bytes)
-}
-
-// dropHistory drops all of r's history (r owned here).
-func (l *Loop) dropHistory(r *Room) {
-	for r.hist.n > 0 {
-		l.dropOldest(r)
-	}
-	r.hist.ring, r.hist.head = nil, 0
-	l.histGauge.Store(l.histBytes)
-}
-
-// own lists r, a room this loop owns, for the expiry pass and the byte
-// budget.
-func (l *Loop) own(r *Room) {
-	if !r.listed {
-		r.listed = true
-		l.owned = append(l.owned, r)
-		l.byBytes.push(r)
-	}
-}
-
-// expire drops history older than HistoryConfig.TTL from the rooms this
-// loop owns, and forgets the rooms left with neither members nor
-// history. Their epoch goes with them: a resume afterwards is told the
-// epoch changed.
-func (l *Loop) expire() {
-	hc := &l.eng.cfg.History
-	if hc.Messages == 0 {
-		return
-	}
-	cutoff := l.now - int64(hc.TTL)
-	kept := l.owned[:0]
-	for _, r := range l.owned {
-		h := &r.hist
-		for h.n > 0 && h.at(0).at < cutoff {
-			l.dropOldest(r)
-		}
-		if h.n == 0 && r.members.Load() == 0 && l.eng.forget(r) {
-			h.clear()
-			r.listed = false
-			l.byBytes.remove(r)
-			continue
-		}
-		kept = append(kept, r)
-	}
-	clear(l.owned[len(kept):])
-	l.owned = kept
-	l.histGauge.Store(l.histBytes)
-	l.dedupe.expire(l.now)
-}
-
-// restart runs Engine.Restart on this loop: every room it owns (listed
-// or not yet) takes the log's new epoch with an empty history complete
-// after covered; resumes waiting for the old epoch are answered now.
-func (l *Loop) restart(epoch, covered uint64) {
-	l.extEpoch, l.pos = epoch, covered
-	var mine []*Room
-	l.eng.mu.Lock()
-	for _, r := range l.eng.rooms {
-		if r.owner == l {
-			mine = append(mine, r)
-		}
-	}
-	l.eng.mu.Unlock()
-	for _, r := range mine {
-		l.dropHistory(r)
-		r.hist.covered = covered
-		r.top.Store(0)
-		r.epoch.Store(epoch)
-	}
-	waiting := l.waiting
-	l.waiting = nil
-	for _, w := range waiting {
-		l.placeJoin(w.r, w.s, w.req) // of the old epoch: epoch_changed
-	}
-}
-
-// renew runs Engine.Renew on r's owner: a new epoch, offsets from 1.
-func (l *Loop) renew(r *Room) {
-	if r.gone.Load() {
-		return // forgotten meanwhile: its next incarnation has a new epoch anyway
-	}
-	l.dropHistory(r)
-	r.hist.covered = 0
-	r.top.Store(0)
-	r.forwarded = 0
-	r.epoch.Store(newEpoch())
-}
-
-// deliver appends f, encoded once per lane, to the batches of r's shard
+// batch appends f, encoded once per lane, to the batches of r's shard
 // on this loop, whatever the number of subscriptions. The flush at the
 // end of the cycle (or at CorkLimit) writes them.
-func (l *Loop) deliver(r *Room, f *sharedMsg) {
+func (l *Loop) batch(r *Room, f *sharedMsg) {
 	sh := &r.shards[l.idx]
 	if sh.live.Load() == 0 {
 		return
@@ -282,9 +126,9 @@ func (l *Loop) deliver(r *Room, f *sharedMsg) {
 			l.batched = append(l.batched, ln)
 			l.flushLater()
 		}
-		ln.batch.B = l.eng.cfg.Encode(ln.batch.B, Kind(k), r, f.message())
+		ln.batch.B = l.engine.cfg.Encode(ln.batch.B, Kind(k), r, f.message())
 		ln.frames++
-		if len(ln.batch.B) >= l.eng.cfg.CorkLimit {
+		if len(ln.batch.B) >= l.engine.cfg.CorkLimit {
 			l.flushLane(ln) // stays listed in batched; its batch is empty now
 		}
 	}
@@ -358,5 +202,6 @@ func (l *Loop) flushLane(ln *lane) {
 	l.bytesOut.Add(sent)
 }
 
-func (l *Loop) getBuf() *bytebufferpool.ByteBuffer  { return l.free.get() }
+func (l *Loop) getBuf() *bytebufferpool.ByteBuffer { return l.free.get() }
+
 func (l *Loop) putBuf(b *bytebufferpool.ByteBuffer) { l.free.put(b) }

@@ -124,14 +124,14 @@ func (m *Member) Release() {
 // message larger than MaxPending still reaches a reading peer), or when
 // its unsent bytes plus n stay within MaxPending. Otherwise the
 // connection is closed as a slow consumer (Conn.Overflow) and Admit
-// reports false. Send and Deliver apply it; call it alone to admit bytes
+// reports false. Send and SendData apply it; call it alone to admit bytes
 // before a change of state, then Queue them. Corked bytes do not count:
 // they leave at the end of this cycle, so a burst within one cycle is
 // not mistaken for a slow reader; what counts is what the socket did not
 // take.
 func (m *Member) Admit(n int) bool {
 	q := m.conn.Queued()
-	if q == 0 || q+n <= m.loop.eng.cfg.MaxPending {
+	if q == 0 || q+n <= m.loop.engine.cfg.MaxPending {
 		return true
 	}
 	m.conn.Overflow()
@@ -151,11 +151,11 @@ func (m *Member) Send(p []byte) bool {
 	return true
 }
 
-// Deliver corks p, a data frame for m alone (an echo, a replayed
+// SendData corks p, a data frame for m alone (an echo, a replayed
 // message), for the end of the cycle (or writes the cork at once past
 // Config.CorkLimit), and counts it as a delivery. It reports false when
 // the slow-consumer rule closed the connection instead.
-func (m *Member) Deliver(p []byte) bool {
+func (m *Member) SendData(p []byte) bool {
 	if !m.Admit(len(p)) {
 		return false
 	}
@@ -163,7 +163,7 @@ func (m *Member) Deliver(p []byte) bool {
 	m.corkAppend(p)
 	m.loop.deliveries.Add(1)
 	m.loop.bytesOut.Add(int64(len(p)))
-	if len(m.cork.B) >= m.loop.eng.cfg.CorkLimit {
+	if len(m.cork.B) >= m.loop.engine.cfg.CorkLimit {
 		m.Flush() // stays listed in dirty; the flush skips it
 	}
 	return true

@@ -85,7 +85,7 @@ func (l *Loop) PublishTo(name []byte, p Publication, a Ack) error {
 	case err != nil:
 		return err
 	case r == nil:
-		l.eng.nowhere(string(name), p, a)
+		l.engine.nowhere(string(name), p, a)
 	default:
 		l.Publish(r, p, a)
 	}
@@ -146,7 +146,7 @@ func (l *Loop) answer(a Ack, ans Answer) {
 		}
 		return
 	}
-	l.eng.Answer(a, ans)
+	l.engine.Answer(a, ans)
 }
 
 // sequence runs on r's owner: it gives f the room's next offset (or the
@@ -159,7 +159,7 @@ func (l *Loop) sequence(r *Room, f *sharedMsg, key string, forward bool, a Ack) 
 		// the room that replaced it, if any.
 		name := r.name
 		var err error
-		if r, err = l.eng.lookup([]byte(name), l); r == nil || err != nil {
+		if r, err = l.engine.lookup([]byte(name), l); r == nil || err != nil {
 			l.answer(a, Answer{Room: name, Err: err})
 			return
 		}
@@ -171,7 +171,7 @@ func (l *Loop) sequence(r *Room, f *sharedMsg, key string, forward bool, a Ack) 
 		}
 	}
 	var offset uint64
-	if l.eng.cfg.External != nil {
+	if l.engine.cfg.External != nil {
 		if f.epoch != l.extEpoch || f.offset <= r.top.Load() {
 			return // of an epoch the log left behind (Restart), or a duplicate
 		}
@@ -189,24 +189,52 @@ func (l *Loop) sequence(r *Room, f *sharedMsg, key string, forward bool, a Ack) 
 	f.offset, f.epoch, f.at = offset, r.epoch.Load(), l.now
 	r.top.Store(offset)
 	l.published.Add(1)
-	if hc := &l.eng.cfg.History; hc.Messages > 0 {
+	if hc := &l.engine.cfg.History; hc.Messages > 0 {
 		l.keep(r, f, hc)
 	}
-	if key != "" && l.eng.cfg.External == nil {
+	if key != "" && l.engine.cfg.External == nil {
 		l.dedupe.record(l, r, key, f.epoch, offset)
 	}
-	for _, other := range l.eng.loopList() {
+	for _, other := range l.engine.loopList() {
 		if other != l && r.shards[other.idx].live.Load() > 0 {
-			handoff(other, newTask(taskDeliver, r, f))
+			handoff(other, newTask(taskBatch, r, f))
 		}
 	}
-	l.deliver(r, f)
+	l.batch(r, f)
 	var ferr error
-	if forward && l.eng.cfg.Forward != nil {
+	if forward && l.engine.cfg.Forward != nil {
 		r.forwarded++
-		ferr = l.eng.cfg.Forward(r.name, f.op, f.buf.B, Origin{f.epoch, r.forwarded})
+		ferr = l.engine.cfg.Forward(r.name, f.op, f.buf.B, Origin{f.epoch, r.forwarded})
 	}
 	if !a.Zero() {
 		l.answer(a, Answer{Room: r.name, Epoch: f.epoch, Offset: offset, NotForwarded: ferr})
 	}
+}
+
+// Origin is a forwarded message's place in its room's forwarding order
+// on this instance: the room's epoch here, and a count from 1 of the
+// messages the room forwarded in that epoch. Another instance that sees
+// a count skip knows messages were lost on the way. Zero: no order (no
+// room here).
+type Origin struct {
+	Epoch, Offset uint64
+}
+
+// PublishAt hands a message numbered by the external log (Config.External)
+// to its room's owner, creating the room (history is on). Messages must
+// come in the log's order, from one goroutine; a message at or below
+// the room's last offset is a duplicate and dropped, and so is one of
+// another epoch than the last Restart's. It returns the room's
+// subscriptions.
+func (e *Engine) PublishAt(name string, op byte, payload []byte, epoch, offset uint64) (int, error) {
+	r, err := e.lookupFrom([]byte(name), nil, true)
+	if r == nil {
+		return 0, err
+	}
+	members := int(r.members.Load())
+	f := newSharedMsg(op, payload)
+	f.epoch, f.offset = epoch, offset
+	handoff(r.owner, newTask(taskPublish, r, f))
+	f.release()
+	return members, nil
 }

@@ -158,7 +158,7 @@ func TestBugStalePositionsAfterLogRestart(t *testing.T) {
 	log.epoch.Store(8)
 	log.covered.Store(0)
 	e.Restart(8, 0)
-	_, _ = e.Deliver("r", 1, []byte("stale"), 7, 7646) // the old consumer's last message, late: dropped
+	_, _ = e.PublishAt("r", 1, []byte("stale"), 7, 7646) // the old consumer's last message, late: dropped
 	log.deliver(t, e, "r", 4)
 	cycle()
 	if len(waiting.joins) != 1 || waiting.joins[0].Why != EpochChanged || waiting.joins[0].Epoch != 8 {
@@ -238,7 +238,7 @@ func TestLogRoomsCountApart(t *testing.T) {
 	cl := &cycleLoop{}
 	l := e.AddLoop(cl)
 	for i, room := range []string{"a", "b", "c"} {
-		_, err := e.Deliver(room, 1, nil, 1, uint64(i+1))
+		_, err := e.PublishAt(room, 1, nil, 1, uint64(i+1))
 		if (i < 2) != (err == nil) {
 			t.Fatalf("log room %s: %v", room, err)
 		}

@@ -34,7 +34,7 @@ type Room struct {
 	// owner after each change).
 	histLen, histBytes atomic.Int64
 	listed             bool  // in the owner's Loop.owned (owner only)
-	fromLog            bool  // created by an external log's message (Engine.Deliver); set once, read under the registry's lock
+	fromLog            bool  // created by an external log's message (Engine.PublishAt); set once, read under the registry's lock
 	heapAt             int32 // index+1 in the owner's Loop.byBytes, 0 when not in it
 	// gone is set (under the registry's lock) when the room left the
 	// registry; a message that reaches its owner afterwards is sequenced

@@ -29,7 +29,7 @@ func TestSlowConsumerRule(t *testing.T) {
 		}{
 			{"Admit", func(m *Member, p []byte) bool { return m.Admit(len(p)) }},
 			{"Send", (*Member).Send},
-			{"Deliver", (*Member).Deliver},
+			{"Deliver", (*Member).SendData},
 			{"batch part", func(m *Member, p []byte) bool {
 				l := m.loop
 				l.Publish(m.Room(), Publication{Op: p[0], Payload: p[1:]}, Ack{})
