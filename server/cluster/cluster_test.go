@@ -56,7 +56,7 @@ func TestFanoutAcrossNodes(t *testing.T) {
 	for _, m := range all {
 		waitFor(t, 10*time.Second, m.name+" to get every message", func() bool { return len(m.received()) >= want })
 	}
-	time.Sleep(50 * time.Millisecond) // a duplicate would arrive now
+	want += settle(t, "lobby", nodes, all...) // a duplicate would have arrived by now
 	for _, m := range all {
 		got := m.received()
 		if len(got) != want {
@@ -74,7 +74,7 @@ func TestFanoutAcrossNodes(t *testing.T) {
 		if !cs.Connected || cs.Subscriptions != 1 {
 			t.Errorf("node %d: connected %v, subscriptions %d", i, cs.Connected, cs.Subscriptions)
 		}
-		wantPub := int64(perPublisher)
+		wantPub := int64(perPublisher) + 1 // its marker too
 		if i == 0 {
 			wantPub += perPublisher / 4
 		}
@@ -98,7 +98,7 @@ func TestSubscriptionFollowsMembers(t *testing.T) {
 	b := join(t, n, "r1", "b")
 	waitInterest(t, ns, "r1", 1)
 	a.leave()
-	time.Sleep(20 * time.Millisecond)
+	waitFor(t, 10*time.Second, "a gone", func() bool { return n.srv.Rooms()[0].Members == 1 })
 	waitInterest(t, ns, "r1", 1) // b is still there
 	b.leave()
 	waitInterest(t, ns, "r1", 0)
@@ -128,9 +128,9 @@ func TestRoomNamesWithDots(t *testing.T) {
 		m := recv[r]
 		waitFor(t, 5*time.Second, "message in "+r, func() bool { return len(m.received()) > 0 })
 	}
-	time.Sleep(50 * time.Millisecond)
 	for _, r := range rooms {
-		if got := recv[r].received(); len(got) != 1 || got[0] != r+":0" {
+		settle(t, r, []*node{n1}, recv[r])
+		if got := recv[r].received(); len(got) != 2 || got[0] != r+":0" {
 			t.Errorf("room %q received %q", r, got)
 		}
 	}
@@ -229,7 +229,7 @@ func TestNATSRestart(t *testing.T) {
 	from = send(50)
 	waitAll("p1's messages after the outage", "p1", members, from, seq)
 	waitAll("p2's messages after the outage", "p2", members, from, seq)
-	time.Sleep(50 * time.Millisecond)
+	settle(t, "room", []*node{n1, n2}, members...)
 	for _, m := range members {
 		checkOrder(t, m.name, m.received()) // no duplicate, no reordering at any time
 	}
@@ -330,8 +330,8 @@ func TestMaxPayload(t *testing.T) {
 	}
 	waitFor(t, 5*time.Second, "the local member to get all three", func() bool { return len(local.received()) == 3 })
 	waitFor(t, 5*time.Second, "the remote member to get the one that fits", func() bool { return len(remote.received()) == 1 })
-	time.Sleep(50 * time.Millisecond)
-	if got := remote.received(); len(got) != 1 || got[0] != fits {
+	settle(t, "big", []*node{n1}, remote)
+	if got := remote.received(); len(got) != 2 || got[0] != fits {
 		t.Errorf("remote got %d messages", len(got))
 	}
 	if e := n1.bridge.Status().Errors["too_large"]; e != 2 {

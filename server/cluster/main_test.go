@@ -202,6 +202,33 @@ func waitInterest(t testing.TB, ns *natsserver.Server, room string, want int) {
 // msg is "publisher:seq", what the tests publish.
 func msg(pub string, seq int) string { return pub + ":" + strconv.Itoa(seq) }
 
+// settle makes sure nothing more is on its way to members from nodes:
+// each node publishes a marker to room, after everything it sent before,
+// and settle waits until every member got every marker. A duplicate or a
+// late message of a node would arrive before its marker (the room's
+// owner loop forwards in the room's order, and NATS keeps each
+// connection's order). It returns how many markers each member got.
+func settle(t testing.TB, room string, nodes []*node, members ...*member) int {
+	t.Helper()
+	for i, n := range nodes {
+		if _, err := n.srv.Publish(room, server.Text, []byte(msg(fmt.Sprintf("marker%d", i), 0))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, m := range members {
+		waitFor(t, 10*time.Second, m.name+" to get the markers", func() bool {
+			n := 0
+			for _, s := range m.received() {
+				if strings.HasPrefix(s, "marker") {
+					n++
+				}
+			}
+			return n == len(nodes)
+		})
+	}
+	return len(nodes)
+}
+
 // checkOrder reports duplicates and reordering: every publisher's
 // sequence numbers must strictly increase. It returns them by publisher.
 func checkOrder(t testing.TB, who string, msgs []string) map[string][]int {
