@@ -34,6 +34,12 @@ const (
 // since its peers (Centrifugo, JetStream) are not bench/run's.
 const Resume = "resume"
 
+// Cluster is the cluster scenario's name (loopcast-bench cluster: a NATS
+// cluster and loopcast instances under faults). Like Resume it is not in
+// Scenarios: its results are kept in bench/results/cluster/ and written
+// up by hand.
+const Cluster = "cluster"
+
 // Scenarios lists the scenario names in report order.
 var Scenarios = []string{Echo, Fanout, Conns, Storm, Health}
 
@@ -88,6 +94,11 @@ type Params struct {
 	DurationS   float64 `json:"duration_s,omitempty"`
 	SourceIPs   int     `json:"source_ips,omitempty"`
 	GOMAXPROCS  int     `json:"gomaxprocs,omitempty"`
+	// The cluster scenario's shape.
+	Instances    int `json:"instances,omitempty"`      // loopcast processes
+	NATSNodes    int `json:"nats_nodes,omitempty"`     // nats-server processes
+	Rooms        int `json:"rooms,omitempty"`          // rooms in use
+	RoomsPerConn int `json:"rooms_per_conn,omitempty"` // subscriptions per client
 }
 
 // Latency summarises a histogram of nanoseconds in microseconds.
@@ -130,6 +141,19 @@ type Result struct {
 	Latency  map[string]Latency `json:"latency,omitempty"`
 	Errors   []string           `json:"errors,omitempty"`   // what went wrong; empty for a clean run
 	Warnings []string           `json:"warnings,omitempty"` // caveats, e.g. the load generator was saturated
+	// Faults are the figures of each fault a run injected, in order
+	// (the cluster scenario); Metrics then holds the whole run's.
+	Faults []Fault `json:"faults,omitempty"`
+}
+
+// Fault is what one injected fault did: from its injection to the next
+// one's (or to the end of publishing).
+type Fault struct {
+	Name    string             `json:"name"`
+	StartS  float64            `json:"start_s"`         // seconds after the load started
+	WindowS float64            `json:"window_s"`        // how long its window lasted
+	Metrics map[string]float64 `json:"metrics"`         // same naming rules as Result.Metrics
+	Notes   []string           `json:"notes,omitempty"` // what was done and seen, for people
 }
 
 // New starts a result.
@@ -262,6 +286,12 @@ func (r *Result) WriteTable(w io.Writer) error {
 				Human(l.P50Us), Human(l.P90Us), Human(l.P99Us), Human(l.P999Us), Human(l.MaxUs))
 		}
 	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if err := writeFaults(w, r.Faults); err != nil {
+		return err
+	}
 	if len(r.Errors) == 0 {
 		fmt.Fprintf(tw, "  result\tOK\n")
 	}
@@ -272,6 +302,68 @@ func (r *Result) WriteTable(w io.Writer) error {
 		fmt.Fprintf(tw, "  ERROR\t%s\n", e)
 	}
 	return tw.Flush()
+}
+
+// writeFaults prints one row per fault and one column per metric (the
+// union of the faults' metric names, sorted), then each fault's notes.
+func writeFaults(w io.Writer, faults []Fault) error {
+	if len(faults) == 0 {
+		return nil
+	}
+	names := map[string]bool{}
+	for _, f := range faults {
+		for k := range f.Metrics {
+			names[k] = true
+		}
+	}
+	cols := make([]string, 0, len(names))
+	for k := range names {
+		cols = append(cols, k)
+	}
+	sort.Strings(cols)
+	// Transposed (metrics down, faults across): metric names are long,
+	// faults few.
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "  per fault\t")
+	for i := range faults {
+		fmt.Fprintf(tw, "%s\t", faultKey(faults[i].Name))
+	}
+	fmt.Fprintln(tw)
+	fmt.Fprintf(tw, "  start_s\t")
+	for _, f := range faults {
+		fmt.Fprintf(tw, "%s\t", Human(f.StartS))
+	}
+	fmt.Fprintln(tw)
+	for _, k := range cols {
+		fmt.Fprintf(tw, "  %s\t", k)
+		for _, f := range faults {
+			if v, ok := f.Metrics[k]; ok {
+				fmt.Fprintf(tw, "%s\t", Human(v))
+			} else {
+				fmt.Fprintf(tw, "-\t")
+			}
+		}
+		fmt.Fprintln(tw)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, f := range faults {
+		fmt.Fprintf(w, "  %s\n", f.Name)
+		for _, n := range f.Notes {
+			fmt.Fprintf(w, "      %s\n", n)
+		}
+	}
+	return nil
+}
+
+// faultKey is the column heading of a fault: its name up to the first
+// colon ("a: SIGKILL …" -> "a").
+func faultKey(name string) string {
+	if k, _, ok := strings.Cut(name, ":"); ok {
+		return k
+	}
+	return name
 }
 
 func paramString(p Params) string {
@@ -292,6 +384,10 @@ func paramString(p Params) string {
 	add("duration_s", p.DurationS)
 	add("source_ips", float64(p.SourceIPs))
 	add("gomaxprocs", float64(p.GOMAXPROCS))
+	add("instances", float64(p.Instances))
+	add("nats_nodes", float64(p.NATSNodes))
+	add("rooms", float64(p.Rooms))
+	add("rooms_per_conn", float64(p.RoomsPerConn))
 	return strings.Join(parts, " ")
 }
 

@@ -137,6 +137,12 @@ func (d *dialer) dial(ctx context.Context, path string) (*wsclient.Conn, error) 
 // the connections that succeeded (nil entries for failures), the failure
 // count and the first error.
 func (d *dialer) dialAll(ctx context.Context, n, concurrency int, path string, progress *progress) ([]*wsclient.Conn, int, error) {
+	return dialSpread(ctx, []*dialer{d}, n, concurrency, path, progress)
+}
+
+// dialSpread is dialAll over several servers: connection i goes to
+// ds[i % len(ds)].
+func dialSpread(ctx context.Context, ds []*dialer, n, concurrency int, path string, progress *progress) ([]*wsclient.Conn, int, error) {
 	conns := make([]*wsclient.Conn, n)
 	var (
 		mu       sync.Mutex
@@ -154,7 +160,7 @@ func (d *dialer) dialAll(ctx context.Context, n, concurrency int, path string, p
 				if i >= n || ctx.Err() != nil {
 					return
 				}
-				c, err := d.dial(ctx, path)
+				c, err := ds[i%len(ds)].dial(ctx, path)
 				if err != nil {
 					mu.Lock()
 					failed++

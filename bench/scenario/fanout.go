@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,6 +39,11 @@ type FanoutConfig struct {
 	// Pollers is the number of goroutines reading the members (each an
 	// epoll loop over its share); default GOMAXPROCS.
 	Pollers int
+	// Addrs, when it has several servers (loopcast instances sharing
+	// rooms over NATS), spreads the members round robin over them:
+	// member i, publishers first, on Addrs[i % len(Addrs)], so the first
+	// publisher is on Addrs[0]. Empty: Addr alone.
+	Addrs []string
 	// Deflate offers permessage-deflate on every member; compressed
 	// messages are inflated before they are checked. JSON fills each
 	// message after its stamp with market-data JSON (what compresses like
@@ -98,10 +104,12 @@ type fanout struct {
 // each has a message, publish for the duration, drain, then report.
 func Fanout(ctx context.Context, cfg FanoutConfig) (*result.Result, error) {
 	cfg.fanoutDefaults()
-	if err := Preflight(ctx, cfg.Addr); err != nil {
-		return nil, err
+	for _, a := range cfg.Addrs {
+		if err := Preflight(ctx, a); err != nil {
+			return nil, err
+		}
 	}
-	r := result.New(result.Fanout, cfg.Server, cfg.Addr)
+	r := result.New(result.Fanout, cfg.Server, strings.Join(cfg.Addrs, ","))
 	r.Params = result.Params{Subscribers: cfg.Subscribers, Publishers: cfg.Publishers, Size: cfg.Size,
 		DurationS: cfg.Duration.Seconds(), SourceIPs: cfg.SourceIPs}
 	if cfg.Rate > 0 {
@@ -166,6 +174,10 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*result.Result, error) {
 // fanoutDefaults fills in what the caller left zero.
 func (cfg *FanoutConfig) fanoutDefaults() {
 	cfg.defaults()
+	if len(cfg.Addrs) == 0 {
+		cfg.Addrs = []string{cfg.Addr}
+	}
+	cfg.Addr = cfg.Addrs[0]
 	cfg.Subscribers = orDefault(cfg.Subscribers, 1000)
 	cfg.Publishers = min(orDefault(cfg.Publishers, 1), seqcheck.WarmupPublisher-1)
 	cfg.Size = max(orDefault(cfg.Size, 64), seqcheck.StampSize)
@@ -184,10 +196,15 @@ func (cfg *FanoutConfig) fanoutDefaults() {
 // there, or "every member gets every message" cannot be checked.
 func (f *fanout) connect(ctx context.Context, r *result.Result, pr *progress) ([]*wsclient.Conn, error) {
 	var hs hist.Histogram
-	d := newDialer(&f.cfg.Common, 0, &hs)
-	d.deflate = f.cfg.Deflate
+	ds := make([]*dialer, len(f.cfg.Addrs))
+	for i, a := range f.cfg.Addrs {
+		c := f.cfg.Common
+		c.Addr = a
+		ds[i] = newDialer(&c, 0, &hs)
+		ds[i].deflate = f.cfg.Deflate
+	}
 	t0 := time.Now()
-	conns, failed, err := d.dialAll(ctx, int(f.members), f.cfg.DialConcurrency, "/ws/"+f.cfg.Room, pr)
+	conns, failed, err := dialSpread(ctx, ds, int(f.members), f.cfg.DialConcurrency, "/ws/"+f.cfg.Room, pr)
 	r.Metrics[result.SetupSeconds] = round3(time.Since(t0).Seconds())
 	r.Latency[result.LatencyHandshake] = result.FromHist(&hs)
 	if failed > 0 {

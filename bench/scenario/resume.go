@@ -73,8 +73,82 @@ type resumeClient struct {
 	caughtUp time.Duration
 }
 
-// Resume runs the resume scenario.
+// resume is the state of one run of the resume scenario.
+type resume struct {
+	cfg     ResumeConfig
+	proto   resumeProto
+	r       *result.Result
+	pr      *progress
+	hs      hist.Histogram // handshakes
+	dialers []*dialer
+	clients []*resumeClient
+	names   []string // room names
+
+	connMu  sync.Mutex
+	conns   []*wsclient.Conn // each client's current connection
+	readers sync.WaitGroup   // sessions (and reconnect loops) running
+
+	subscribed, reconnected atomic.Int64
+
+	// The publisher: seqs[room] is the room's last published sequence.
+	seqs      []atomic.Int64
+	published atomic.Int64
+	pubErr    atomic.Pointer[error]
+	stopPub   context.CancelFunc
+	pubWG     sync.WaitGroup
+
+	// The storm.
+	back            hist.Histogram // drop to back, per client
+	attempts, fails atomic.Int64
+	allBackAt       atomic.Int64 // nanoseconds after the drop
+}
+
+// Resume runs the resume scenario: connect and subscribe everyone, start
+// publishing, drop every connection after Warm, reconnect and resume,
+// wait until everyone caught up, publish for After more, then check.
 func Resume(ctx context.Context, cfg ResumeConfig) (*result.Result, error) {
+	proto, err := cfg.resumeDefaults()
+	if err != nil {
+		return nil, err
+	}
+	s := newResume(cfg, proto)
+	s.pr = startProgress(cfg.Progress, "resume")
+	defer s.pr.close()
+
+	t0 := time.Now()
+	if err := s.connect(ctx); err != nil {
+		return nil, err
+	}
+	s.r.Metrics[result.SetupSeconds] = round3(time.Since(t0).Seconds())
+	if err := s.startPublisher(ctx); err != nil {
+		closeAll(s.conns)
+		return nil, err
+	}
+
+	u := startUsage(cfg.PID)
+	time.Sleep(cfg.Warm)
+	drop, atDrop := s.drop()
+	rctx, cancel := context.WithTimeout(ctx, cfg.Duration+30*time.Second)
+	defer cancel()
+	s.reconnectAll(rctx, drop, atDrop)
+	caught := s.waitCaughtUp(rctx)
+	time.Sleep(cfg.After)
+	final := s.stopPublishing()
+	s.waitDelivered(final)
+	u.finish(s.r)
+	s.connMu.Lock()
+	closeAll(s.conns)
+	s.connMu.Unlock()
+	cancel()
+
+	s.report(final, caught)
+	s.r.ElapsedS = round3(time.Since(t0).Seconds())
+	return s.r, nil
+}
+
+// resumeDefaults fills in what the caller left zero and picks the
+// protocol.
+func (cfg *ResumeConfig) resumeDefaults() (resumeProto, error) {
 	cfg.defaults()
 	cfg.Conns = orDefault(cfg.Conns, 10000)
 	cfg.Rooms = orDefault(cfg.Rooms, 100)
@@ -90,211 +164,233 @@ func Resume(ctx context.Context, cfg ResumeConfig) (*result.Result, error) {
 	if cfg.Backoff <= 0 {
 		cfg.Backoff = 50 * time.Millisecond
 	}
-	var proto resumeProto
-	switch cfg.Protocol {
-	case "", "loopcast":
-		proto = loopcastProto{}
-	case "centrifugo":
-		proto = centrifugoProto{}
-	default:
-		return nil, fmt.Errorf("resume: protocol %q: want loopcast or centrifugo", cfg.Protocol)
-	}
-	r := result.New(result.Resume, cfg.Server, cfg.Addr)
-	r.Params = result.Params{Conns: cfg.Conns, Subscribers: cfg.Rooms, Rate: cfg.Rate, SourceIPs: cfg.SourceIPs}
-
-	var hs hist.Histogram
 	if len(cfg.Addrs) == 0 {
 		cfg.Addrs = []string{cfg.Addr}
 	}
-	cfg.Addr = cfg.Addrs[0]
-	dialers := make([]*dialer, len(cfg.Addrs))
+	switch cfg.Protocol {
+	case "", "loopcast":
+		return loopcastProto{}, nil
+	case "centrifugo":
+		return centrifugoProto{}, nil
+	}
+	return nil, fmt.Errorf("resume: protocol %q: want loopcast or centrifugo", cfg.Protocol)
+}
+
+// newResume lays out the clients, rooms and dialers (one per instance).
+func newResume(cfg ResumeConfig, proto resumeProto) *resume {
+	// The result names the address as given (--addr, or the default),
+	// as it did before --addrs existed.
+	s := &resume{cfg: cfg, proto: proto, r: result.New(result.Resume, cfg.Server, cfg.Addr)}
+	s.r.Params = result.Params{Conns: cfg.Conns, Subscribers: cfg.Rooms, Rate: cfg.Rate, SourceIPs: cfg.SourceIPs}
+	s.cfg.Addr = cfg.Addrs[0]
+	s.dialers = make([]*dialer, len(cfg.Addrs))
 	for i, a := range cfg.Addrs {
 		c := cfg.Common
 		c.Addr = a
-		dialers[i] = newDialer(&c, idleReadBuffer, &hs)
-		dialers[i].protocol = proto.subprotocol()
+		s.dialers[i] = newDialer(&c, idleReadBuffer, &s.hs)
+		s.dialers[i].protocol = proto.subprotocol()
 	}
-	dialerFor := func(i, round int) *dialer { return dialers[(i+round)%len(dialers)] }
-	clients := make([]*resumeClient, cfg.Conns)
-	for i := range clients {
-		clients[i] = &resumeClient{room: i % cfg.Rooms}
+	s.clients = make([]*resumeClient, cfg.Conns)
+	for i := range s.clients {
+		s.clients[i] = &resumeClient{room: i % cfg.Rooms}
 	}
-	names := make([]string, cfg.Rooms)
-	for i := range names {
-		names[i] = fmt.Sprintf("feed-%d", i)
+	s.names = make([]string, cfg.Rooms)
+	for i := range s.names {
+		s.names[i] = fmt.Sprintf("feed-%d", i)
 	}
+	s.conns = make([]*wsclient.Conn, cfg.Conns)
+	s.seqs = make([]atomic.Int64, cfg.Rooms)
+	return s
+}
 
-	// Connect and subscribe everyone.
-	pr := startProgress(cfg.Progress, "resume")
-	defer pr.close()
-	var subscribed, reconnected atomic.Int64
-	conns := make([]*wsclient.Conn, cfg.Conns)
-	var connMu sync.Mutex
-	var readers sync.WaitGroup
-	session := func(i int, c *wsclient.Conn, first bool) {
-		defer readers.Done()
-		cl := clients[i]
-		if err := proto.subscribe(c, names[cl.room], cl); err != nil {
+// dialerFor is client i's instance in round (0: the first connection):
+// each reconnect goes to the next one.
+func (s *resume) dialerFor(i, round int) *dialer { return s.dialers[(i+round)%len(s.dialers)] }
+
+// session subscribes client i on c and reads until the connection ends;
+// first: the client's first connection (counted in subscribed).
+func (s *resume) session(i int, c *wsclient.Conn, first bool) {
+	defer s.readers.Done()
+	cl := s.clients[i]
+	if err := s.proto.subscribe(c, s.names[cl.room], cl); err != nil {
+		return
+	}
+	for {
+		_, p, err := c.ReadMessage()
+		if err != nil {
 			return
 		}
-		for {
-			_, p, err := c.ReadMessage()
-			if err != nil {
-				return
+		if ok := s.proto.handle(c, p, cl, func() {
+			if first {
+				s.subscribed.Add(1)
 			}
-			if ok := proto.handle(c, p, cl, func() {
-				if first {
-					subscribed.Add(1)
-				}
-			}); !ok {
-				return
-			}
+		}); !ok {
+			return
 		}
 	}
-	t0 := time.Now()
-	var firstErr error
-	var failed int
-	{
-		var wg sync.WaitGroup
-		var next atomic.Int64
-		var mu sync.Mutex
-		for range min(cfg.DialConcurrency, cfg.Conns) {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					i := int(next.Add(1) - 1)
-					if i >= cfg.Conns || ctx.Err() != nil {
-						return
-					}
-					c, err := dialerFor(i, 0).dial(ctx, proto.path())
-					if err != nil {
-						mu.Lock()
-						failed++
-						firstErr = err
-						mu.Unlock()
-						continue
-					}
-					connMu.Lock()
-					conns[i] = c
-					connMu.Unlock()
-					pr.connected.Add(1)
-					readers.Add(1)
-					go session(i, c, true)
+}
+
+// connect opens every client (DialConcurrency handshakes in flight) and
+// waits until each one's subscription was answered.
+func (s *resume) connect(ctx context.Context) error {
+	var (
+		wg       sync.WaitGroup
+		next     atomic.Int64
+		mu       sync.Mutex
+		failed   int
+		firstErr error
+	)
+	for range min(s.cfg.DialConcurrency, s.cfg.Conns) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= s.cfg.Conns || ctx.Err() != nil {
+					return
 				}
-			}()
-		}
-		wg.Wait()
+				c, err := s.dialerFor(i, 0).dial(ctx, s.proto.path())
+				if err != nil {
+					mu.Lock()
+					failed++
+					firstErr = err
+					mu.Unlock()
+					continue
+				}
+				s.connMu.Lock()
+				s.conns[i] = c
+				s.connMu.Unlock()
+				s.pr.connected.Add(1)
+				s.readers.Add(1)
+				go s.session(i, c, true)
+			}
+		}()
 	}
+	wg.Wait()
 	if failed > 0 {
-		closeAll(conns)
-		return nil, fmt.Errorf("resume: %d of %d clients failed to connect: %w", failed, cfg.Conns, firstErr)
+		closeAll(s.conns)
+		return fmt.Errorf("resume: %d of %d clients failed to connect: %w", failed, s.cfg.Conns, firstErr)
 	}
 	deadline := time.Now().Add(30 * time.Second)
-	for subscribed.Load() < int64(cfg.Conns) {
+	for s.subscribed.Load() < int64(s.cfg.Conns) {
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			closeAll(conns)
-			return nil, fmt.Errorf("resume: %d of %d clients subscribed", subscribed.Load(), cfg.Conns)
+			closeAll(s.conns)
+			return fmt.Errorf("resume: %d of %d clients subscribed", s.subscribed.Load(), s.cfg.Conns)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	r.Metrics[result.SetupSeconds] = round3(time.Since(t0).Seconds())
+	return nil
+}
 
-	// The publisher.
-	pub, err := proto.publisher(ctx, &cfg, names)
+// startPublisher publishes Rate messages a second, the rooms in turn,
+// each message its room's next sequence, until stopPublishing.
+func (s *resume) startPublisher(ctx context.Context) error {
+	pub, err := s.proto.publisher(ctx, &s.cfg, s.names)
 	if err != nil {
-		closeAll(conns)
-		return nil, err
+		return err
 	}
-	seqs := make([]atomic.Int64, cfg.Rooms)
-	pctx, stopPub := context.WithCancel(ctx)
-	var pubWG sync.WaitGroup
-	var pubErr atomic.Pointer[error]
-	var published atomic.Int64
-	pubWG.Add(1)
+	pctx, stop := context.WithCancel(ctx)
+	s.stopPub = stop
+	s.pubWG.Add(1)
 	go func() {
-		defer pubWG.Done()
-		interval := time.Duration(float64(time.Second) / cfg.Rate)
+		defer s.pubWG.Done()
+		interval := time.Duration(float64(time.Second) / s.cfg.Rate)
 		tick := time.NewTicker(interval)
 		defer tick.Stop()
 		for k := 0; pctx.Err() == nil; k++ {
-			room := k % cfg.Rooms
-			seq := seqs[room].Load() + 1
-			if err := pub(names[room], int(seq)); err != nil {
-				pubErr.CompareAndSwap(nil, &err)
+			room := k % s.cfg.Rooms
+			seq := s.seqs[room].Load() + 1
+			if err := pub(s.names[room], int(seq)); err != nil {
+				s.pubErr.CompareAndSwap(nil, &err)
 				return
 			}
-			seqs[room].Store(seq)
-			published.Add(1)
+			s.seqs[room].Store(seq)
+			s.published.Add(1)
 			select {
 			case <-tick.C:
 			case <-pctx.Done():
 			}
 		}
 	}()
+	return nil
+}
 
-	u := startUsage(cfg.PID)
-	time.Sleep(cfg.Warm)
-	// The drop.
-	atDrop := make([]int, cfg.Rooms)
-	for i := range atDrop {
-		atDrop[i] = int(seqs[i].Load())
+// lastSeqs is each room's last published sequence.
+func (s *resume) lastSeqs() []int {
+	out := make([]int, s.cfg.Rooms)
+	for i := range out {
+		out[i] = int(s.seqs[i].Load())
 	}
+	return out
+}
+
+// drop closes every client's connection at once and waits for the
+// sessions to end; it returns when it dropped and each room's last
+// sequence before it.
+func (s *resume) drop() (time.Time, []int) {
+	atDrop := s.lastSeqs()
 	drop := time.Now()
-	connMu.Lock()
-	for _, c := range conns {
+	s.connMu.Lock()
+	for _, c := range s.conns {
 		c.Close()
 	}
-	connMu.Unlock()
-	readers.Wait()
-	pr.set(func() string { return fmt.Sprintf("%d of %d back", reconnected.Load(), cfg.Conns) })
-	var back hist.Histogram
-	var attempts, fails atomic.Int64
-	var allBackAt atomic.Int64
-	rctx, cancel := context.WithTimeout(ctx, cfg.Duration+30*time.Second)
-	defer cancel()
-	for i := range cfg.Conns {
-		readers.Add(1)
-		go func() {
-			rng := rand.New(rand.NewPCG(uint64(i), uint64(drop.UnixNano())))
-			delay := cfg.Backoff
-			// Full jitter before the first attempt too: a client library
-			// does not reconnect in lockstep.
-			time.Sleep(time.Duration(rng.Int64N(int64(delay))))
-			for rctx.Err() == nil {
-				attempts.Add(1)
-				c, err := dialerFor(i, 1).dial(rctx, proto.path())
-				if err == nil {
-					back.Record(int64(time.Since(drop)))
-					if reconnected.Add(1) == int64(cfg.Conns) {
-						allBackAt.Store(int64(time.Since(drop)))
-					}
-					connMu.Lock()
-					conns[i] = c
-					connMu.Unlock()
-					cl := clients[i]
-					cl.mu.Lock()
-					cl.drop, cl.target = drop, atDrop[cl.room]
-					if cl.seq >= cl.target {
-						cl.caughtUp = time.Since(drop)
-					}
-					cl.mu.Unlock()
-					session(i, c, false)
-					return
-				}
-				fails.Add(1)
-				time.Sleep(time.Duration(rng.Int64N(int64(delay))) + time.Millisecond)
-				delay = min(delay*2, maxBackoff)
-			}
-			readers.Done()
-		}()
+	s.connMu.Unlock()
+	s.readers.Wait()
+	return drop, atDrop
+}
+
+// reconnectAll starts every client's reconnect loop: full-jitter backoff
+// from Backoff (before the first attempt too: a client library does not
+// reconnect in lockstep), each one to its next instance, then a resuming
+// session.
+func (s *resume) reconnectAll(rctx context.Context, drop time.Time, atDrop []int) {
+	s.pr.set(func() string { return fmt.Sprintf("%d of %d back", s.reconnected.Load(), s.cfg.Conns) })
+	for i := range s.cfg.Conns {
+		s.readers.Add(1)
+		go s.reconnect(rctx, i, drop, atDrop)
 	}
-	// Wait until everyone caught up.
-	var caught time.Duration
+}
+
+func (s *resume) reconnect(rctx context.Context, i int, drop time.Time, atDrop []int) {
+	rng := rand.New(rand.NewPCG(uint64(i), uint64(drop.UnixNano())))
+	delay := s.cfg.Backoff
+	time.Sleep(time.Duration(rng.Int64N(int64(delay))))
 	for rctx.Err() == nil {
-		all := true
+		s.attempts.Add(1)
+		c, err := s.dialerFor(i, 1).dial(rctx, s.proto.path())
+		if err == nil {
+			s.back.Record(int64(time.Since(drop)))
+			if s.reconnected.Add(1) == int64(s.cfg.Conns) {
+				s.allBackAt.Store(int64(time.Since(drop)))
+			}
+			s.connMu.Lock()
+			s.conns[i] = c
+			s.connMu.Unlock()
+			cl := s.clients[i]
+			cl.mu.Lock()
+			cl.drop, cl.target = drop, atDrop[cl.room]
+			if cl.seq >= cl.target {
+				cl.caughtUp = time.Since(drop)
+			}
+			cl.mu.Unlock()
+			s.session(i, c, false)
+			return
+		}
+		s.fails.Add(1)
+		time.Sleep(time.Duration(rng.Int64N(int64(delay))) + time.Millisecond)
+		delay = min(delay*2, maxBackoff)
+	}
+	s.readers.Done()
+}
+
+// waitCaughtUp waits until every client holds every message published
+// before the drop, and returns the slowest one's time (0: not before
+// rctx ended).
+func (s *resume) waitCaughtUp(rctx context.Context) time.Duration {
+	for rctx.Err() == nil {
 		var worst time.Duration
-		for _, cl := range clients {
+		all := true
+		for _, cl := range s.clients {
 			cl.mu.Lock()
 			cu := cl.caughtUp
 			cl.mu.Unlock()
@@ -305,76 +401,81 @@ func Resume(ctx context.Context, cfg ResumeConfig) (*result.Result, error) {
 			worst = max(worst, cu)
 		}
 		if all {
-			caught = worst
-			break
+			return worst
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	time.Sleep(cfg.After)
-	stopPub()
-	pubWG.Wait()
-	// Wait for the last messages to arrive everywhere.
-	final := make([]int, cfg.Rooms)
-	for i := range final {
-		final[i] = int(seqs[i].Load())
-	}
-	deadline = time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		behind := 0
-		for _, cl := range clients {
-			cl.mu.Lock()
-			if cl.seq < final[cl.room] {
-				behind++
-			}
-			cl.mu.Unlock()
+	return 0
+}
+
+// stopPublishing stops the publisher and returns each room's last
+// sequence.
+func (s *resume) stopPublishing() []int {
+	s.stopPub()
+	s.pubWG.Wait()
+	return s.lastSeqs()
+}
+
+// behind counts the clients that do not hold their room's final message
+// yet, and the messages they miss.
+func (s *resume) behind(final []int) (clients, messages int) {
+	for _, cl := range s.clients {
+		cl.mu.Lock()
+		if cl.seq < final[cl.room] {
+			clients++
+			messages += final[cl.room] - cl.seq
 		}
-		if behind == 0 {
-			break
+		cl.mu.Unlock()
+	}
+	return clients, messages
+}
+
+// waitDelivered waits (10 s at most) for the last messages to arrive
+// everywhere.
+func (s *resume) waitDelivered(final []int) {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if n, _ := s.behind(final); n == 0 {
+			return
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	u.finish(r)
-	connMu.Lock()
-	closeAll(conns)
-	connMu.Unlock()
-	cancel()
+}
 
-	var lost, dups, notRec, behind int
-	for _, cl := range clients {
+// report checks every client and fills in the result.
+func (s *resume) report(final []int, caught time.Duration) {
+	r := s.r
+	behind, lost := s.behind(final)
+	var dups, notRec int
+	for _, cl := range s.clients {
 		cl.mu.Lock()
 		lost += cl.lost
 		dups += cl.dups
 		notRec += cl.notRecovered
-		if cl.seq < final[cl.room] {
-			behind++
-			lost += final[cl.room] - cl.seq
-		}
 		cl.mu.Unlock()
 	}
-	if p := pubErr.Load(); p != nil {
+	if p := s.pubErr.Load(); p != nil {
 		r.Errorf("publisher: %v", *p)
 	}
 	if caught == 0 {
-		r.Errorf("not every client caught up within %s", cfg.Duration+30*time.Second)
+		r.Errorf("not every client caught up within %s", s.cfg.Duration+30*time.Second)
 	}
 	if lost > 0 || dups > 0 || notRec > 0 {
 		r.Errorf("%d messages lost, %d duplicates, %d resumes not recovered, %d clients behind", lost, dups, notRec, behind)
 	}
-	r.ElapsedS = round3(time.Since(t0).Seconds())
 	r.Metrics[CaughtUpSeconds] = round3(caught.Seconds())
-	r.Metrics[result.RecoverySeconds] = round3(time.Duration(allBackAt.Load()).Seconds())
-	if b := allBackAt.Load(); b > 0 {
-		r.Metrics[result.HandshakesPerSec] = perSec(uint64(cfg.Conns), time.Duration(b))
+	r.Metrics[result.RecoverySeconds] = round3(time.Duration(s.allBackAt.Load()).Seconds())
+	if b := s.allBackAt.Load(); b > 0 {
+		r.Metrics[result.HandshakesPerSec] = perSec(uint64(s.cfg.Conns), time.Duration(b))
 	}
 	r.Metrics[Lost] = float64(lost)
 	r.Metrics[result.Duplicates] = float64(dups)
 	r.Metrics[NotRecovered] = float64(notRec)
-	r.Metrics[result.Messages] = float64(published.Load())
-	r.Metrics[result.Attempts] = float64(attempts.Load())
-	r.Metrics[result.Failed] = float64(fails.Load())
-	r.Latency[result.LatencyReconnect] = result.FromHist(&back)
-	r.Latency[result.LatencyHandshake] = result.FromHist(&hs)
-	return r, nil
+	r.Metrics[result.Messages] = float64(s.published.Load())
+	r.Metrics[result.Attempts] = float64(s.attempts.Load())
+	r.Metrics[result.Failed] = float64(s.fails.Load())
+	r.Latency[result.LatencyReconnect] = result.FromHist(&s.back)
+	r.Latency[result.LatencyHandshake] = result.FromHist(&s.hs)
 }
 
 // resumeProto is what the scenario needs of a server's protocol.

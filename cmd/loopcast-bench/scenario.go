@@ -51,6 +51,7 @@ func runScenario(ctx context.Context, name string, args []string, stdout, stderr
 		fs.StringVar(&room, "room", "", "room name (default: random)")
 		fs.BoolVar(&deflateOn, "deflate", false, "members offer permessage-deflate (compressed messages are inflated and checked)")
 		fs.BoolVar(&jsonFill, "json-payload", false, "fill messages after their stamp with market-data JSON instead of zeros")
+		fs.StringVar(&addrs, "addrs", "", "comma-separated instances sharing the room over NATS: members round robin over them, the first publisher on the first; overrides --addr")
 	case "conns":
 		fs.IntVar(&conns, "c", 10000, "connections to hold")
 		fs.StringVar(&room, "room", "conns", "room the idle clients join")
@@ -103,7 +104,7 @@ func runScenario(ctx context.Context, name string, args []string, stdout, stderr
 		r, err = scenario.Echo(ctx, scenario.EchoConfig{Common: c, Conns: conns, Size: size, Inflight: inflight})
 	case "fanout":
 		r, err = scenario.Fanout(ctx, scenario.FanoutConfig{Common: c, Subscribers: subs, Publishers: pubs,
-			Size: size, Window: window, Rate: rate, Room: room, Deflate: deflateOn, JSON: jsonFill})
+			Size: size, Window: window, Rate: rate, Room: room, Deflate: deflateOn, JSON: jsonFill, Addrs: splitList(addrs)})
 	case "conns":
 		r, err = scenario.Conns(ctx, scenario.ConnsConfig{Common: c, Conns: conns, Room: room, Subscriptions: pubs, Deflate: deflateOn})
 	case "storm":
@@ -117,11 +118,17 @@ func runScenario(ctx context.Context, name string, args []string, stdout, stderr
 	if err != nil {
 		return err
 	}
+	return emit(r, *jsonOut, stdout)
+}
+
+// emit prints r's table, then its JSON (to stdout, or appended to
+// jsonOut); codeError(2) when the run found errors.
+func emit(r *result.Result, jsonOut string, stdout io.Writer) error {
 	if err := r.WriteTable(stdout); err != nil {
 		return err
 	}
-	if *jsonOut != "" {
-		f, err := os.OpenFile(*jsonOut, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if jsonOut != "" {
+		f, err := os.OpenFile(jsonOut, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 		if err != nil {
 			return err
 		}
