@@ -193,7 +193,7 @@ type Config struct {
 	// JWTSecret, when set, requires an HS256 JWT on every upgrade, from
 	// "Authorization: Bearer" or the token query parameter: 401 without
 	// a valid one, 403 when its rooms claim does not allow the room. At
-	// least MinJWTSecretBytes (32) bytes, or Validate refuses it: RFC 7518
+	// least minJWTSecretBytes (32) bytes, or Validate refuses it: RFC 7518
 	// §3.2 requires an HS256 key at least as long as the hash output, and
 	// a shorter one can be found offline from any token signed with it.
 	// One source of keys only: not together with JWTPublicKey or
@@ -220,7 +220,7 @@ type Config struct {
 	JWTJWKSRefresh time.Duration
 
 	// JWTLeeway is the clock skew allowed for a token's exp and nbf.
-	// Default 5s; at most MaxJWTLeeway (5m), or Validate refuses it: a
+	// Default 5s; at most maxJWTLeeway (5m), or Validate refuses it: a
 	// leeway extends every token's life by as much, and clocks kept by
 	// NTP agree within a second or so. The ceiling is the widest skew
 	// common verifiers tolerate by default (Kerberos; Microsoft's
@@ -293,13 +293,13 @@ type Config struct {
 
 // Limits on the JWT settings, which Validate enforces.
 const (
-	// MinJWTSecretBytes is the shortest JWTSecret accepted: RFC 7518
+	// minJWTSecretBytes is the shortest JWTSecret accepted: RFC 7518
 	// §3.2, "A key of the same size as the hash output (for instance, 256
 	// bits for "HS256") or larger MUST be used with this algorithm."
-	MinJWTSecretBytes = 32
+	minJWTSecretBytes = 32
 
-	// MaxJWTLeeway is the largest JWTLeeway accepted (see Config.JWTLeeway).
-	MaxJWTLeeway = 5 * time.Minute
+	// maxJWTLeeway is the largest JWTLeeway accepted (see Config.JWTLeeway).
+	maxJWTLeeway = 5 * time.Minute
 )
 
 // Page is a static file for Config.Pages.
@@ -469,9 +469,9 @@ func (c *Config) validateAdmission(v *validation) {
 // length, the leeway, and that the keys load.
 func (c *Config) validateAuth(v *validation) {
 	bad := v.bad
-	if c.JWTLeeway < 0 || c.JWTLeeway > MaxJWTLeeway {
+	if c.JWTLeeway < 0 || c.JWTLeeway > maxJWTLeeway {
 		bad("jwt-leeway %s: want 0 to %s; a leeway keeps every token valid that much longer past its exp, "+
-			"so fix clock skew at its source (NTP) and keep the leeway to seconds", c.JWTLeeway, MaxJWTLeeway)
+			"so fix clock skew at its source (NTP) and keep the leeway to seconds", c.JWTLeeway, maxJWTLeeway)
 	}
 	secret := "jwt-secret"
 	if c.JWTSecretFile != "" {
@@ -571,12 +571,12 @@ func checkOrigin(o string) error {
 	return nil
 }
 
-// checkJWTSecret refuses an HS256 secret shorter than MinJWTSecretBytes;
+// checkJWTSecret refuses an HS256 secret shorter than minJWTSecretBytes;
 // flag names where it came from. The error never shows the secret.
 func checkJWTSecret(flag, secret string) error {
-	if n := len(secret); n > 0 && n < MinJWTSecretBytes {
+	if n := len(secret); n > 0 && n < minJWTSecretBytes {
 		return fmt.Errorf("%s: the HS256 secret is %d bytes; it must be at least %d bytes (256 bits, RFC 7518 section 3.2), "+
-			"or it can be guessed offline from any token signed with it; generate one with: openssl rand -base64 32", flag, n, MinJWTSecretBytes)
+			"or it can be guessed offline from any token signed with it; generate one with: openssl rand -base64 32", flag, n, minJWTSecretBytes)
 	}
 	return nil
 }
