@@ -35,6 +35,7 @@
 // place that reads the cluster: the JetStream log, or the room's owner
 // loop, which forwards to the other instances); broker.go is what the
 // cluster transport (package cluster, through internal/bus) calls back.
+// docs/architecture.md draws it on one page.
 //
 // # Model
 //
