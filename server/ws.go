@@ -55,7 +55,7 @@ func (cs *conn) serveFrames() gnet.Action {
 		if err != nil {
 			return cs.protocolError(err.(*frame.CloseError))
 		}
-		if ce := frame.CheckClientDeflate(h, cs.fragOp != 0, cs.deflate); ce != nil {
+		if ce := frame.CheckClient(h, cs.fragOp != 0, cs.deflate); ce != nil {
 			return cs.protocolError(ce)
 		}
 		if !h.Op.IsControl() && h.Length > maxMsg-int64(cs.msgLen()) {

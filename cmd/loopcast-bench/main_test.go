@@ -13,8 +13,14 @@ import (
 
 func TestUsageAndUnknown(t *testing.T) {
 	var out, errb bytes.Buffer
-	if err := run(context.Background(), []string{"help"}, &out, &errb); err != nil || !strings.Contains(errb.String(), "fanout") {
+	if err := run(context.Background(), []string{"help"}, &out, &errb); err != nil {
 		t.Fatalf("help: %v %q", err, errb.String())
+	}
+	// Every command run dispatches is listed.
+	for _, name := range []string{"echo", "fanout", "conns", "storm", "health", "resume", "cluster", "report"} {
+		if !strings.Contains(errb.String(), "\n  "+name+" ") && !strings.Contains(errb.String(), "\n"+name+" ") {
+			t.Errorf("-h does not list %s:\n%s", name, errb.String())
+		}
 	}
 	if err := run(context.Background(), []string{"bogus"}, &out, &errb); err == nil {
 		t.Fatal("unknown command accepted")

@@ -107,7 +107,7 @@ func TestCheckClient(t *testing.T) {
 		{"text inside fragments", ok, true, ErrInterleaved},
 	}
 	for _, c := range cases {
-		if got := CheckClient(c.h, c.frag); got != c.want {
+		if got := CheckClient(c.h, c.frag, false); got != c.want {
 			t.Errorf("%s: got %v, want %v", c.name, got, c.want)
 		}
 	}
@@ -216,7 +216,7 @@ func FuzzParse(f *testing.F) {
 			if n < 2 || n > MaxHeaderLen || n > len(b) || h.Length < 0 {
 				t.Fatalf("header size %d length %d for %d bytes", n, h.Length, len(b))
 			}
-			_ = CheckClient(h, cut%2 == 0)
+			_ = CheckClient(h, cut%2 == 0, cut%3 == 0)
 			// Any prefix shorter than the header is incomplete.
 			if c := int(cut) % n; c < n {
 				if _, _, err := Parse(b[:c]); err != ErrIncomplete {
@@ -240,7 +240,7 @@ func BenchmarkParse(b *testing.B) {
 	b.SetBytes(int64(len(fr)))
 	for b.Loop() {
 		h, n, err := Parse(fr)
-		if err != nil || CheckClient(h, false) != nil {
+		if err != nil || CheckClient(h, false, false) != nil {
 			b.Fatal(err)
 		}
 		Unmask(fr[n:], h.Mask, 0)

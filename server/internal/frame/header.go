@@ -81,17 +81,12 @@ func Parse(b []byte) (h Header, n int, err error) {
 
 // CheckClient applies the rules of RFC 6455 a server enforces on a frame
 // header from a client, given whether a fragmented data message is in
-// progress. It returns nil or one of the package's *CloseError values
-// (all code 1002), never an allocated error.
-func CheckClient(h Header, inFragmented bool) *CloseError {
-	return CheckClientDeflate(h, inFragmented, false)
-}
-
-// CheckClientDeflate is CheckClient on a connection that negotiated
-// permessage-deflate when deflate is set: RSV1 then marks the first frame
-// of a compressed message (RFC 7692 §6), and is a protocol error on a
-// control frame or a continuation frame (§6.1).
-func CheckClientDeflate(h Header, inFragmented, deflate bool) *CloseError {
+// progress and whether the connection negotiated permessage-deflate
+// (RSV1 then marks the first frame of a compressed message, RFC 7692 §6,
+// and is a protocol error on a control or continuation frame, §6.1). It
+// returns nil or one of the package's *CloseError values (all code
+// 1002), never an allocated error.
+func CheckClient(h Header, inFragmented, deflate bool) *CloseError {
 	rsv := h.Rsv
 	if deflate && rsv == RSV1 && !h.Op.IsControl() && h.Op != ws.OpContinuation && !h.Op.IsReserved() {
 		rsv = 0
