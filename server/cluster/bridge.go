@@ -21,7 +21,7 @@ import (
 
 // Defaults and limits of a Bridge.
 const (
-	// DefaultQueueBytes bounds the bytes Publish may queue for NATS. It
+	// DefaultQueueBytes bounds the bytes Forward may queue for NATS. It
 	// matches nats.go's own reconnect buffer (8 MiB): beyond it NATS is
 	// slower than this instance publishes, and messages are refused
 	// (counted as "backlog") rather than held without bound.
@@ -61,7 +61,7 @@ const (
 	maxOrigins = 32
 )
 
-// Errors of Publish.
+// Errors of Forward and Append.
 var (
 	// ErrBacklog: the outgoing queue is full; the message reached only
 	// this instance's members.
@@ -130,7 +130,7 @@ type Bridge struct {
 	closing    atomic.Bool
 	closed     chan struct{} // by nats.go's ClosedHandler
 
-	// Outgoing: Publish queues, the writer goroutine sends.
+	// Outgoing: Forward queues, the writer goroutine sends.
 	out    chan outMsg
 	queued atomic.Int64 // bytes in out
 
@@ -388,7 +388,7 @@ func (b *Bridge) send(m outMsg) {
 	case err == nil:
 		b.stats.published.Add(1)
 	case errors.Is(err, nats.ErrMaxPayload):
-		// Before the first connect the size was not known to Publish.
+		// Before the first connect the size was not known to Forward.
 		b.stats.errors[errTooLarge].Add(1)
 	default:
 		b.stats.errors[errPublish].Add(1)
