@@ -1,6 +1,9 @@
 // Package scenario holds the load generator's scenarios (echo, fanout, conns,
-// storm, health). Each takes a config, runs against one server for a bounded
-// time, and returns a result.Result; the caller prints it.
+// storm, health, resume, cluster). Each takes a config, runs for a bounded
+// time, and returns a result.Result; the caller prints it. All but cluster
+// run against servers someone else started (fanout and resume may spread
+// their clients over several instances); cluster starts its own NATS
+// cluster and loopcast instances and injects faults into them.
 //
 // The fanout and echo scenarios read their connections through
 // wsclient.Poller, one epoll loop per GOMAXPROCS, as an event-loop server
