@@ -540,17 +540,49 @@ func (c *Client) handle(b []byte, binary bool) {
 		}
 		c.mu.Lock()
 		var h Handler
+		var again *Subscription
 		for room, s := range c.subs {
-			if s.id == uint32(id) {
-				delete(c.subs, room)
-				h = s.h
+			if s.id != uint32(id) {
+				continue
 			}
+			if e.Code == "offset_ahead" || e.Code == "unavailable" {
+				// The instance has not caught up with the cluster log
+				// yet (a failover): subscribe again shortly, same
+				// position.
+				again = s
+				continue
+			}
+			delete(c.subs, room)
+			h = s.h
 		}
+		conn := c.conn
 		c.mu.Unlock()
+		if again != nil {
+			time.AfterFunc(resubscribeAfter, func() { c.resubscribe(again, conn) })
+			return
+		}
 		if h.OnError != nil {
 			h.OnError(e)
 		}
 	}
+}
+
+// resubscribeAfter is how long a subscription refused for now
+// (offset_ahead, unavailable: the instance is behind the cluster log)
+// waits before it is sent again.
+const resubscribeAfter = 500 * time.Millisecond
+
+// resubscribe sends s again on conn, if conn is still the connection and
+// s still a subscription (a reconnect resubscribes everything anyway).
+func (c *Client) resubscribe(s *Subscription, conn *websocket.Conn) {
+	c.mu.Lock()
+	if c.conn != conn || conn == nil || c.subs[s.room] != s {
+		c.mu.Unlock()
+		return
+	}
+	cmd := c.subCommandLocked(s)
+	c.mu.Unlock()
+	_ = conn.Write(c.ctx, websocket.MessageText, cmd)
 }
 
 // deliver answers a pending publish; false when id is not one.

@@ -158,3 +158,51 @@ func TestUnsubscribe(t *testing.T) {
 		t.Fatalf("%d messages after Unsubscribe, want the one before", n)
 	}
 }
+
+// A subscription refused for now (offset_ahead: the instance is behind
+// the cluster log after a failover) is sent again, not dropped.
+func TestSubscribeAgainAfterOffsetAhead(t *testing.T) {
+	var mu sync.Mutex
+	subs := 0
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{"loopcast.v1"}})
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		for {
+			_, b, err := c.Read(r.Context())
+			if err != nil {
+				return
+			}
+			f := strings.Fields(string(b))
+			if len(f) < 3 || f[0] != "sub" {
+				continue
+			}
+			mu.Lock()
+			subs++
+			n := subs
+			mu.Unlock()
+			reply := "err " + f[1] + " offset_ahead offset is ahead of the room's offset in this epoch"
+			if n > 1 {
+				reply = "sub " + f[1] + " " + f[2] + " 00000000000000aa 3 live"
+				_ = c.Write(r.Context(), websocket.MessageText, []byte(reply))
+				reply = "msg " + f[2] + " 00000000000000aa 4\nnews 1"
+			}
+			if err := c.Write(r.Context(), websocket.MessageText, []byte(reply)); err != nil {
+				return
+			}
+		}
+	}))
+	defer hs.Close()
+	c := client.Dial("ws"+strings.TrimPrefix(hs.URL, "http")+"/ws", client.Options{})
+	defer c.Close()
+	rec := &recorder{}
+	c.Subscribe("news", rec.handler())
+	testutil.WaitFor(t, testutil.Patience, "the message after subscribing again", func() bool { return rec.count() == 1 })
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.errs) != 0 {
+		t.Fatalf("errors reported: %v", rec.errs)
+	}
+}

@@ -1,7 +1,10 @@
 package server
 
 import (
+	"context"
 	"errors"
+
+	"github.com/panjf2000/gnet/v2"
 
 	"github.com/loopcast/loopcast/server/internal/bus"
 	"github.com/loopcast/loopcast/server/internal/fanout"
@@ -76,6 +79,21 @@ func (h host) Answer(t bus.Ticket, room string, pos bus.Position, dup bool, err 
 
 // Restart implements bus.Host: the log's history is gone.
 func (h host) Restart(epoch, covered uint64) { h.s.engine.Restart(epoch, covered) }
+
+// Skipped implements bus.Host: the log removed messages before this
+// instance read them. Every room's history here is complete only after
+// to; every loopcast.v1 session is closed with 1013 so that it resumes
+// (and is told history_passed where it missed something).
+func (h host) Skipped(to uint64) {
+	s := h.s
+	s.engine.Skipped(to)
+	for _, l := range s.loopList() {
+		_ = l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			l.closeSessions(closeLogSkipped)
+			return nil
+		}))
+	}
+}
 
 // Lost implements bus.Host: messages of room from another instance were
 // lost; the room starts a new epoch here.

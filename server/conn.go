@@ -255,6 +255,7 @@ func (cs *conn) dropMessage() {
 var closeFrames = func() (t [numCloseReasons][]byte) {
 	t[closeSlowConsumer] = frame.AppendClose(nil, statusTryAgainLater, "slow consumer: unsent data over max-pending")
 	t[closeGoingAway] = frame.AppendClose(nil, ws.StatusGoingAway, "server shutting down")
+	t[closeLogSkipped] = frame.AppendClose(nil, statusTryAgainLater, "the cluster log dropped messages this server had not read: resume")
 	return t
 }()
 

@@ -150,6 +150,22 @@ func (l *eventLoop) expire(cs *conn) {
 	}
 }
 
+// closeSessions closes every loopcast.v1 session of the loop with r's
+// close frame.
+func (l *eventLoop) closeSessions(r closeReason) {
+	var v1 []*conn
+	for _, head := range l.wheel.slots {
+		for cs := head; cs != nil; cs = cs.wnext {
+			if cs.state == stateOpen && cs.v1 {
+				v1 = append(v1, cs)
+			}
+		}
+	}
+	for _, cs := range v1 {
+		cs.closeWith(r)
+	}
+}
+
 // goAway closes every WebSocket of the loop with 1001, each at a random
 // moment within spread (jitter), so clients reconnect elsewhere gradually.
 func (l *eventLoop) goAway(spread time.Duration) {

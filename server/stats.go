@@ -26,13 +26,14 @@ const (
 	closeOverCapacity                        // beyond the connection budget at accept: 503, closed
 	closeAssemblyFull                        // 1013: messages in progress over their budget (ws.go)
 	closeNotPublished                        // 1013: a raw member's message the route refused (log unavailable, max-rooms)
+	closeLogSkipped                          // 1013: the cluster log removed messages this instance had not read
 	numCloseReasons
 )
 
 var closeReasonNames = [numCloseReasons]string{
 	"peer_close", "gone", "protocol_error", "invalid_utf8", "policy", "rate_limited",
 	"message_too_big", "slow_consumer", "idle_timeout", "going_away",
-	"handshake_timeout", "http", "over_capacity", "assembly_limit", "not_published",
+	"handshake_timeout", "http", "over_capacity", "assembly_limit", "not_published", "log_skipped",
 }
 
 func (r closeReason) String() string {

@@ -374,6 +374,13 @@ export class Client extends Emitter {
       return p.reject(err);
     }
     if (p?.sub) {
+      if ((code === 'offset_ahead' || code === 'unavailable') && this.subs.get(p.sub.room) === p.sub) {
+        // The instance has not caught up with the cluster log yet (a
+        // failover): subscribe again shortly, from the same position.
+        const ws = this.ws;
+        setTimeout(() => { if (this.ws === ws && this.state === 'open' && this.subs.get(p.sub.room) === p.sub) this._sendSub(p.sub); }, 500);
+        return;
+      }
       this.subs.delete(p.sub.room);
       p.sub.active = false;
       return p.sub.emit('error', err);

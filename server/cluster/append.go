@@ -343,6 +343,14 @@ func (a *appender) sweep(now time.Time) {
 	}
 }
 
+// holding reports whether acknowledgements wait for the stream's
+// identity to be read again.
+func (a *appender) holding() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.held
+}
+
 // oldest is the number of appends waiting for an answer and how long the
 // oldest has waited.
 func (a *appender) oldest(now time.Time) (n int, age time.Duration) {

@@ -37,6 +37,25 @@ const (
 	// without it (by an older loopcast) has the epoch its creation time
 	// gives, as before.
 	epochKey = "loopcast.epoch"
+
+	// streamPingInterval (with maxPingsOut) notices a NATS server that
+	// froze or vanished without closing TCP within about 4-6 s, so an
+	// instance connected to a frozen stream leader moves to another
+	// server about when a new leader is elected (4-9 s), instead of
+	// waiting the core bridge's 30 s.
+	streamPingInterval = 2 * time.Second
+
+	// streamInfoTimeout bounds one look at the stream (StreamInfo, or
+	// creating it). Acknowledgements after a reconnect wait for such a
+	// look, so it is short: without a stream leader it fails fast and is
+	// tried again.
+	streamInfoTimeout = 2 * time.Second
+
+	// minMsgsPerSubject is the least the stream keeps per room, whatever
+	// HistoryMessages: an instance whose reader is behind by more than
+	// that many messages of one room never sees the rest (see
+	// loopcast_cluster_log_skipped_total).
+	minMsgsPerSubject = 1024
 )
 
 // ErrNoJetStream: the NATS server has no JetStream (Probe).
@@ -95,7 +114,8 @@ type Stream struct {
 	closing  atomic.Bool
 	attached atomic.Bool
 
-	stats streamCounters
+	stats   streamCounters
+	skipLog rateLimit // the skipped-messages warning, at most once a minute
 }
 
 type hostBox struct{ h bus.Host }
@@ -104,6 +124,7 @@ type streamCounters struct {
 	appended, duplicates, refused, unknown, lateAcks atomic.Int64
 	delivered, deliverErrors, epochChanges           atomic.Int64
 	unanswered                                       atomic.Int64 // failed appends nobody waited for (raw mode)
+	skipped                                          atomic.Int64 // messages the stream removed before this instance read them
 }
 
 // NewStream connects to NATS (retrying in the background when it is
@@ -154,7 +175,7 @@ func NewStream(opts StreamOptions) (*Stream, error) {
 		nats.CustomReconnectDelay(func(attempts int) time.Duration {
 			return reconnectDelay(attempts, opts.ReconnectWait, opts.MaxReconnectWait)
 		}),
-		nats.PingInterval(pingInterval),
+		nats.PingInterval(streamPingInterval),
 		nats.MaxPingsOutstanding(maxPingsOut),
 		nats.ConnectHandler(func(nc *nats.Conn) {
 			s.log.Info("NATS connected", "server", nc.ConnectedUrlRedacted())
@@ -271,7 +292,7 @@ func (s *Stream) config() jetstream.StreamConfig {
 		Discard:           jetstream.DiscardOld,
 		Storage:           o.Storage,
 		Replicas:          o.Replicas,
-		MaxMsgsPerSubject: int64(2 * o.HistoryMessages),
+		MaxMsgsPerSubject: int64(max(2*o.HistoryMessages, minMsgsPerSubject)),
 		MaxAge:            o.HistoryTTL,
 		MaxBytes:          2 * o.HistoryBytes,
 		AllowDirect:       true,
@@ -340,10 +361,14 @@ func (s *Stream) run(h bus.Host) {
 			} else {
 				s.log.Debug("JetStream stream still unavailable", "stream", s.opts.Stream, "err", err)
 			}
+			wait := backoff
+			if s.app.holding() {
+				wait = s.opts.ReconnectWait // acknowledgements wait for this look: try again soon
+			}
 			select {
 			case <-ctx.Done():
 				return
-			case <-time.After(backoff):
+			case <-time.After(wait):
 			case <-s.look:
 			}
 			backoff = min(2*backoff, s.opts.MaxReconnectWait)
@@ -381,7 +406,7 @@ func (s *Stream) run(h bus.Host) {
 
 // ensure returns the stream's info, creating the stream when missing.
 func (s *Stream) ensure(ctx context.Context) (*jetstream.StreamInfo, error) {
-	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	cctx, cancel := context.WithTimeout(ctx, streamInfoTimeout)
 	defer cancel()
 	st, err := s.js.Stream(cctx, s.opts.Stream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -433,7 +458,7 @@ func (s *Stream) consume(ctx context.Context, h bus.Host, info *jetstream.Stream
 	if err != nil {
 		return nil, err
 	}
-	firstSeen := false
+	firstSeen, last := false, uint64(0)
 	return cons.Consume(func(m jetstream.Msg) {
 		md, err := m.Metadata()
 		if err != nil {
@@ -441,13 +466,26 @@ func (s *Stream) consume(ctx context.Context, h bus.Host, info *jetstream.Stream
 			return
 		}
 		seq := md.Sequence.Stream
-		if !firstSeen {
+		switch {
+		case !firstSeen:
 			firstSeen = true
 			if seq > s.covered.Load()+1 {
 				// What came before seq left the stream meanwhile.
 				s.covered.Store(seq - 1)
 			}
+		case seq > last+1:
+			// The consumer reads every subject of the stream, so a hole
+			// in its sequence is messages the stream's limits removed
+			// before this instance read them.
+			s.stats.skipped.Add(int64(seq - last - 1))
+			s.covered.Store(max(s.covered.Load(), seq-1))
+			h.Skipped(seq - 1)
+			if s.skipLog.Allow() {
+				s.log.Warn("the JetStream stream dropped messages before this instance read them (its limits per room, age or bytes passed them): loopcast.v1 sessions are closed to resume, and told what they missed",
+					"from", last+1, "to", seq-1)
+			}
 		}
+		last = seq
 		room, op, ok := parseSubject(m.Subject())
 		if !ok {
 			s.stats.deliverErrors.Add(1)
@@ -547,6 +585,7 @@ var (
 	descStreamDelivered = prometheus.NewDesc("loopcast_cluster_log_delivered_total", "Messages of the JetStream stream delivered here.", nil, nil)
 	descStreamErrors    = prometheus.NewDesc("loopcast_cluster_log_errors_total", "Stream messages not delivered here (deliver), and failed appends of raw-mode members, which have no answer (unanswered).", []string{"kind"}, nil)
 	descStreamEpochs    = prometheus.NewDesc("loopcast_cluster_log_epoch_changes_total", "Times the stream was found recreated (history lost).", nil, nil)
+	descStreamSkipped   = prometheus.NewDesc("loopcast_cluster_log_skipped_total", "Messages the stream removed (its limits) before this instance read them; each hole closes the loopcast.v1 sessions here so they resume.", nil, nil)
 )
 
 // Describe implements prometheus.Collector.
@@ -582,4 +621,15 @@ func (s *Stream) Collect(ch chan<- prometheus.Metric) {
 	c(descStreamErrors, s.stats.deliverErrors.Load(), "deliver")
 	c(descStreamErrors, s.stats.unanswered.Load(), "unanswered")
 	c(descStreamEpochs, s.stats.epochChanges.Load())
+	c(descStreamSkipped, s.stats.skipped.Load())
+}
+
+// rateLimit lets an event through at most once a minute.
+type rateLimit struct{ next atomic.Int64 }
+
+// Allow reports whether the event may happen now.
+func (r *rateLimit) Allow() bool {
+	now := time.Now().UnixNano()
+	n := r.next.Load()
+	return now >= n && r.next.CompareAndSwap(n, now+int64(time.Minute))
 }

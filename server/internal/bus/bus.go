@@ -61,6 +61,14 @@ type Host interface {
 	// Deliver of the new epoch, from the goroutine that delivers.
 	Restart(epoch, covered uint64)
 
+	// Skipped says that the log's messages up to to were removed from
+	// it before this instance read them (the stream's limits passed
+	// them while the reader was behind): which rooms they were for is
+	// unknown. History on this instance is complete only after to, and
+	// loopcast.v1 sessions are closed (1013) so that they resume and
+	// learn what they missed. Called from the goroutine that delivers.
+	Skipped(to uint64)
+
 	// Lost says that messages of room from another instance were lost
 	// on their way (Broker): the room starts a new epoch here, so that
 	// loopcast.v1 clients are told rather than handed a silent gap.

@@ -70,3 +70,27 @@ func (l *Loop) renew(r *Room) {
 	r.forwarded = 0
 	r.epoch.Store(newEpoch())
 }
+
+// Skipped says that the external log's messages up to to were removed
+// before this engine saw them: on every loop, each room's history is
+// complete only after to (a resume from before it is told
+// history_passed). Call it from the goroutine that calls PublishAt.
+func (e *Engine) Skipped(to uint64) {
+	for _, l := range e.loopList() {
+		t := newTask(taskSkipped, nil, nil)
+		t.covered = to
+		handoff(l, t)
+	}
+}
+
+// skipped runs Engine.Skipped on this loop.
+func (l *Loop) skipped(to uint64) {
+	l.pos = max(l.pos, to)
+	l.engine.mu.Lock()
+	defer l.engine.mu.Unlock()
+	for _, r := range l.engine.rooms {
+		if r.owner == l {
+			r.hist.covered = max(r.hist.covered, to)
+		}
+	}
+}

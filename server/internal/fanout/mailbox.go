@@ -82,6 +82,8 @@ func (l *Loop) run(t *roomTask) {
 		l.restart(t.epoch, t.covered)
 	case taskRenew:
 		l.renew(t.r)
+	case taskSkipped:
+		l.skipped(t.covered)
 	}
 }
 
@@ -96,6 +98,7 @@ const (
 	taskAnswer                  // on ack's member's loop: the outcome of its publication
 	taskRestart                 // on every loop: the external log started a new epoch
 	taskRenew                   // on r's owner: r starts a new epoch (messages were lost)
+	taskSkipped                 // on every loop: the external log removed messages up to covered
 )
 
 // roomTask carries work between loops. It holds one reference to f when
