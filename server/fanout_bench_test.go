@@ -97,37 +97,64 @@ func benchmarkFanout(b *testing.B, name string, members int, payload []byte, com
 		for i := range conns {
 			conns[i] = rawMember(b, srv.Addr().String(), "/ws/bench", ext...)
 		}
-		var received atomic.Int64
+		// Each member counts the bytes it read; the publisher keeps at most
+		// 256 KiB of frames ahead of the slowest member, so a reader the
+		// scheduler starves cannot push its backlog past MaxPending (1 MiB:
+		// the server would rightly close it with 1013 and the run would
+		// never finish).
+		read := make([]atomic.Int64, members)
 		var wg sync.WaitGroup
-		for _, c := range conns {
+		for i, c := range conns {
 			wg.Add(1)
 			buf := make([]byte, 16<<10)
 			go func() {
 				defer wg.Done()
 				for {
 					n, err := c.Read(buf)
-					received.Add(int64(n))
+					read[i].Add(int64(n))
 					if err != nil {
 						return
 					}
 				}
 			}()
 		}
+		slowest := func() int64 {
+			least := read[0].Load()
+			for i := range read[1:] {
+				least = min(least, read[i+1].Load())
+			}
+			return least
+		}
+		// waitFor waits until the slowest member has read want bytes and
+		// fails the benchmark instead of hanging when no member makes
+		// progress for 10 s.
+		waitFor := func(want int64) {
+			last, since := slowest(), time.Now()
+			for last < want {
+				time.Sleep(20 * time.Microsecond)
+				if got := slowest(); got != last {
+					last, since = got, time.Now()
+				} else if time.Since(since) > 10*time.Second {
+					b.Fatalf("no progress for 10 s: slowest member read %d of %d bytes; server stats %+v", got, want, srv.Stats())
+				}
+			}
+		}
 		const batch = 16
+		inFlight := (256 << 10) / frameLen
 		msgs := bytes.Repeat(maskedClientFrame(ws.OpBinary, payload), batch)
 		pub := conns[0]
 		sent := 0
 		publish := func(n int) {
 			for sent < n {
+				if sent >= inFlight {
+					waitFor(int64((sent - inFlight) * frameLen))
+				}
 				if _, err := pub.Write(msgs); err != nil {
 					b.Fatal(err)
 				}
 				sent += batch
 			}
-			want := int64(sent * members * frameLen)
-			for received.Load() < want {
-				time.Sleep(20 * time.Microsecond)
-			}
+			waitFor(int64(sent * frameLen))
 		}
 		const warm = 2048 // pools, buffers and the room's history ring
 		publish(warm)
