@@ -79,20 +79,24 @@ func (c *tokenClaims) UnmarshalJSON(b []byte) error {
 	return json.Unmarshal(b, (*plain)(c))
 }
 
-// grant is what a connection's token allows, kept for its life (nil
-// when no token is required: everything is allowed).
-type grant struct {
-	rooms, publish *[]string // nil: no such claim
+// session is what a connection keeps beyond its plain state, for its
+// life: what its token allows, and what it watches. nil when no token is
+// required and it watches nothing: everything is allowed.
+type session struct {
+	rooms, publish *[]string // the token's claims (nil: no such claim)
+	// watching lists the rooms whose occupancy the connection watches
+	// (at most MaxSubscriptions; watch.go).
+	watching []string
 }
 
 // maySubscribe reports whether the rooms claim allows room.
-func (g *grant) maySubscribe(room []byte) bool {
+func (g *session) maySubscribe(room []byte) bool {
 	return g == nil || g.rooms == nil || roomAllowed(*g.rooms, string(room))
 }
 
 // mayPublish reports whether the publish claim (or, without one, the
 // rooms claim) allows publishing to room.
-func (g *grant) mayPublish(room []byte) bool {
+func (g *session) mayPublish(room []byte) bool {
 	switch {
 	case g == nil:
 		return true
@@ -206,7 +210,7 @@ func (a *authenticator) startJWKS(ctx context.Context, log *slog.Logger) error {
 // header or the token query parameter (browsers cannot set headers on a
 // WebSocket), whose rooms claim allows t's room. It returns what the
 // token allows for the rest of the connection.
-func (a *authenticator) check(h *reqhead.Head, t target) (*grant, *rejection) {
+func (a *authenticator) check(h *reqhead.Head, t target) (*session, *rejection) {
 	g, rej := a.verify(h)
 	if rej == nil && t.room != nil && !g.maySubscribe(t.room) {
 		return nil, rejRoomForbidden
@@ -214,7 +218,7 @@ func (a *authenticator) check(h *reqhead.Head, t target) (*grant, *rejection) {
 	return g, rej
 }
 
-func (a *authenticator) verify(h *reqhead.Head) (*grant, *rejection) {
+func (a *authenticator) verify(h *reqhead.Head) (*session, *rejection) {
 	tok := bearerToken(h)
 	if tok == "" {
 		return nil, rejAuthMissing
@@ -237,7 +241,7 @@ func (a *authenticator) verify(h *reqhead.Head) (*grant, *rejection) {
 	if c.Rooms == nil && c.Publish == nil {
 		return nil, nil // everything allowed: nothing to keep
 	}
-	return &grant{rooms: c.Rooms, publish: c.Publish}, nil
+	return &session{rooms: c.Rooms, publish: c.Publish}, nil
 }
 
 // rejAuthNumericDate answers a token whose exp, nbf or iat is not a JSON

@@ -91,8 +91,9 @@ type conn struct {
 	// see allowSubscribe.
 	subscribeAt int64
 
-	// grant is what the connection's token allows (nil: everything).
-	grant *grant
+	// sess is what the connection's token allows and what it watches
+	// (nil: no token, nothing watched).
+	sess *session
 
 	// Timing, in loop ticks.
 	since    int64 // HTTP: when the current request head started

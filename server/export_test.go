@@ -32,3 +32,11 @@ func SetAdminLimits(t testing.TB, l AdminLimits) {
 		adminLimits.maxConns = l.MaxConns
 	}
 }
+
+// WatchedRooms is the number of rooms whose occupancy some connection
+// watches (the registry's size).
+func (s *Server) WatchedRooms() int {
+	s.occ.mu.Lock()
+	defer s.occ.mu.Unlock()
+	return len(s.occ.watched)
+}

@@ -99,6 +99,7 @@ func (h *handler) OnClose(c gnet.Conn, _ error) gnet.Action {
 		h.s.admit.release(cs.ip)
 	}
 	cs.member.Release() // out of its room; its unwritten frames go with it
+	cs.stopWatchingAll()
 	cs.dropMessage()
 	l.wheel.remove(cs)
 	cs.state = stateClosed

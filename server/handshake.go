@@ -66,8 +66,8 @@ type target struct {
 	// v1: the client offered loopcast.v1 on /ws or /ws/{room}.
 	v1   bool
 	room []byte // aliases the request; copy before keeping. v1: nil on /ws
-	// grant is what the client's token allows (nil: everything).
-	grant *grant
+	// sess is what the client's token allows (nil: everything).
+	sess *session
 	// deflate: permessage-deflate was offered and is accepted.
 	deflate bool
 }
@@ -127,7 +127,7 @@ func (s *Server) checkUpgrade(h *reqhead.Head) (target, *rejection) {
 		return t, rejDraining
 	}
 	if s.auth != nil {
-		if t.grant, rej = s.auth.check(h, t); rej != nil {
+		if t.sess, rej = s.auth.check(h, t); rej != nil {
 			return t, rej
 		}
 	}

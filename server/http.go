@@ -160,7 +160,7 @@ func (cs *conn) upgrade(h *reqhead.Head, t target) gnet.Action {
 	// whoever sees the 101 sees the counters move, and a failed write
 	// is cleaned up by OnClose like any session.
 	cs.state = stateOpen
-	cs.echo, cs.v1, cs.grant, cs.deflate = t.echo, t.v1, t.grant, t.deflate
+	cs.echo, cs.v1, cs.sess, cs.deflate = t.echo, t.v1, t.sess, t.deflate
 	l.stats.upgrades.Add(1)
 	l.stats.websockets.Add(1)
 	cs.seen = l.now

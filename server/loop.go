@@ -44,6 +44,10 @@ type eventLoop struct {
 	scratch []byte
 	out     []byte
 
+	// watchers are this loop's connections watching each room's
+	// occupancy (watch.go); nil until the first watch.
+	watchers map[string][]*conn
+
 	tickQueued atomic.Bool
 	tickTask   gnet.Runnable
 

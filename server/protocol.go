@@ -29,7 +29,7 @@ var (
 	errTooManySubscriptions = &command.Error{Code: command.CodeTooManySubscriptions, Reason: "subscriptions over max-subscriptions"}
 	errTooManyRooms         = &command.Error{Code: command.CodeTooManyRooms, Reason: "rooms over max-rooms"}
 	errSubForbidden         = &command.Error{Code: command.CodeForbidden, Reason: "the token's rooms claim does not allow this room"}
-	errSubRateLimited       = &command.Error{Code: command.CodeRateLimited, Reason: "sub and unsub over subscribe-rate"}
+	errSubRateLimited       = &command.Error{Code: command.CodeRateLimited, Reason: "sub, unsub, occupancy, watch and unwatch over subscribe-rate"}
 	errOffsetAhead          = &command.Error{Code: command.CodeOffsetAhead, Reason: "offset is ahead of the room's offset in this epoch"}
 	errNotReady             = &command.Error{Code: command.CodeUnavailable, Reason: "this instance has not reached the cluster log yet: subscribe again, or on another instance"}
 )
@@ -67,6 +67,19 @@ func (cs *conn) command(op ws.OpCode, payload []byte) gnet.Action {
 		cs.reply(command.AppendUnsubscribed(cs.loop.scratch[:0], c.ID, c.Room))
 	case command.OpPub:
 		cs.publish(op, c)
+	case command.OpOccupancy, command.OpWatch, command.OpUnwatch:
+		if !cs.allowSubscribe(cs.loop.nowNs) {
+			cs.refuse(c.ID, errSubRateLimited)
+			return gnet.None
+		}
+		switch c.Op {
+		case command.OpOccupancy:
+			cs.occupancyCommand(c)
+		case command.OpWatch:
+			cs.watch(c)
+		default:
+			cs.unwatch(c)
+		}
 	}
 	return gnet.None
 }
@@ -81,7 +94,7 @@ func (cs *conn) subscribe(id uint32, room []byte, resume *fanout.Resume) {
 	case len(cs.member.Subs()) >= l.srv.cfg.MaxSubscriptions:
 		cs.refuse(id, errTooManySubscriptions)
 		return
-	case !cs.grant.maySubscribe(room):
+	case !cs.sess.maySubscribe(room):
 		cs.refuse(id, errSubForbidden)
 		return
 	}

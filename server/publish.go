@@ -157,7 +157,7 @@ func (s *Server) mayPublish(who publisher, room []byte, t MessageType, payload [
 	switch {
 	case !s.cfg.ClientPublish && !cs.echo:
 		return errPubOff
-	case !cs.grant.mayPublish(room):
+	case !cs.sess.mayPublish(room):
 		return errPubForbidden
 	case !cs.allowPublish(cs.loop.nowNs):
 		return errPubRate

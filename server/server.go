@@ -87,6 +87,11 @@ type Server struct {
 
 	stopBackground context.CancelFunc // ends the JWKS refresh and the peers watch; set by Start
 
+	// occ counts rooms' members across instances (occupancy.go); its
+	// goroutine closes occDone when it returns.
+	occ     *occupancy
+	occDone chan struct{}
+
 	peersMu   sync.Mutex
 	peers     peers         // the last lookup of Config.PeersDNS
 	peersDone chan struct{} // closed when watchPeers returns (at once without PeersDNS)
@@ -119,6 +124,7 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		done:   make(chan struct{}),
 
 		peersDone: make(chan struct{}),
+		occDone:   make(chan struct{}),
 	}
 	fc := fanout.Config{
 		Loops: n, MaxPending: cfg.MaxPending, CorkLimit: corkLimit, MaxFreeBytes: maxFreeBufferBytes, MaxRooms: cfg.MaxRooms,
@@ -167,6 +173,7 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	s.admit.maxConns = s.maxConns
 	empty := []*eventLoop{}
 	s.loops.Store(&empty)
+	s.occ = newOccupancy(s)
 	if s.bridge != nil {
 		s.bridge.Attach(host{s})
 	}
@@ -226,6 +233,7 @@ func (s *Server) Start() error {
 			return err
 		}
 		close(s.ready)
+		go s.occ.run(ctx, s.occDone)
 		if s.clog != nil {
 			s.clog.Attach(host{s}) // reads the log back into the loops' rooms
 		}
@@ -325,6 +333,11 @@ func (s *Server) Close() error {
 	err := s.gnet.Stop(ctx)
 	<-s.done
 	<-s.peersDone
+	select {
+	case <-s.ready:
+		<-s.occDone // started with the loops
+	default:
+	}
 	return err
 }
 

@@ -293,7 +293,12 @@ func redact(s string) string {
 // instances go. Until it is called they are dropped (counted as
 // "unattached"): the server does not exist yet, so no member could get
 // them.
-func (b *Bridge) Attach(h bus.Host) { b.dst.Store(&destination{h}) }
+func (b *Bridge) Attach(h bus.Host) {
+	b.dst.Store(&destination{h})
+	if _, err := shareWith(b.nc, h); err != nil {
+		b.log.Error("NATS: cannot subscribe to other instances' occupancy; counting this instance's members only", "err", err)
+	}
+}
 
 // Subscribe implements server.Broker: it records that room has members
 // here and returns; the subscription is made by the writer goroutine.

@@ -243,6 +243,9 @@ func (s *Stream) Attach(h bus.Host) {
 		return
 	}
 	s.host.Store(&hostBox{h})
+	if _, err := shareWith(s.nc, h); err != nil {
+		s.log.Error("NATS: cannot subscribe to other instances' occupancy; counting this instance's members only", "err", err)
+	}
 	s.done.Add(3)
 	go s.run(h)
 	go func() {

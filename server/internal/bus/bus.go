@@ -75,6 +75,20 @@ type Host interface {
 	// Called before the next Deliver of room, from the goroutine that
 	// delivers.
 	Lost(room string)
+
+	// Shared hands this instance a batch another instance shared
+	// (Sharer.Share): its rooms' occupancy. Called from the transport's
+	// goroutines, possibly concurrently; b is only read during the call.
+	Shared(b []byte)
+}
+
+// Sharer is implemented by both transports: a channel between instances
+// for their periodic state (occupancy batches), apart from room
+// messages: never in the log, at most once, no order between senders.
+type Sharer interface {
+	// Share sends b to the other instances without blocking; b is only
+	// read during the call. An error means it was not sent (NATS away).
+	Share(b []byte) error
 }
 
 // Broker is a transport without a shared log (core NATS).

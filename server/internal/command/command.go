@@ -13,10 +13,16 @@ import (
 type Op uint8
 
 const (
-	OpSub   Op = iota + 1 // subscribe, optionally resuming
-	OpUnsub               // unsubscribe
-	OpPub                 // publish
+	OpSub       Op = iota + 1 // subscribe, optionally resuming
+	OpUnsub                   // unsubscribe
+	OpPub                     // publish
+	OpOccupancy               // ask a room's occupancy
+	OpWatch                   // watch a room's occupancy
+	OpUnwatch                 // stop watching it
 )
+
+// What a watch or unwatch is about (the fourth field).
+const WhatOccupancy = "occupancy"
 
 // Limits of the grammar.
 const (
@@ -65,6 +71,9 @@ const (
 	CodeBadRoom              = "bad_room"
 	CodeAlreadySubscribed    = "already_subscribed"
 	CodeNotSubscribed        = "not_subscribed"
+	CodeAlreadyWatching      = "already_watching"
+	CodeNotWatching          = "not_watching"
+	CodeTooManyWatches       = "too_many_watches"
 	CodeTooManySubscriptions = "too_many_subscriptions"
 	CodeTooManyRooms         = "too_many_rooms"
 	CodeForbidden            = "forbidden"
@@ -84,7 +93,8 @@ const (
 var (
 	ErrEmpty     = &Error{CodeBadCommand, "empty command"}
 	ErrLongLine  = &Error{CodeBadCommand, "command line over 256 bytes"}
-	ErrUnknownOp = &Error{CodeUnknownOp, "unknown op (sub, unsub, pub)"}
+	ErrUnknownOp = &Error{CodeUnknownOp, "unknown op (sub, unsub, pub, occupancy, watch, unwatch)"}
+	ErrWhat      = &Error{CodeBadCommand, "watch and unwatch take what to watch: occupancy"}
 	ErrID        = &Error{CodeBadCommand, "id must be a decimal number from 0 to 4294967295"}
 	ErrRoom      = &Error{CodeBadRoom, "room names are 1 to 64 of A-Z a-z 0-9 . _ -, not . or .."}
 	ErrEpoch     = &Error{CodeBadCommand, "epoch must be 16 lower-case hex digits"}
@@ -92,7 +102,7 @@ var (
 	ErrFields    = &Error{CodeBadCommand, "wrong number of fields for this op"}
 	ErrNoBody    = &Error{CodeBadCommand, "pub needs a line feed after the room, then the payload"}
 	ErrMsgID     = &Error{CodeBadCommand, "msgid must be 1 to 64 of A-Z a-z 0-9 . _ -"}
-	ErrTrailing  = &Error{CodeBadCommand, "sub and unsub take no payload after their line"}
+	ErrTrailing  = &Error{CodeBadCommand, "only pub takes a payload after its line"}
 )
 
 // Parse parses one command. On an error, the returned Command holds the
@@ -128,6 +138,12 @@ func Parse(b []byte) (Command, *Error) {
 		c.Op = OpUnsub
 	case "pub":
 		c.Op = OpPub
+	case "occupancy":
+		c.Op = OpOccupancy
+	case "watch":
+		c.Op = OpWatch
+	case "unwatch":
+		c.Op = OpUnwatch
 	default:
 		return c, ErrUnknownOp
 	}
@@ -160,9 +176,16 @@ func Parse(b []byte) (Command, *Error) {
 			}
 			c.Resume = true
 		}
-	case OpUnsub:
+	case OpUnsub, OpOccupancy:
 		if n != 3 {
 			return c, ErrFields
+		}
+	case OpWatch, OpUnwatch:
+		if n != 4 {
+			return c, ErrFields
+		}
+		if string(f[3]) != WhatOccupancy {
+			return c, ErrWhat
 		}
 	case OpPub:
 		if n != 3 && n != 4 {
@@ -324,6 +347,29 @@ func AppendPublished(dst []byte, id uint32, room string, epoch, offset uint64) [
 	dst = AppendEpoch(dst, epoch)
 	dst = append(dst, ' ')
 	return strconv.AppendUint(dst, offset, 10)
+}
+
+// AppendOccupancy appends "occupancy <id> <room> <count>".
+func AppendOccupancy(dst []byte, id uint32, room []byte, count int64) []byte {
+	dst = append(dst, "occupancy "...)
+	dst = strconv.AppendUint(dst, uint64(id), 10)
+	dst = append(append(append(dst, ' '), room...), ' ')
+	return strconv.AppendInt(dst, count, 10)
+}
+
+// AppendWatching appends "watch <id> <room> occupancy <count>".
+func AppendWatching(dst []byte, id uint32, room []byte, count int64) []byte {
+	dst = append(dst, "watch "...)
+	dst = strconv.AppendUint(dst, uint64(id), 10)
+	dst = append(append(append(dst, ' '), room...), " "+WhatOccupancy+" "...)
+	return strconv.AppendInt(dst, count, 10)
+}
+
+// AppendUnwatched appends "unwatch <id> <room> occupancy".
+func AppendUnwatched(dst []byte, id uint32, room []byte) []byte {
+	dst = append(dst, "unwatch "...)
+	dst = strconv.AppendUint(dst, uint64(id), 10)
+	return append(append(append(dst, ' '), room...), " "+WhatOccupancy...)
 }
 
 // AppendError appends "err <id> <code> <reason>".

@@ -49,6 +49,15 @@ func TestParse(t *testing.T) {
 		{in: "pub 1 a " + string(bytes.Repeat([]byte("k"), 65)) + "\nx", want: Command{ID: 1, Op: OpPub, Room: []byte("a")}, err: ErrMsgID},
 		{in: "pub 1 a " + string(bytes.Repeat([]byte("k"), 64)) + "\nx", want: Command{ID: 1, Op: OpPub, Room: []byte("a"), Body: []byte("x"), MsgID: bytes.Repeat([]byte("k"), 64)}},
 		{in: "sub 1 a 1 2 3 4 5 6", want: Command{}, err: ErrFields},
+		{in: "occupancy 5 news", want: Command{Op: OpOccupancy, ID: 5, Room: []byte("news")}},
+		{in: "occupancy 5 news x", want: Command{ID: 5, Op: OpOccupancy, Room: []byte("news")}, err: ErrFields},
+		{in: "occupancy 5 news\nx", want: Command{ID: 5, Op: OpOccupancy, Room: []byte("news")}, err: ErrTrailing},
+		{in: "watch 6 news occupancy", want: Command{Op: OpWatch, ID: 6, Room: []byte("news")}},
+		{in: "watch 6 news occupancy\n", want: Command{ID: 6, Op: OpWatch, Room: []byte("news")}},
+		{in: "watch 6 news", want: Command{ID: 6, Op: OpWatch, Room: []byte("news")}, err: ErrFields},
+		{in: "watch 6 news presence", want: Command{ID: 6, Op: OpWatch, Room: []byte("news")}, err: ErrWhat},
+		{in: "unwatch 7 news occupancy", want: Command{Op: OpUnwatch, ID: 7, Room: []byte("news")}},
+		{in: "unwatch 7 news occupancy\nx", want: Command{ID: 7, Op: OpUnwatch, Room: []byte("news")}, err: ErrTrailing},
 		{in: "sub 1 " + string(bytes.Repeat([]byte("r"), 300)), err: ErrLongLine},
 	} {
 		got, err := Parse([]byte(tc.in))
@@ -71,7 +80,10 @@ func TestReplies(t *testing.T) {
 		{string(AppendSubscribed(nil, 9, room, 0xab, 42, StatusRecovered)), "sub 9 news 00000000000000ab 42 recovered"},
 		{string(AppendUnsubscribed(nil, 9, []byte(room))), "unsub 9 news"},
 		{string(AppendPublished(nil, 1<<32-1, room, 1<<64-1, 1<<64-1)), "pub 4294967295 news ffffffffffffffff 18446744073709551615"},
-		{string(AppendError(nil, 0, ErrUnknownOp)), "err 0 unknown_op unknown op (sub, unsub, pub)"},
+		{string(AppendError(nil, 0, ErrUnknownOp)), "err 0 unknown_op unknown op (sub, unsub, pub, occupancy, watch, unwatch)"},
+		{string(AppendOccupancy(nil, 3, []byte(room), 1_000_000)), "occupancy 3 news 1000000"},
+		{string(AppendWatching(nil, 4, []byte(room), 0)), "watch 4 news occupancy 0"},
+		{string(AppendUnwatched(nil, 5, []byte(room))), "unwatch 5 news occupancy"},
 		{string(AppendMessageHeader(nil, room, 1, 7)), "msg news 0000000000000001 7\n"},
 	} {
 		if tc.got != tc.want {
@@ -104,7 +116,7 @@ func TestParseDoesNotAllocate(t *testing.T) {
 // FuzzParse: Parse never panics, a success re-encodes to a line that
 // parses the same, and every error is one of the documented ones.
 func FuzzParse(f *testing.F) {
-	for _, s := range []string{"sub 1 a", "sub 1 a 0123456789abcdef 5", "unsub 2 b", "pub 0 c\nx", "pub 1 c\n", "pub 2 c k-1\nx", "sub 01 a", "x", "", "sub 1 a\n\n"} {
+	for _, s := range []string{"sub 1 a", "sub 1 a 0123456789abcdef 5", "unsub 2 b", "pub 0 c\nx", "pub 1 c\n", "pub 2 c k-1\nx", "sub 01 a", "x", "", "sub 1 a\n\n", "occupancy 3 r", "watch 4 r occupancy", "unwatch 5 r occupancy\n"} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -133,6 +145,14 @@ func FuzzParse(f *testing.F) {
 				line = append(append(line, ' '), c.MsgID...)
 			}
 			line = append(append(line, '\n'), c.Body...)
+		case OpOccupancy:
+			line = append(append([]byte("occupancy "), strconv.FormatUint(uint64(c.ID), 10)...), ' ')
+			line = append(line, c.Room...)
+		case OpWatch:
+			line = append(append([]byte("watch "), strconv.FormatUint(uint64(c.ID), 10)...), ' ')
+			line = append(append(line, c.Room...), " occupancy"...)
+		case OpUnwatch:
+			line = AppendUnwatched(nil, c.ID, c.Room)
 		default:
 			t.Fatalf("op %d", c.Op)
 		}

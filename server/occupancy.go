@@ -1,0 +1,248 @@
+package server
+
+import (
+	"context"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/loopcast/loopcast/server/internal/bus"
+	"github.com/loopcast/loopcast/server/internal/fanout"
+	"github.com/loopcast/loopcast/server/internal/frame"
+	occ "github.com/loopcast/loopcast/server/internal/occupancy"
+)
+
+// Occupancy: how many connections are subscribed to a room, on every
+// instance. Nothing is sent per join: once per occupancyInterval one
+// goroutine reads every room's member count (kept by the engine anyway),
+// shares this instance's changed counts with the others in one batch
+// (package occupancy, over the transport's bus.Sharer), adds up the
+// others', and sends each watched room whose total changed an "occ"
+// frame, encoded once per room and written by each loop to its watchers.
+const (
+	occupancyInterval = time.Second
+	// occupancyTTL: an instance not heard from for this long is dropped
+	// with its counts (it died, or lost NATS). A dead instance's members
+	// stop counting within occupancyTTL+occupancyInterval (6 s).
+	occupancyTTL = 5 * time.Second
+	// occupancyBatchBytes bounds one instance's batch (NATS's default
+	// max_payload is 1 MiB); changes that do not fit go in the next.
+	occupancyBatchBytes = 512 << 10
+	// occupancyRefreshShare: each batch repeats at least a tenth of the
+	// counts, so a lost batch is corrected within about ten intervals.
+	occupancyRefreshShare = 10
+)
+
+// occupancy is the server's side of it. tick runs on its own goroutine;
+// watch and unwatch on the event loops; count anywhere.
+type occupancy struct {
+	s      *Server
+	table  occ.Table
+	rep    occ.Reporter // tick only
+	sharer bus.Sharer   // nil on a single instance
+	counts map[string]int64
+	batch  []byte
+	byLoop [][]occFrame
+	list   []*watchedRoom
+
+	mu      sync.Mutex
+	watched map[string]*watchedRoom
+
+	shared, shareErrors, badBatches, updates atomic.Int64
+}
+
+// watchedRoom is a room some connection watches (loopcast.v1 "watch").
+type watchedRoom struct {
+	name string
+	// last is the total sent in the room's last "occ" frame (or in the
+	// first watcher's reply). Written by tick (and watch, when the room
+	// starts being watched); see watch for the order that makes every
+	// watcher see every change.
+	last    atomic.Int64
+	perLoop []atomic.Int32 // watchers per loop
+	total   int            // watchers, under occupancy.mu
+}
+
+// occFrame is one room's "occ" frame of this interval, shared by every
+// loop (read only).
+type occFrame struct {
+	room  string
+	frame []byte
+}
+
+func newOccupancy(s *Server) *occupancy {
+	id := newInstanceID()
+	o := &occupancy{s: s, counts: map[string]int64{}, watched: map[string]*watchedRoom{}}
+	o.table.Self = id
+	o.rep = occ.Reporter{ID: id, MaxBytes: occupancyBatchBytes, RefreshShare: occupancyRefreshShare}
+	o.byLoop = make([][]occFrame, s.nloops)
+	if sh, ok := s.cfg.Broker.(bus.Sharer); ok {
+		o.sharer = sh
+	}
+	return o
+}
+
+// run ticks until ctx ends, then closes done.
+func (o *occupancy) run(ctx context.Context, done chan<- struct{}) {
+	defer close(done)
+	t := time.NewTicker(occupancyInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			o.tick(time.Now().UnixNano())
+		}
+	}
+}
+
+// tick reads this instance's counts, shares them, drops silent
+// instances and notifies the watchers of every room whose total changed.
+func (o *occupancy) tick(now int64) {
+	clear(o.counts)
+	o.s.engine.EachRoom(func(ri fanout.RoomInfo) {
+		if ri.Members > 0 {
+			o.counts[ri.Name] = ri.Members
+		}
+	})
+	if o.sharer != nil {
+		o.batch = o.rep.Report(o.batch[:0], o.counts)
+		if err := o.sharer.Share(o.batch); err != nil {
+			o.shareErrors.Add(1)
+		} else {
+			o.shared.Add(1)
+		}
+	}
+	o.table.Expire(now, int64(occupancyTTL))
+	o.notify()
+}
+
+// notify sends the watchers of each room whose total changed since its
+// last "occ" frame the new total: one frame per room, handed to the
+// loops that have watchers of it.
+func (o *occupancy) notify() {
+	o.mu.Lock()
+	o.list = o.list[:0]
+	for _, w := range o.watched {
+		o.list = append(o.list, w)
+	}
+	o.mu.Unlock()
+	for _, w := range o.list {
+		n := o.counts[w.name] + o.table.Remote(w.name)
+		if w.last.Load() == n {
+			continue
+		}
+		w.last.Store(n) // before reading perLoop: see watch
+		f := occFrame{w.name, appendOccupancyFrame(nil, w.name, n)}
+		for i := range w.perLoop {
+			if w.perLoop[i].Load() > 0 {
+				o.byLoop[i] = append(o.byLoop[i], f)
+			}
+		}
+		o.updates.Add(1)
+	}
+	clear(o.list)
+	loops := o.s.loopList()
+	for i, frames := range o.byLoop {
+		if len(frames) == 0 || i >= len(loops) {
+			continue
+		}
+		l := loops[i]
+		_ = l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			l.sendOccupancy(frames)
+			return nil
+		}))
+		o.byLoop[i] = nil // the loop's now
+	}
+}
+
+// count is room's occupancy now: its subscriptions here and the other
+// instances' last reported counts.
+func (o *occupancy) count(room string) int64 {
+	return int64(o.s.engine.Members(room)) + o.table.Remote(room)
+}
+
+// watch registers a watcher of room on loop idx and returns the total to
+// reply with. Ordering: the watcher is counted in perLoop before last is
+// read, and tick stores last before it reads perLoop, so either this
+// reply already has tick's new total, or tick sees the watcher and sends
+// it the frame (the connection is in its loop's watchers by then: the
+// frame runs on the loop after this command).
+func (o *occupancy) watch(room string, idx int) int64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	w := o.watched[room]
+	if w == nil {
+		w = &watchedRoom{name: room, perLoop: make([]atomic.Int32, o.s.nloops)}
+		w.last.Store(o.count(room))
+		o.watched[room] = w
+	}
+	w.perLoop[idx].Add(1)
+	w.total++
+	return w.last.Load()
+}
+
+// unwatch undoes one watch.
+func (o *occupancy) unwatch(room string, idx int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	w := o.watched[room]
+	if w == nil {
+		return
+	}
+	w.perLoop[idx].Add(-1)
+	if w.total--; w.total == 0 {
+		delete(o.watched, room)
+	}
+}
+
+// Shared implements bus.Host: another instance's occupancy batch.
+func (h host) Shared(b []byte) {
+	o := h.s.occ
+	if err := o.table.Apply(b, time.Now().UnixNano()); err != nil {
+		o.badBatches.Add(1)
+	}
+}
+
+// appendOccupancyFrame appends the text frame "occ <room> <count>".
+func appendOccupancyFrame(dst []byte, room string, n int64) []byte {
+	var line [len("occ ") + 64 + 1 + 20]byte
+	p := append(append(append(line[:0], "occ "...), room...), ' ')
+	p = strconv.AppendInt(p, n, 10)
+	dst = frame.AppendHeader(dst, true, ws.OpText, len(p))
+	return append(dst, p...)
+}
+
+// sendOccupancy runs on the loop: each frame to this loop's watchers of
+// its room.
+func (l *eventLoop) sendOccupancy(frames []occFrame) {
+	for _, f := range frames {
+		for _, cs := range l.watchers[f.room] {
+			if cs.state == stateOpen {
+				cs.member.SendData(f.frame)
+			}
+		}
+	}
+}
+
+// Occupancy is the number of connections subscribed to room on every
+// instance: this one's now, the others' as they last reported it (at
+// most about a second old; an instance that stopped reporting counts
+// for at most 6 s).
+func (s *Server) Occupancy(room string) int64 { return s.occ.count(room) }
+
+// newInstanceID names this process in its occupancy batches: random and
+// non-zero.
+func newInstanceID() uint64 {
+	for {
+		if v := rand.Uint64(); v != 0 {
+			return v
+		}
+	}
+}
