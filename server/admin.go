@@ -56,6 +56,7 @@ func (s *Server) AdminHandler() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{})) // open: no secrets, Prometheus convention
 	mux.HandleFunc("GET /stats", s.withToken(func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, s.Stats()) }))
 	mux.HandleFunc("GET /rooms", s.withToken(s.serveRooms))
+	mux.HandleFunc("GET /rooms/{room}", s.withToken(s.serveRoom))
 	mux.HandleFunc("POST /publish/{room}", s.withToken(s.servePublish))
 	if s.cfg.Pprof {
 		// Behind the token like /stats: profiles show what the process
@@ -76,12 +77,17 @@ func (s *Server) AdminHandler() http.Handler {
 	return rejectDotSegments(mux)
 }
 
-// rejectDotSegments answers 400 to /publish/. and /publish/.., which
+// rejectDotSegments answers 400 to /publish/. and /publish/.. (and the
+// same under /rooms/), which
 // ServeMux would otherwise clean into a redirect to another path: those
 // are not room names.
 func rejectDotSegments(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if room, ok := strings.CutPrefix(r.URL.Path, "/publish/"); ok && (room == "." || room == "..") {
+		room, ok := strings.CutPrefix(r.URL.Path, "/publish/")
+		if !ok {
+			room, ok = strings.CutPrefix(r.URL.Path, "/rooms/")
+		}
+		if ok && (room == "." || room == "..") {
 			writeJSON(w, 400, map[string]string{"error": ErrBadRoom.Error()})
 			return
 		}
@@ -148,32 +154,84 @@ func (s *Server) AdminAddr() net.Addr { return s.adminAddr }
 type RoomInfo struct {
 	Name    string `json:"name"`
 	Members int64  `json:"members"` // subscriptions on this instance
+	// Occupancy is the room's subscriptions on every instance: this
+	// one's now, the others' as they last reported (Server.Occupancy).
+	Occupancy int64 `json:"occupancy"`
 	// Epoch (16 hex digits) and Offset (the last message's) are where the
 	// room's order stands here; History and HistoryBytes what it keeps
-	// for resumes.
+	// for resumes. A room with members only on other instances has no
+	// epoch here ("").
 	Epoch        string `json:"epoch"`
 	Offset       uint64 `json:"offset"`
 	History      int64  `json:"history"`
 	HistoryBytes int64  `json:"history_bytes"`
 }
 
+// maxRoomsQuery bounds the names of one GET /rooms?names= request.
+const maxRoomsQuery = 1000
+
 // Rooms lists the rooms (with members or history), by name.
 func (s *Server) Rooms() []RoomInfo {
 	out := []RoomInfo{}
-	s.engine.EachRoom(func(ri fanout.RoomInfo) {
-		out = append(out, RoomInfo{ri.Name, ri.Members, string(command.AppendEpoch(nil, ri.Epoch)), ri.Offset, ri.History, ri.HistoryBytes})
-	})
+	s.engine.EachRoom(func(ri fanout.RoomInfo) { out = append(out, roomInfo(ri)) })
+	for i := range out {
+		out[i].Occupancy = out[i].Members + s.occ.table.Remote(out[i].Name)
+	}
 	slices.SortFunc(out, func(a, b RoomInfo) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 
-func (s *Server) serveRooms(w http.ResponseWriter, _ *http.Request) {
-	rooms := s.Rooms()
+// Room describes one room, whether or not this instance has it (then
+// only its occupancy on the others).
+func (s *Server) Room(name string) RoomInfo {
+	info := RoomInfo{Name: name}
+	if ri, ok := s.engine.Room(name); ok {
+		info = roomInfo(ri)
+	}
+	info.Occupancy = info.Members + s.occ.table.Remote(name)
+	return info
+}
+
+func roomInfo(ri fanout.RoomInfo) RoomInfo {
+	return RoomInfo{Name: ri.Name, Members: ri.Members, Epoch: string(command.AppendEpoch(nil, ri.Epoch)), Offset: ri.Offset, History: ri.History, HistoryBytes: ri.HistoryBytes}
+}
+
+// serveRooms answers GET /rooms: every room this instance has, or with
+// ?names=a,b,c (at most maxRoomsQuery) those rooms, in that order.
+func (s *Server) serveRooms(w http.ResponseWriter, r *http.Request) {
+	var rooms []RoomInfo
+	if q := r.URL.Query(); q.Has("names") {
+		names := strings.Split(q.Get("names"), ",")
+		if len(names) > maxRoomsQuery {
+			writeJSON(w, 400, map[string]string{"error": fmt.Sprintf("names: at most %d rooms", maxRoomsQuery)})
+			return
+		}
+		rooms = make([]RoomInfo, 0, len(names))
+		for _, n := range names {
+			if !command.ValidRoom([]byte(n)) {
+				writeJSON(w, 400, map[string]string{"error": fmt.Sprintf("names: %q: %v", n, ErrBadRoom)})
+				return
+			}
+			rooms = append(rooms, s.Room(n))
+		}
+	} else {
+		rooms = s.Rooms()
+	}
 	body := map[string]any{"count": len(rooms), "rooms": rooms}
 	if b, ok := s.cfg.Broker.(bus.Status); ok {
 		body["cluster"] = b.ClusterStatus()
 	}
 	writeJSON(w, 200, body)
+}
+
+// serveRoom answers GET /rooms/{room}: the room's RoomInfo.
+func (s *Server) serveRoom(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("room")
+	if !command.ValidRoom([]byte(name)) {
+		writeJSON(w, 400, map[string]string{"error": ErrBadRoom.Error()})
+		return
+	}
+	writeJSON(w, 200, s.Room(name))
 }
 
 // servePublish is the admin door onto the one publishing path
@@ -252,6 +310,7 @@ type collector struct {
 	maxConns, peers, roomsSplit, untrustedForwarded         *prometheus.Desc
 	lost, logRoomsRefused, dedupeEvicted, brokerErrors      *prometheus.Desc
 	assembling                                              *prometheus.Desc
+	occInstances, occBatches, occUpdates, occWatched        *prometheus.Desc
 }
 
 func newCollector(s *Server) *collector {
@@ -293,6 +352,10 @@ func newCollector(s *Server) *collector {
 		logRoomsRefused:    d("log_rooms_refused_total", "JetStream messages not kept here because the rooms held only for the stream reached --max-rooms (counted apart from rooms with members)."),
 		dedupeEvicted:      d("dedupe_evicted_total", "Publication keys (msgid, Idempotency-Key) forgotten before their two-minute window passed, for want of room (one instance, without JetStream)."),
 		brokerErrors:       d("broker_errors_total", "Publications that reached only this instance (the broker refused to forward them) or that the cluster log refused at once."),
+		occInstances:       d("occupancy_instances", "Other instances whose room counts this one adds up (heard from within the last 5 s)."),
+		occBatches:         d("occupancy_batches_total", "Occupancy batches: shared (sent to the other instances, one a second), share_failed (NATS away), bad (received and refused as malformed), expired (instances dropped for silence).", "result"),
+		occUpdates:         d("occupancy_updates_total", "occ frames encoded: one per watched room whose count changed, per second at most."),
+		occWatched:         d("occupancy_watched_rooms", "Rooms whose occupancy some connection here watches."),
 		assembling:         d("assembling_bytes", "Bytes held by messages in progress (fragments, frames still arriving) on every connection; past max(64 MiB, 16 x --max-message) a connection is closed with 1013."),
 	}
 }
@@ -329,6 +392,14 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	n(c.dedupeEvicted, st.DedupeEvicted)
 	n(c.brokerErrors, st.BrokerErrors)
 	g(c.assembling, c.s.assembling.Load())
+	o := c.s.occ
+	g(c.occInstances, int64(o.table.Instances()))
+	n(c.occBatches, o.shared.Load(), "shared")
+	n(c.occBatches, o.shareErrors.Load(), "share_failed")
+	n(c.occBatches, o.badBatches.Load(), "bad")
+	n(c.occBatches, o.table.Dropped(), "expired")
+	n(c.occUpdates, o.updates.Load())
+	g(c.occWatched, int64(o.watchedRooms()))
 	n(c.accepted, st.Accepted)
 	n(c.handshakes, st.Upgrades, "ok")
 	for status, v := range st.Rejects {

@@ -35,8 +35,4 @@ func SetAdminLimits(t testing.TB, l AdminLimits) {
 
 // WatchedRooms is the number of rooms whose occupancy some connection
 // watches (the registry's size).
-func (s *Server) WatchedRooms() int {
-	s.occ.mu.Lock()
-	defer s.occ.mu.Unlock()
-	return len(s.occ.watched)
-}
+func (s *Server) WatchedRooms() int { return s.occ.watchedRooms() }

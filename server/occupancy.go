@@ -202,6 +202,13 @@ func (o *occupancy) unwatch(room string, idx int) {
 	}
 }
 
+// watchedRooms is the number of rooms some connection watches.
+func (o *occupancy) watchedRooms() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.watched)
+}
+
 // Shared implements bus.Host: another instance's occupancy batch.
 func (h host) Shared(b []byte) {
 	o := h.s.occ

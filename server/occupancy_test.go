@@ -1,7 +1,9 @@
 package server_test
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -10,6 +12,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/loopcast/loopcast/internal/testutil"
+	"github.com/loopcast/loopcast/server"
 )
 
 // Occupancy, written from PROTOCOL.md: "occupancy" answers the count
@@ -180,6 +183,42 @@ func TestOccupancyManyRooms(t *testing.T) {
 	for i, w := range watchers {
 		if i%4 != 0 {
 			w.occUntil(fmt.Sprintf("room-%d", i), 0, int64(i%4))
+		}
+	}
+}
+
+// The admin API answers a room's occupancy, one room or a list.
+func TestOccupancyAdmin(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, testConfig())
+	addr := srv.Addr().String()
+	for range 2 {
+		dialWS(t, tcpAddr(addr), "/ws/a")
+	}
+	get := func(path string) (int, string) {
+		req := httptest.NewRequest("GET", path, nil)
+		rec := httptest.NewRecorder()
+		srv.AdminHandler().ServeHTTP(rec, req)
+		return rec.Code, rec.Body.String()
+	}
+	testutil.WaitFor(t, testutil.Patience, "two members of a", func() bool { return srv.Occupancy("a") == 2 })
+	code, body := get("/rooms/a")
+	var one server.RoomInfo
+	if err := json.Unmarshal([]byte(body), &one); code != 200 || err != nil || one.Name != "a" || one.Members != 2 || one.Occupancy != 2 || len(one.Epoch) != 16 {
+		t.Fatalf("GET /rooms/a: %d %s (%v)", code, body, err)
+	}
+	code, body = get("/rooms?names=a,nobody")
+	var list struct {
+		Count int               `json:"count"`
+		Rooms []server.RoomInfo `json:"rooms"`
+	}
+	if err := json.Unmarshal([]byte(body), &list); code != 200 || err != nil || list.Count != 2 ||
+		list.Rooms[0].Occupancy != 2 || list.Rooms[1].Name != "nobody" || list.Rooms[1].Occupancy != 0 || list.Rooms[1].Epoch != "" {
+		t.Fatalf("GET /rooms?names=a,nobody: %d %s (%v)", code, body, err)
+	}
+	for _, path := range []string{"/rooms/..", "/rooms/a%2Fb", "/rooms?names=a,,b", "/rooms?names=" + strings.Repeat("a,", 1000) + "a"} {
+		if code, body := get(path); code != 400 {
+			t.Errorf("GET %s: %d %s, want 400", path, code, body)
 		}
 	}
 }

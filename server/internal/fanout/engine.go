@@ -98,6 +98,17 @@ func (e *Engine) EachRoom(fn func(RoomInfo)) {
 	}
 }
 
+// Room describes the room named name, if it exists.
+func (e *Engine) Room(name string) (RoomInfo, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r := e.rooms[name]
+	if r == nil {
+		return RoomInfo{}, false
+	}
+	return RoomInfo{name, r.members.Load(), r.epoch.Load(), r.top.Load(), r.histLen.Load(), r.histBytes.Load()}, true
+}
+
 // Counters are the engine's counters, summed over loops.
 type Counters struct {
 	Deliveries      int64 // data frames written or queued to members
