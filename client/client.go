@@ -124,10 +124,13 @@ type Client struct {
 	url  string
 	opts Options
 
-	mu      sync.Mutex
-	state   State
-	conn    *websocket.Conn
-	subs    map[string]*Subscription
+	mu    sync.Mutex
+	state State
+	conn  *websocket.Conn
+	subs  map[string]*Subscription
+	// watches are the rooms whose occupancy is watched, with their
+	// callbacks: watched again after every reconnect.
+	watches map[string]func(int64)
 	pending map[uint32]chan pubResult
 	// msgPrefix and msgSeq make Publish's message ids.
 	msgPrefix string
@@ -152,9 +155,12 @@ type Subscription struct {
 	id     uint32
 }
 
+// pubResult answers a command waiting for its reply: a publish's
+// acknowledgement, an occupancy's count, or a refusal.
 type pubResult struct {
-	ack Ack
-	err error
+	ack   Ack
+	count int64
+	err   error
 }
 
 // Dial starts a Client on url (ws:// or wss://…/ws) and returns at once;
@@ -173,7 +179,7 @@ func Dial(url string, opts Options) *Client {
 		opts.AckTimeout = DefaultAckTimeout
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &Client{url: url, opts: opts, state: Connecting, subs: map[string]*Subscription{}, pending: map[uint32]chan pubResult{},
+	c := &Client{url: url, opts: opts, state: Connecting, subs: map[string]*Subscription{}, watches: map[string]func(int64){}, pending: map[uint32]chan pubResult{},
 		up: make(chan struct{}), ctx: ctx, cancel: cancel, done: make(chan struct{}),
 		msgPrefix: "g" + strconv.FormatUint(rand.Uint64(), 36)}
 	go c.run()
@@ -300,59 +306,14 @@ func (c *Client) newMsgID() string {
 
 // publishOnce is one attempt of Publish with message id key.
 func (c *Client) publishOnce(ctx context.Context, room string, data []byte, binary bool, key string) (Ack, error) {
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return Ack{}, ErrClosed
-	}
-	for c.conn == nil {
-		if c.waiting >= c.opts.MaxQueued {
-			c.mu.Unlock()
-			return Ack{}, ErrQueueFull
-		}
-		c.waiting++
-		up := c.up
-		c.mu.Unlock()
-		select {
-		case <-up:
-		case <-ctx.Done():
-			c.mu.Lock()
-			c.waiting--
-			c.mu.Unlock()
-			return Ack{}, ctx.Err()
-		case <-c.ctx.Done():
-			return Ack{}, ErrClosed
-		}
-		c.mu.Lock()
-		c.waiting--
-		if c.closed {
-			c.mu.Unlock()
-			return Ack{}, ErrClosed
-		}
-	}
-	c.nextID++
-	id := c.nextID
-	ch := make(chan pubResult, 1)
-	c.pending[id] = ch
-	conn := c.conn
-	c.mu.Unlock()
-
-	frame := append(fmt.Appendf(nil, "pub %d %s %s\n", id, room, key), data...)
 	typ := websocket.MessageText
 	if binary {
 		typ = websocket.MessageBinary
 	}
-	if err := conn.Write(ctx, typ, frame); err != nil {
-		c.forget(id)
-		return Ack{}, ErrDisconnected
-	}
-	select {
-	case r := <-ch:
-		return r.ack, r.err
-	case <-ctx.Done():
-		c.forget(id)
-		return Ack{}, ctx.Err()
-	}
+	r, err := c.request(ctx, typ, func(id uint32) []byte {
+		return append(fmt.Appendf(nil, "pub %d %s %s\n", id, room, key), data...)
+	})
+	return r.ack, err
 }
 
 func (c *Client) forget(id uint32) {
@@ -431,6 +392,10 @@ func (c *Client) session() (bool, time.Duration, error) {
 	var cmds [][]byte
 	for _, s := range c.subs {
 		cmds = append(cmds, c.subCommandLocked(s))
+	}
+	for room := range c.watches {
+		c.nextID++
+		cmds = append(cmds, fmt.Appendf(nil, "watch %d %s occupancy", c.nextID, room))
 	}
 	close(c.up)
 	c.mu.Unlock()
@@ -529,6 +494,32 @@ func (c *Client) handle(b []byte, binary bool) {
 		id, _ := strconv.ParseUint(f[1], 10, 32)
 		off, _ := strconv.ParseUint(f[4], 10, 64)
 		c.deliver(uint32(id), pubResult{ack: Ack{Room: f[2], Epoch: f[3], Offset: off}})
+	case "occupancy":
+		if len(f) != 4 {
+			return
+		}
+		id, _ := strconv.ParseUint(f[1], 10, 32)
+		n, _ := strconv.ParseInt(f[3], 10, 64)
+		c.deliver(uint32(id), pubResult{count: n})
+	case "watch", "occ":
+		// "watch <id> <room> occupancy <count>" (the reply) and
+		// "occ <room> <count>" (a change) both tell the count.
+		room, count := "", ""
+		switch {
+		case f[0] == "watch" && len(f) == 5:
+			room, count = f[2], f[4]
+		case f[0] == "occ" && len(f) == 3:
+			room, count = f[1], f[2]
+		default:
+			return
+		}
+		n, _ := strconv.ParseInt(count, 10, 64)
+		c.mu.Lock()
+		fn := c.watches[room]
+		c.mu.Unlock()
+		if fn != nil {
+			fn(n)
+		}
 	case "err":
 		if len(f) < 3 {
 			return
@@ -564,6 +555,102 @@ func (c *Client) handle(b []byte, binary bool) {
 		if h.OnError != nil {
 			h.OnError(e)
 		}
+	}
+}
+
+// Occupancy asks how many connections are subscribed to room, on every
+// instance (PROTOCOL.md "occupancy"). It waits for a connection like
+// Publish (ErrQueueFull, ErrClosed); a refusal is an *Error.
+func (c *Client) Occupancy(ctx context.Context, room string) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.AckTimeout)
+	defer cancel()
+	r, err := c.request(ctx, websocket.MessageText, func(id uint32) []byte { return fmt.Appendf(nil, "occupancy %d %s", id, room) })
+	return r.count, err
+}
+
+// WatchOccupancy calls fn with room's occupancy on every instance: once
+// when the server answers the watch, then whenever it changes (at most
+// once a second), again after each reconnect. fn runs on the client's
+// reader goroutine: do not block. A second watch of the same room
+// replaces fn. The returned stop ends the watch.
+func (c *Client) WatchOccupancy(room string, fn func(count int64)) (stop func()) {
+	c.mu.Lock()
+	_, had := c.watches[room]
+	c.watches[room] = fn
+	conn := c.conn
+	c.nextID++
+	cmd := fmt.Appendf(nil, "watch %d %s occupancy", c.nextID, room)
+	c.mu.Unlock()
+	if conn != nil && !had {
+		_ = conn.Write(c.ctx, websocket.MessageText, cmd)
+	}
+	return func() {
+		c.mu.Lock()
+		if _, ok := c.watches[room]; !ok {
+			c.mu.Unlock()
+			return
+		}
+		delete(c.watches, room)
+		conn := c.conn
+		c.nextID++
+		cmd := fmt.Appendf(nil, "unwatch %d %s occupancy", c.nextID, room)
+		c.mu.Unlock()
+		if conn != nil {
+			_ = conn.Write(c.ctx, websocket.MessageText, cmd)
+		}
+	}
+}
+
+// request sends the command frame(id), of type typ, once connected (at
+// most MaxQueued wait for a connection) and waits for its reply
+// (deliver).
+func (c *Client) request(ctx context.Context, typ websocket.MessageType, frame func(id uint32) []byte) (pubResult, error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return pubResult{}, ErrClosed
+	}
+	for c.conn == nil {
+		if c.waiting >= c.opts.MaxQueued {
+			c.mu.Unlock()
+			return pubResult{}, ErrQueueFull
+		}
+		c.waiting++
+		up := c.up
+		c.mu.Unlock()
+		select {
+		case <-up:
+		case <-ctx.Done():
+			c.mu.Lock()
+			c.waiting--
+			c.mu.Unlock()
+			return pubResult{}, ctx.Err()
+		case <-c.ctx.Done():
+			return pubResult{}, ErrClosed
+		}
+		c.mu.Lock()
+		c.waiting--
+		if c.closed {
+			c.mu.Unlock()
+			return pubResult{}, ErrClosed
+		}
+	}
+	c.nextID++
+	id := c.nextID
+	ch := make(chan pubResult, 1)
+	c.pending[id] = ch
+	conn := c.conn
+	c.mu.Unlock()
+	if err := conn.Write(ctx, typ, frame(id)); err != nil {
+		c.forget(id)
+		return pubResult{}, ErrDisconnected
+	}
+	select {
+	case r := <-ch:
+		return r, r.err
+	case <-ctx.Done():
+		c.forget(id)
+		return pubResult{}, ctx.Err()
 	}
 }
 
