@@ -85,6 +85,14 @@ export declare class Client {
    * until acknowledged (or ackTimeout: rejects with 'timeout').
    */
   publish(room: string, data: string | ArrayBuffer | ArrayBufferView): Promise<{ room: string; epoch: string; offset: number }>;
+  /** Connections subscribed to room on every instance. Rejects with LoopcastError. */
+  occupancy(room: string): Promise<number>;
+  /**
+   * Calls fn with room's occupancy when the watch is answered, on every
+   * change (at most once a second) and after each reconnect. Returns a
+   * function that stops watching.
+   */
+  watchOccupancy(room: string, fn: (count: number) => void): () => void;
   close(): void;
   on(event: 'state', fn: (s: State) => void): () => void;
   on(event: 'close', fn: (e: { code: number; reason: string }) => void): () => void;

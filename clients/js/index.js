@@ -73,6 +73,8 @@ export class Client extends Emitter {
     this.WebSocket = options.WebSocket ?? globalThis.WebSocket;
     if (!this.WebSocket) throw new TypeError('no WebSocket constructor: pass options.WebSocket (Node: import WebSocket from "ws")');
     this.subs = new Map(); // room -> Subscription
+    this.watches = new Map(); // room -> occupancy callback (watched again on every reconnect)
+    this.waitingOpen = []; // occupancy requests waiting for a connection
     this.byId = new Map(); // command id -> pending (sub or publish)
     this.nextId = 1;
     this.queue = []; // publishes waiting for a connection
@@ -128,12 +130,56 @@ export class Client extends Emitter {
     });
   }
 
+  /**
+   * How many connections are subscribed to room, on every instance.
+   * Resolves with the count; rejects with LoopcastError (the server's
+   * code, 'disconnected', 'timeout' after ackTimeout, or 'closed').
+   */
+  occupancy(room) {
+    return new Promise((resolve, reject) => {
+      if (this.closed) return reject(new LoopcastError('closed'));
+      const p = { occ: true, room, resolve, reject };
+      p.timer = setTimeout(() => {
+        if (p.id !== undefined) this.byId.delete(p.id);
+        const i = this.waitingOpen.indexOf(p);
+        if (i >= 0) this.waitingOpen.splice(i, 1);
+        reject(new LoopcastError('timeout', `no answer in ${this.opts.ackTimeout} ms`));
+      }, this.opts.ackTimeout);
+      if (this.state === 'open') this._sendOccupancy(p);
+      else this.waitingOpen.push(p);
+    });
+  }
+
+  /**
+   * Watch room's occupancy on every instance: fn(count) when the server
+   * answers the watch, then on every change (at most once a second), and
+   * again after each reconnect. Returns a function that stops watching.
+   * A second watch of the same room replaces fn.
+   */
+  watchOccupancy(room, fn) {
+    const had = this.watches.has(room);
+    this.watches.set(room, fn);
+    if (!had && this.state === 'open') this._send(`watch ${this.nextId++} ${room} occupancy`);
+    return () => {
+      if (this.watches.get(room) !== fn) return;
+      this.watches.delete(room);
+      if (this.state === 'open') this._send(`unwatch ${this.nextId++} ${room} occupancy`);
+    };
+  }
+
+  _sendOccupancy(p) {
+    const id = this.nextId++;
+    p.id = id;
+    this.byId.set(id, p);
+    this._send(`occupancy ${id} ${p.room}`);
+  }
+
   /** Close for good: no reconnect; pending publishes reject with 'closed'. */
   close() {
     this.closed = true;
     clearTimeout(this.timer);
     this._failPending('closed');
-    for (const p of this.queue.splice(0)) {
+    for (const p of [...this.queue.splice(0), ...this.waitingOpen.splice(0)]) {
       clearTimeout(p.timer);
       p.reject(new LoopcastError('closed'));
     }
@@ -190,6 +236,8 @@ export class Client extends Emitter {
       this.attempt = 0;
       this._setState('open');
       for (const s of this.subs.values()) this._sendSub(s);
+      for (const room of this.watches.keys()) this._send(`watch ${this.nextId++} ${room} occupancy`);
+      for (const p of this.waitingOpen.splice(0)) this._sendOccupancy(p);
       for (const p of this.queue.splice(0)) this._sendPub(p);
     };
     ws.onmessage = (e) => this._onFrame(e.data);
@@ -264,6 +312,11 @@ export class Client extends Emitter {
     for (const [id, p] of this.byId) {
       this.byId.delete(id);
       if (!p.resolve) continue;
+      if (p.occ) {
+        clearTimeout(p.timer);
+        p.reject(new LoopcastError(code));
+        continue;
+      }
       if (code === 'disconnected') {
         // Dropped before the answer: unknown whether it was published.
         // Sent again, with its msgid, on the next connection.
@@ -314,6 +367,9 @@ export class Client extends Emitter {
       case 'sub': return this._onSub(f);
       case 'pub': return this._onPub(f);
       case 'unsub': this.byId.delete(Number(f[1])); return;
+      case 'occupancy': return this._onOccupancy(f);
+      case 'watch': if (f.length === 5) this.watches.get(f[2])?.(Number(f[4])); return;
+      case 'occ': if (f.length === 3) this.watches.get(f[1])?.(Number(f[2])); return;
       case 'err': return this._onErr(f);
     }
   }
@@ -358,11 +414,24 @@ export class Client extends Emitter {
     p.resolve({ room, epoch, offset: Number(off) });
   }
 
+  _onOccupancy(f) {
+    const [, id, , count] = f;
+    const p = this.byId.get(Number(id));
+    if (!p?.occ) return;
+    this.byId.delete(Number(id));
+    clearTimeout(p.timer);
+    p.resolve(Number(count));
+  }
+
   _onErr(f) {
     const [, id, code, ...reason] = f;
     const err = new LoopcastError(code, reason.join(' '));
     const p = this.byId.get(Number(id));
     this.byId.delete(Number(id));
+    if (p?.occ) {
+      clearTimeout(p.timer);
+      return p.reject(err);
+    }
     if (p?.resolve) {
       if (code === 'unknown' || (code === 'unavailable' && p.uncertain)) {
         // Unknown: send it again with the same msgid. Unavailable after

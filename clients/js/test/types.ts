@@ -19,3 +19,10 @@ async function f() {
 void f;
 sub.unsubscribe();
 client.close();
+async function occ() {
+  const n: number = await client.occupancy('chat');
+  const stop: () => void = client.watchOccupancy('chat', (count: number) => void count);
+  stop();
+  void n;
+}
+void occ;
