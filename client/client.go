@@ -9,6 +9,7 @@
 //	defer c.Close()
 //	c.Subscribe("orders", client.Handler{OnMessage: func(m client.Message) { … }})
 //	ack, err := c.Publish(ctx, "orders", []byte(`{"id":1}`), false)
+//	stop := c.WatchOccupancy("orders", func(n int64) { … }) // connections in the room, every instance
 package client
 
 import (
