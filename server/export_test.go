@@ -36,3 +36,18 @@ func SetAdminLimits(t testing.TB, l AdminLimits) {
 // WatchedRooms is the number of rooms whose occupancy some connection
 // watches (the registry's size).
 func (s *Server) WatchedRooms() int { return s.occ.watchedRooms() }
+
+// OccupancyTick runs one occupancy interval now (the goroutine still runs
+// its own), sharing batches with share when it is not nil.
+func (s *Server) OccupancyTick(share func([]byte) error) {
+	if share != nil {
+		s.occ.tickMu.Lock()
+		s.occ.sharer = shareFunc(share)
+		s.occ.tickMu.Unlock()
+	}
+	s.occ.tick(time.Now().UnixNano())
+}
+
+type shareFunc func([]byte) error
+
+func (f shareFunc) Share(b []byte) error { return f(b) }

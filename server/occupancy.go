@@ -38,12 +38,14 @@ const (
 	occupancyRefreshShare = 10
 )
 
-// occupancy is the server's side of it. tick runs on its own goroutine;
-// watch and unwatch on the event loops; count anywhere.
+// occupancy is the server's side of it. tick runs on its own goroutine
+// (under tickMu: the fields up to it are tick's); watch and unwatch on
+// the event loops; count anywhere.
 type occupancy struct {
 	s      *Server
 	table  occ.Table
-	rep    occ.Reporter // tick only
+	tickMu sync.Mutex
+	rep    occ.Reporter
 	sharer bus.Sharer   // nil on a single instance
 	counts map[string]int64
 	batch  []byte
@@ -105,6 +107,8 @@ func (o *occupancy) run(ctx context.Context, done chan<- struct{}) {
 // tick reads this instance's counts, shares them, drops silent
 // instances and notifies the watchers of every room whose total changed.
 func (o *occupancy) tick(now int64) {
+	o.tickMu.Lock()
+	defer o.tickMu.Unlock()
 	clear(o.counts)
 	o.s.engine.EachRoom(func(ri fanout.RoomInfo) {
 		if ri.Members > 0 {
