@@ -47,7 +47,7 @@ type occupancy struct {
 	tickMu sync.Mutex
 	rep    occ.Reporter
 	sharer bus.Sharer   // nil on a single instance
-	counts map[string]int64
+	counts map[string]occ.Value
 	batch  []byte
 	byLoop [][]occFrame
 	list   []*watchedRoom
@@ -79,9 +79,9 @@ type occFrame struct {
 
 func newOccupancy(s *Server) *occupancy {
 	id := newInstanceID()
-	o := &occupancy{s: s, counts: map[string]int64{}, watched: map[string]*watchedRoom{}}
-	o.table.Self = id
-	o.rep = occ.Reporter{ID: id, MaxBytes: occupancyBatchBytes, RefreshShare: occupancyRefreshShare}
+	o := &occupancy{s: s, counts: map[string]occ.Value{}, watched: map[string]*watchedRoom{}}
+	o.table.Kind, o.table.Self = occ.Rooms, id
+	o.rep = occ.Reporter{Kind: occ.Rooms, ID: id, MaxBytes: occupancyBatchBytes, RefreshShare: occupancyRefreshShare}
 	o.byLoop = make([][]occFrame, s.nloops)
 	if sh, ok := s.cfg.Broker.(bus.Sharer); ok {
 		o.sharer = sh
@@ -112,7 +112,7 @@ func (o *occupancy) tick(now int64) {
 	clear(o.counts)
 	o.s.engine.EachRoom(func(ri fanout.RoomInfo) {
 		if ri.Members > 0 {
-			o.counts[ri.Name] = ri.Members
+			o.counts[ri.Name] = occ.Value{Count: ri.Members}
 		}
 	})
 	if o.sharer != nil {
@@ -138,7 +138,7 @@ func (o *occupancy) notify() {
 	}
 	o.mu.Unlock()
 	for _, w := range o.list {
-		n := o.counts[w.name] + o.table.Remote(w.name)
+		n := o.counts[w.name].Count + o.table.Remote(w.name)
 		if w.last.Load() == n {
 			continue
 		}

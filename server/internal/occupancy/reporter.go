@@ -1,5 +1,7 @@
 package occupancy
 
+import "bytes"
+
 // Reporter builds one instance's batches. Not safe for concurrent use:
 // one goroutine calls Report once per interval.
 //
@@ -11,6 +13,8 @@ package occupancy
 // then every room with members was repeated during the cycle, so a
 // receiver drops the counts the sender did not repeat (see Table).
 type Reporter struct {
+	// Kind is what the batches count.
+	Kind Kind
 	// ID names the instance in its batches: random, per process.
 	ID uint64
 	// MaxBytes bounds a batch (NATS's default max_payload is 1 MiB).
@@ -22,7 +26,7 @@ type Reporter struct {
 	RefreshShare int
 
 	seq, cycle uint64
-	reported   map[string]int64 // the last count sent per room (non-zero)
+	reported   map[string]Value // the last value sent per key (non-zero count)
 	cursor     []string         // the rooms reported when this cycle began
 	next       int              // cursor's next room
 }
@@ -30,12 +34,12 @@ type Reporter struct {
 // minRefresh is the fewest rooms a batch repeats (when it has room).
 const minRefresh = 64
 
-// Report appends the next batch to dst: counts holds this instance's
-// count for every room with members (a room absent counts 0). counts is
-// only read.
-func (r *Reporter) Report(dst []byte, counts map[string]int64) []byte {
+// Report appends the next batch to dst: now holds this instance's value
+// for every key with a count (a key absent counts 0). now is only read;
+// the Reporter keeps no reference to its data.
+func (r *Reporter) Report(dst []byte, now map[string]Value) []byte {
 	if r.reported == nil {
-		r.reported = map[string]int64{}
+		r.reported = map[string]Value{}
 	}
 	if r.next >= len(r.cursor) {
 		r.cycle++
@@ -47,39 +51,39 @@ func (r *Reporter) Report(dst []byte, counts map[string]int64) []byte {
 	}
 	r.seq++
 	start := len(dst)
-	dst = appendHeader(dst, Header{From: r.ID, Seq: r.seq, Cycle: r.cycle})
-	fits := func(room string) bool { return len(dst)-start+entryLen(room) <= r.MaxBytes }
-	for room, n := range counts {
-		if n <= 0 || r.reported[room] == n {
+	dst = appendHeader(dst, Header{Kind: r.Kind, From: r.ID, Seq: r.seq, Cycle: r.cycle})
+	fits := func(key string, v Value) bool { return len(dst)-start+entryLen(key, v) <= r.MaxBytes }
+	for key, v := range now {
+		if old, ok := r.reported[key]; v.Count <= 0 || ok && old.Count == v.Count && bytes.Equal(old.Data, v.Data) {
 			continue
 		}
-		if !fits(room) {
+		if !fits(key, v) {
 			return dst // the other changes wait for the next batch
 		}
-		dst = appendEntry(dst, room, n)
-		r.reported[room] = n
+		dst = appendEntry(dst, r.Kind, key, v)
+		r.reported[key] = Value{v.Count, bytes.Clone(v.Data)}
 	}
-	for room := range r.reported {
-		if counts[room] > 0 {
+	for key := range r.reported {
+		if now[key].Count > 0 {
 			continue
 		}
-		if !fits(room) {
+		if !fits(key, Value{}) {
 			return dst
 		}
-		dst = appendEntry(dst, room, 0)
-		delete(r.reported, room)
+		dst = appendEntry(dst, r.Kind, key, Value{})
+		delete(r.reported, key)
 	}
 	share := max(minRefresh, len(r.cursor)/max(1, r.RefreshShare))
 	for ; share > 0 && r.next < len(r.cursor); r.next++ {
-		room := r.cursor[r.next]
-		n, ok := r.reported[room]
+		key := r.cursor[r.next]
+		v, ok := r.reported[key]
 		if !ok {
 			continue // gone: its 0 was sent
 		}
-		if !fits(room) {
+		if !fits(key, v) {
 			return dst
 		}
-		dst = appendEntry(dst, room, n)
+		dst = appendEntry(dst, r.Kind, key, v)
 		share--
 	}
 	return dst
