@@ -16,6 +16,7 @@ import (
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
 
+	occ "github.com/loopcast/loopcast/server/internal/occupancy"
 	"github.com/loopcast/loopcast/server/internal/reqhead"
 )
 
@@ -32,6 +33,9 @@ type authenticator struct {
 	jwksURL     string
 	jwksRefresh time.Duration
 	jwks        keyfunc.Keyfunc
+
+	// maxInfo is Config.PresenceMaxInfo.
+	maxInfo int
 }
 
 // tokenClaims are the claims loopcast reads: the registered ones (exp is
@@ -42,11 +46,14 @@ type authenticator struct {
 // (loopcast.v1); and publish, patterns of the rooms it may publish to.
 // Without a rooms claim every room is allowed; an empty list allows none.
 // Without a publish claim the connection may publish where rooms allows
-// it; "publish": [] makes a read-only client.
+// it; "publish": [] makes a read-only client. sub names the user in
+// presence rooms, and info (any JSON, at most PresenceMaxInfo bytes) is
+// shown with it.
 type tokenClaims struct {
 	jwt.RegisteredClaims
-	Rooms   *[]string `json:"rooms,omitempty"`
-	Publish *[]string `json:"publish,omitempty"`
+	Rooms   *[]string       `json:"rooms,omitempty"`
+	Publish *[]string       `json:"publish,omitempty"`
+	Info    json.RawMessage `json:"info,omitempty"`
 }
 
 // errNumericDate is the decoding error of a token whose exp, nbf or iat
@@ -84,6 +91,14 @@ func (c *tokenClaims) UnmarshalJSON(b []byte) error {
 // required and it watches nothing: everything is allowed.
 type session struct {
 	rooms, publish *[]string // the token's claims (nil: no such claim)
+	// user and info are the token's sub and info claims: who the
+	// connection is in presence rooms ("" without a sub: not listed).
+	user string
+	info []byte
+	// present lists the presence rooms the connection is listed in
+	// (presence.go), presenceWatching those whose joins and leaves it
+	// watches.
+	present, presenceWatching []string
 	// watching lists the rooms whose occupancy the connection watches
 	// (at most MaxSubscriptions; watch.go).
 	watching []string
@@ -116,7 +131,7 @@ func newAuthenticator(cfg Config) (*authenticator, error) {
 		}
 		return nil, nil
 	}
-	a := &authenticator{jwksURL: cfg.JWTJWKSURL, jwksRefresh: cfg.JWTJWKSRefresh}
+	a := &authenticator{jwksURL: cfg.JWTJWKSURL, jwksRefresh: cfg.JWTJWKSRefresh, maxInfo: cfg.PresenceMaxInfo}
 	var methods []string
 	if cfg.JWTSecret != "" {
 		a.hmacKey = []byte(cfg.JWTSecret)
@@ -238,11 +253,29 @@ func (a *authenticator) verify(h *reqhead.Head) (*session, *rejection) {
 		}
 		return nil, rejAuthInvalid
 	}
-	if c.Rooms == nil && c.Publish == nil {
-		return nil, nil // everything allowed: nothing to keep
+	switch {
+	case len(c.Subject) > occ.MaxUser || strings.IndexByte(c.Subject, 0) >= 0:
+		return nil, rejAuthSubject
+	case len(c.Info) > a.maxInfo:
+		return nil, rejAuthInfo
+	case c.Rooms == nil && c.Publish == nil && c.Subject == "":
+		return nil, nil // everything allowed, nobody named: nothing to keep
 	}
-	return &session{rooms: c.Rooms, publish: c.Publish}, nil
+	sess := &session{rooms: c.Rooms, publish: c.Publish, user: c.Subject}
+	if c.Subject != "" && len(c.Info) > 0 && string(c.Info) != "null" {
+		sess.info = c.Info
+	}
+	return sess, nil
 }
+
+// rejAuthSubject and rejAuthInfo answer a token whose sub or info claim
+// presence cannot carry.
+var (
+	rejAuthSubject = newRejection(401, "invalid token: its sub claim is over 256 bytes or holds a NUL",
+		"WWW-Authenticate: Bearer realm=\"loopcast\", error=\"invalid_token\"\r\n")
+	rejAuthInfo = newRejection(401, "invalid token: its info claim is over presence-max-info bytes",
+		"WWW-Authenticate: Bearer realm=\"loopcast\", error=\"invalid_token\"\r\n")
+)
 
 // rejAuthNumericDate answers a token whose exp, nbf or iat is not a JSON
 // number (see tokenClaims.UnmarshalJSON).

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -137,6 +138,33 @@ type Config struct {
 	// once). Beyond it a command gets rate_limited. Default 20; zero
 	// means no limit.
 	SubscribeRate float64
+
+	// PresenceRooms are the rooms whose members are listed by user
+	// (presence): patterns as in a token's rooms claim ("chat-*", "*").
+	// A member is listed by its token's sub claim, with its info claim;
+	// members without a token's sub are counted (occupancy) but not
+	// listed. Default none: presence off.
+	PresenceRooms []string
+
+	// PresenceGrace: a user whose last connection in a presence room left
+	// stays listed this long, and its leave is announced only then; a
+	// connection of the user that comes back meanwhile (a reconnect after
+	// a gateway drop, on any instance) makes no leave and no join.
+	// Default 10 s.
+	PresenceGrace time.Duration
+
+	// PresenceMaxList caps the users one presence answer lists (it says
+	// the total). Default 1,000.
+	PresenceMaxList int
+
+	// PresenceMaxRooms caps the presence rooms one connection is listed
+	// in; a sub to one more gets too_many_presence_rooms. Default 16.
+	PresenceMaxRooms int
+
+	// PresenceMaxInfo caps a token's info claim (its JSON, in bytes); a
+	// token with a larger one is refused at the upgrade (401). Default
+	// 512, at most 1,024.
+	PresenceMaxInfo int
 
 	// HistoryMessages is the most messages each room keeps for
 	// loopcast.v1 clients that resume (sub with an epoch and offset).
@@ -298,6 +326,10 @@ const (
 	// bits for "HS256") or larger MUST be used with this algorithm."
 	minJWTSecretBytes = 32
 
+	// maxPresenceInfo is the largest PresenceMaxInfo: what the cluster's
+	// presence batches carry per user (occupancy.MaxInfo).
+	maxPresenceInfo = 1024
+
 	// maxJWTLeeway is the largest JWTLeeway accepted (see Config.JWTLeeway).
 	maxJWTLeeway = 5 * time.Minute
 )
@@ -324,6 +356,10 @@ func DefaultConfig() Config {
 		MaxRooms:         100_000,
 		MaxSubscriptions: 128,
 		SubscribeRate:    20,
+		PresenceGrace:    10 * time.Second,
+		PresenceMaxList:  1000,
+		PresenceMaxRooms: 16,
+		PresenceMaxInfo:  512,
 		HistoryMessages:  1000,
 		HistoryTTL:       5 * time.Minute,
 		HistoryMaxBytes:  128 << 20,
@@ -435,6 +471,29 @@ func (c *Config) validateLimits(v *validation) {
 	}
 	if c.MaxRooms < 0 {
 		bad("max-rooms %d: must not be negative (0 = no cap)", c.MaxRooms)
+	}
+	c.validatePresence(v)
+}
+
+// validatePresence checks the presence settings.
+func (c *Config) validatePresence(v *validation) {
+	bad := v.bad
+	for _, p := range c.PresenceRooms {
+		if _, err := path.Match(p, ""); err != nil || p == "" {
+			bad("presence-rooms %q: not a room pattern (path.Match syntax, as in a token's rooms claim)", p)
+		}
+	}
+	if c.PresenceGrace < 0 {
+		bad("presence-grace %s: must not be negative", c.PresenceGrace)
+	}
+	if c.PresenceMaxList < 1 {
+		bad("presence-max-list %d: must be at least 1", c.PresenceMaxList)
+	}
+	if c.PresenceMaxRooms < 1 {
+		bad("presence-max-rooms %d: must be at least 1", c.PresenceMaxRooms)
+	}
+	if c.PresenceMaxInfo < 0 || c.PresenceMaxInfo > maxPresenceInfo {
+		bad("presence-max-info %d: must be 0 to %d bytes", c.PresenceMaxInfo, maxPresenceInfo)
 	}
 }
 

@@ -100,6 +100,7 @@ func (h *handler) OnClose(c gnet.Conn, _ error) gnet.Action {
 	}
 	cs.member.Release() // out of its room; its unwritten frames go with it
 	cs.stopWatchingAll()
+	cs.leaveAllPresence()
 	cs.dropMessage()
 	l.wheel.remove(cs)
 	cs.state = stateClosed

@@ -170,6 +170,9 @@ func (cs *conn) upgrade(h *reqhead.Head, t target) gnet.Action {
 	if cs.state == stateClosed {
 		return gnet.None
 	}
+	if !t.echo && !t.v1 {
+		cs.joinPresence(string(t.room)) // a raw member is listed as a v1 subscriber is
+	}
 	if t.v1 && t.room != nil {
 		// /ws/{room} in loopcast.v1: subscribed as by "sub 0 {room}"
 		// (t.room aliases the request: before the Discard).

@@ -47,6 +47,9 @@ type eventLoop struct {
 	// watchers are this loop's connections watching each room's
 	// occupancy (watch.go); nil until the first watch.
 	watchers map[string][]*conn
+	// presenceWatchers are its connections watching each presence
+	// room's joins and leaves (presence.go); nil until the first.
+	presenceWatchers map[string][]presenceWatcher
 
 	tickQueued atomic.Bool
 	tickTask   gnet.Runnable

@@ -46,7 +46,7 @@ type occupancy struct {
 	table  occ.Table
 	tickMu sync.Mutex
 	rep    occ.Reporter
-	sharer bus.Sharer   // nil on a single instance
+	sharer bus.Sharer // nil on a single instance
 	counts map[string]occ.Value
 	batch  []byte
 	byLoop [][]occFrame
@@ -77,8 +77,7 @@ type occFrame struct {
 	frame []byte
 }
 
-func newOccupancy(s *Server) *occupancy {
-	id := newInstanceID()
+func newOccupancy(s *Server, id uint64) *occupancy {
 	o := &occupancy{s: s, counts: map[string]occ.Value{}, watched: map[string]*watchedRoom{}}
 	o.table.Kind, o.table.Self = occ.Rooms, id
 	o.rep = occ.Reporter{Kind: occ.Rooms, ID: id, MaxBytes: occupancyBatchBytes, RefreshShare: occupancyRefreshShare}
@@ -125,6 +124,7 @@ func (o *occupancy) tick(now int64) {
 	}
 	o.table.Expire(now, int64(occupancyTTL))
 	o.notify()
+	o.s.pres.tick(now, o.sharer)
 }
 
 // notify sends the watchers of each room whose total changed since its
@@ -213,11 +213,18 @@ func (o *occupancy) watchedRooms() int {
 	return len(o.watched)
 }
 
-// Shared implements bus.Host: another instance's occupancy batch.
+// Shared implements bus.Host: another instance's occupancy or presence
+// batch.
 func (h host) Shared(b []byte) {
-	o := h.s.occ
-	if err := o.table.Apply(b, time.Now().UnixNano()); err != nil {
-		o.badBatches.Add(1)
+	now := time.Now().UnixNano()
+	if len(b) > 0 && occ.Kind(b[0]) == occ.Users {
+		if err := h.s.pres.table.Apply(b, now); err != nil {
+			h.s.pres.badBatches.Add(1)
+		}
+		return
+	}
+	if err := h.s.occ.table.Apply(b, now); err != nil {
+		h.s.occ.badBatches.Add(1)
 	}
 }
 

@@ -105,7 +105,7 @@ func TestOccupancyOneInstance(t *testing.T) {
 	w.expectErr(7, "already_watching")
 	w.cmd("unwatch 8 other occupancy")
 	w.expectErr(8, "not_watching")
-	w.cmd("watch 9 r presence")
+	w.cmd("watch 9 r everything")
 	w.expectErr(9, "bad_command")
 	w.cmd("watch 10 r")
 	w.expectErr(10, "bad_command")

@@ -64,19 +64,26 @@ func (cs *conn) command(op ws.OpCode, payload []byte) gnet.Action {
 			return gnet.None
 		}
 		s.Unsubscribe() // the room's frames delivered so far leave first
+		cs.leavePresence(string(c.Room))
 		cs.reply(command.AppendUnsubscribed(cs.loop.scratch[:0], c.ID, c.Room))
 	case command.OpPub:
 		cs.publish(op, c)
-	case command.OpOccupancy, command.OpWatch, command.OpUnwatch:
+	case command.OpOccupancy, command.OpPresence, command.OpWatch, command.OpUnwatch:
 		if !cs.allowSubscribe(cs.loop.nowNs) {
 			cs.refuse(c.ID, errSubRateLimited)
 			return gnet.None
 		}
-		switch c.Op {
-		case command.OpOccupancy:
+		switch {
+		case c.Op == command.OpOccupancy:
 			cs.occupancyCommand(c)
-		case command.OpWatch:
+		case c.Op == command.OpPresence:
+			cs.presenceCommand(c)
+		case c.Op == command.OpWatch && c.What == command.WhatPresence:
+			cs.watchPresence(c)
+		case c.Op == command.OpWatch:
 			cs.watch(c)
+		case c.What == command.WhatPresence:
+			cs.unwatchPresence(c)
 		default:
 			cs.unwatch(c)
 		}
@@ -96,6 +103,9 @@ func (cs *conn) subscribe(id uint32, room []byte, resume *fanout.Resume) {
 		return
 	case !cs.sess.maySubscribe(room):
 		cs.refuse(id, errSubForbidden)
+		return
+	case cs.listedIn(room) && len(cs.sess.present) >= l.srv.cfg.PresenceMaxRooms:
+		cs.refuse(id, errTooManyPresenceRooms)
 		return
 	}
 	if _, err := cs.member.Subscribe(room, laneKind(fanout.Framed, cs.deflate), resume, id); err != nil {
@@ -133,6 +143,7 @@ func (cs *conn) Subscribed(s *fanout.Sub, res fanout.JoinResult) {
 		l.stats.resumes[resumeHistoryPassed].Add(1)
 	}
 	cs.reply(command.AppendSubscribed(l.scratch[:0], res.Tag, r.Name(), res.Epoch, res.Offset, status))
+	cs.joinPresence(r.Name())
 }
 
 // publish handles a pub command: the v1 door onto the one publishing

@@ -91,6 +91,8 @@ type Server struct {
 	// goroutine closes occDone when it returns.
 	occ     *occupancy
 	occDone chan struct{}
+	// pres lists presence rooms' users (presence.go); it ticks with occ.
+	pres *presence
 
 	peersMu   sync.Mutex
 	peers     peers         // the last lookup of Config.PeersDNS
@@ -173,7 +175,9 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	s.admit.maxConns = s.maxConns
 	empty := []*eventLoop{}
 	s.loops.Store(&empty)
-	s.occ = newOccupancy(s)
+	id := newInstanceID()
+	s.occ = newOccupancy(s, id)
+	s.pres = newPresence(s, id)
 	if s.bridge != nil {
 		s.bridge.Attach(host{s})
 	}

@@ -10,7 +10,7 @@ import (
 var (
 	errAlreadyWatching = &command.Error{Code: command.CodeAlreadyWatching, Reason: "already watching this room's occupancy"}
 	errNotWatching     = &command.Error{Code: command.CodeNotWatching, Reason: "not watching this room's occupancy"}
-	errTooManyWatches  = &command.Error{Code: command.CodeTooManyWatches, Reason: "watches over max-subscriptions"}
+	errTooManyWatches  = &command.Error{Code: command.CodeTooManyWatches, Reason: "watches (occupancy and presence) over max-subscriptions"}
 	errWatchForbidden  = &command.Error{Code: command.CodeForbidden, Reason: "the token's rooms claim does not allow this room"}
 )
 
@@ -34,7 +34,7 @@ func (cs *conn) watch(c command.Command) {
 	case cs.watches(c.Room):
 		cs.refuse(c.ID, errAlreadyWatching)
 		return
-	case cs.sess != nil && len(cs.sess.watching) >= l.srv.cfg.MaxSubscriptions:
+	case cs.sess != nil && len(cs.sess.watching)+len(cs.sess.presenceWatching) >= l.srv.cfg.MaxSubscriptions:
 		cs.refuse(c.ID, errTooManyWatches)
 		return
 	case !cs.sess.maySubscribe(c.Room):
@@ -62,7 +62,7 @@ func (cs *conn) unwatch(c command.Command) {
 		return
 	}
 	cs.stopWatching(string(c.Room))
-	cs.reply(command.AppendUnwatched(cs.loop.scratch[:0], c.ID, c.Room))
+	cs.reply(command.AppendUnwatched(cs.loop.scratch[:0], c.ID, c.Room, command.WhatOccupancy))
 }
 
 // watches reports whether the connection watches room's occupancy.

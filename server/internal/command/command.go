@@ -17,12 +17,16 @@ const (
 	OpUnsub                   // unsubscribe
 	OpPub                     // publish
 	OpOccupancy               // ask a room's occupancy
-	OpWatch                   // watch a room's occupancy
+	OpWatch                   // watch a room's occupancy or presence
 	OpUnwatch                 // stop watching it
+	OpPresence                // ask a presence room's users
 )
 
 // What a watch or unwatch is about (the fourth field).
-const WhatOccupancy = "occupancy"
+const (
+	WhatOccupancy = "occupancy"
+	WhatPresence  = "presence"
+)
 
 // Limits of the grammar.
 const (
@@ -48,6 +52,9 @@ type Command struct {
 	Epoch, Offset uint64
 	// Body is a pub's payload: everything after the line's LF.
 	Body []byte
+	// What is what a watch or unwatch is about: WhatOccupancy or
+	// WhatPresence.
+	What string
 	// MsgID is a pub's optional message id, the publisher's idempotency
 	// key (nil when absent): a retry with the same id is answered with
 	// the first publish's place and delivered to nobody again.
@@ -74,6 +81,8 @@ const (
 	CodeAlreadyWatching      = "already_watching"
 	CodeNotWatching          = "not_watching"
 	CodeTooManyWatches       = "too_many_watches"
+	CodePresenceOff          = "presence_off"
+	CodeTooManyPresenceRooms = "too_many_presence_rooms"
 	CodeTooManySubscriptions = "too_many_subscriptions"
 	CodeTooManyRooms         = "too_many_rooms"
 	CodeForbidden            = "forbidden"
@@ -93,8 +102,8 @@ const (
 var (
 	ErrEmpty     = &Error{CodeBadCommand, "empty command"}
 	ErrLongLine  = &Error{CodeBadCommand, "command line over 256 bytes"}
-	ErrUnknownOp = &Error{CodeUnknownOp, "unknown op (sub, unsub, pub, occupancy, watch, unwatch)"}
-	ErrWhat      = &Error{CodeBadCommand, "watch and unwatch take what to watch: occupancy"}
+	ErrUnknownOp = &Error{CodeUnknownOp, "unknown op (sub, unsub, pub, occupancy, presence, watch, unwatch)"}
+	ErrWhat      = &Error{CodeBadCommand, "watch and unwatch take what to watch: occupancy or presence"}
 	ErrID        = &Error{CodeBadCommand, "id must be a decimal number from 0 to 4294967295"}
 	ErrRoom      = &Error{CodeBadRoom, "room names are 1 to 64 of A-Z a-z 0-9 . _ -, not . or .."}
 	ErrEpoch     = &Error{CodeBadCommand, "epoch must be 16 lower-case hex digits"}
@@ -144,6 +153,8 @@ func Parse(b []byte) (Command, *Error) {
 		c.Op = OpWatch
 	case "unwatch":
 		c.Op = OpUnwatch
+	case "presence":
+		c.Op = OpPresence
 	default:
 		return c, ErrUnknownOp
 	}
@@ -176,7 +187,7 @@ func Parse(b []byte) (Command, *Error) {
 			}
 			c.Resume = true
 		}
-	case OpUnsub, OpOccupancy:
+	case OpUnsub, OpOccupancy, OpPresence:
 		if n != 3 {
 			return c, ErrFields
 		}
@@ -184,7 +195,12 @@ func Parse(b []byte) (Command, *Error) {
 		if n != 4 {
 			return c, ErrFields
 		}
-		if string(f[3]) != WhatOccupancy {
+		switch string(f[3]) {
+		case WhatOccupancy:
+			c.What = WhatOccupancy
+		case WhatPresence:
+			c.What = WhatPresence
+		default:
 			return c, ErrWhat
 		}
 	case OpPub:
@@ -365,11 +381,12 @@ func AppendWatching(dst []byte, id uint32, room []byte, count int64) []byte {
 	return strconv.AppendInt(dst, count, 10)
 }
 
-// AppendUnwatched appends "unwatch <id> <room> occupancy".
-func AppendUnwatched(dst []byte, id uint32, room []byte) []byte {
+// AppendUnwatched appends "unwatch <id> <room> <what>".
+func AppendUnwatched(dst []byte, id uint32, room []byte, what string) []byte {
 	dst = append(dst, "unwatch "...)
 	dst = strconv.AppendUint(dst, uint64(id), 10)
-	return append(append(append(dst, ' '), room...), " "+WhatOccupancy...)
+	dst = append(append(append(dst, ' '), room...), ' ')
+	return append(dst, what...)
 }
 
 // AppendError appends "err <id> <code> <reason>".

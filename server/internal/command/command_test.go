@@ -52,11 +52,14 @@ func TestParse(t *testing.T) {
 		{in: "occupancy 5 news", want: Command{Op: OpOccupancy, ID: 5, Room: []byte("news")}},
 		{in: "occupancy 5 news x", want: Command{ID: 5, Op: OpOccupancy, Room: []byte("news")}, err: ErrFields},
 		{in: "occupancy 5 news\nx", want: Command{ID: 5, Op: OpOccupancy, Room: []byte("news")}, err: ErrTrailing},
-		{in: "watch 6 news occupancy", want: Command{Op: OpWatch, ID: 6, Room: []byte("news")}},
-		{in: "watch 6 news occupancy\n", want: Command{ID: 6, Op: OpWatch, Room: []byte("news")}},
+		{in: "watch 6 news occupancy", want: Command{Op: OpWatch, ID: 6, Room: []byte("news"), What: WhatOccupancy}},
+		{in: "watch 6 news occupancy\n", want: Command{ID: 6, Op: OpWatch, Room: []byte("news"), What: WhatOccupancy}},
 		{in: "watch 6 news", want: Command{ID: 6, Op: OpWatch, Room: []byte("news")}, err: ErrFields},
-		{in: "watch 6 news presence", want: Command{ID: 6, Op: OpWatch, Room: []byte("news")}, err: ErrWhat},
-		{in: "unwatch 7 news occupancy", want: Command{Op: OpUnwatch, ID: 7, Room: []byte("news")}},
+		{in: "watch 6 news presence", want: Command{ID: 6, Op: OpWatch, Room: []byte("news"), What: WhatPresence}},
+		{in: "watch 6 news everything", want: Command{ID: 6, Op: OpWatch, Room: []byte("news")}, err: ErrWhat},
+		{in: "presence 8 news", want: Command{Op: OpPresence, ID: 8, Room: []byte("news")}},
+		{in: "presence 8 news x", want: Command{ID: 8, Op: OpPresence, Room: []byte("news")}, err: ErrFields},
+		{in: "unwatch 7 news occupancy", want: Command{Op: OpUnwatch, ID: 7, Room: []byte("news"), What: WhatOccupancy}},
 		{in: "unwatch 7 news occupancy\nx", want: Command{ID: 7, Op: OpUnwatch, Room: []byte("news")}, err: ErrTrailing},
 		{in: "sub 1 " + string(bytes.Repeat([]byte("r"), 300)), err: ErrLongLine},
 	} {
@@ -67,7 +70,7 @@ func TestParse(t *testing.T) {
 		}
 		if got.Op != tc.want.Op && tc.err == nil || got.ID != tc.want.ID || !bytes.Equal(got.Room, tc.want.Room) ||
 			got.Resume != tc.want.Resume || got.Epoch != tc.want.Epoch || got.Offset != tc.want.Offset || !bytes.Equal(got.Body, tc.want.Body) ||
-			!bytes.Equal(got.MsgID, tc.want.MsgID) {
+			!bytes.Equal(got.MsgID, tc.want.MsgID) || got.What != tc.want.What && tc.err == nil {
 			t.Errorf("%q: got %+v, want %+v", tc.in, got, tc.want)
 		}
 	}
@@ -80,10 +83,11 @@ func TestReplies(t *testing.T) {
 		{string(AppendSubscribed(nil, 9, room, 0xab, 42, StatusRecovered)), "sub 9 news 00000000000000ab 42 recovered"},
 		{string(AppendUnsubscribed(nil, 9, []byte(room))), "unsub 9 news"},
 		{string(AppendPublished(nil, 1<<32-1, room, 1<<64-1, 1<<64-1)), "pub 4294967295 news ffffffffffffffff 18446744073709551615"},
-		{string(AppendError(nil, 0, ErrUnknownOp)), "err 0 unknown_op unknown op (sub, unsub, pub, occupancy, watch, unwatch)"},
+		{string(AppendError(nil, 0, ErrUnknownOp)), "err 0 unknown_op unknown op (sub, unsub, pub, occupancy, presence, watch, unwatch)"},
 		{string(AppendOccupancy(nil, 3, []byte(room), 1_000_000)), "occupancy 3 news 1000000"},
 		{string(AppendWatching(nil, 4, []byte(room), 0)), "watch 4 news occupancy 0"},
-		{string(AppendUnwatched(nil, 5, []byte(room))), "unwatch 5 news occupancy"},
+		{string(AppendUnwatched(nil, 5, []byte(room), WhatOccupancy)), "unwatch 5 news occupancy"},
+		{string(AppendUnwatched(nil, 6, []byte(room), WhatPresence)), "unwatch 6 news presence"},
 		{string(AppendMessageHeader(nil, room, 1, 7)), "msg news 0000000000000001 7\n"},
 	} {
 		if tc.got != tc.want {
@@ -116,7 +120,7 @@ func TestParseDoesNotAllocate(t *testing.T) {
 // FuzzParse: Parse never panics, a success re-encodes to a line that
 // parses the same, and every error is one of the documented ones.
 func FuzzParse(f *testing.F) {
-	for _, s := range []string{"sub 1 a", "sub 1 a 0123456789abcdef 5", "unsub 2 b", "pub 0 c\nx", "pub 1 c\n", "pub 2 c k-1\nx", "sub 01 a", "x", "", "sub 1 a\n\n", "occupancy 3 r", "watch 4 r occupancy", "unwatch 5 r occupancy\n"} {
+	for _, s := range []string{"sub 1 a", "sub 1 a 0123456789abcdef 5", "unsub 2 b", "pub 0 c\nx", "pub 1 c\n", "pub 2 c k-1\nx", "sub 01 a", "x", "", "sub 1 a\n\n", "occupancy 3 r", "watch 4 r occupancy", "unwatch 5 r occupancy\n", "presence 6 r", "watch 7 r presence"} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -148,16 +152,19 @@ func FuzzParse(f *testing.F) {
 		case OpOccupancy:
 			line = append(append([]byte("occupancy "), strconv.FormatUint(uint64(c.ID), 10)...), ' ')
 			line = append(line, c.Room...)
+		case OpPresence:
+			line = append(append([]byte("presence "), strconv.FormatUint(uint64(c.ID), 10)...), ' ')
+			line = append(line, c.Room...)
 		case OpWatch:
 			line = append(append([]byte("watch "), strconv.FormatUint(uint64(c.ID), 10)...), ' ')
-			line = append(append(line, c.Room...), " occupancy"...)
+			line = append(append(append(line, c.Room...), ' '), c.What...)
 		case OpUnwatch:
-			line = AppendUnwatched(nil, c.ID, c.Room)
+			line = AppendUnwatched(nil, c.ID, c.Room, c.What)
 		default:
 			t.Fatalf("op %d", c.Op)
 		}
 		d, err := Parse(line)
-		if err != nil || d.Op != c.Op || d.ID != c.ID || !bytes.Equal(d.Room, c.Room) || d.Resume != c.Resume ||
+		if err != nil || d.Op != c.Op || d.ID != c.ID || d.What != c.What || !bytes.Equal(d.Room, c.Room) || d.Resume != c.Resume ||
 			d.Epoch != c.Epoch || d.Offset != c.Offset || !bytes.Equal(d.Body, c.Body) || !bytes.Equal(d.MsgID, c.MsgID) {
 			t.Fatalf("%q parsed as %+v; re-encoded %q parsed as %+v, %v", b, c, line, d, err)
 		}
