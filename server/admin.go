@@ -165,6 +165,38 @@ type RoomInfo struct {
 	Offset       uint64 `json:"offset"`
 	History      int64  `json:"history"`
 	HistoryBytes int64  `json:"history_bytes"`
+	// Presence lists a presence room's users (GET /rooms/{room} only;
+	// nil for other rooms and in lists).
+	Presence *Presence `json:"presence,omitempty"`
+}
+
+// Presence is a presence room's users on every instance: Total of
+// them, Users sorted by user, at most Config.PresenceMaxList.
+type Presence struct {
+	Total int            `json:"total"`
+	Users []PresenceUser `json:"users"`
+}
+
+// PresenceUser is one user of a presence room: its token's sub and
+// info claims.
+type PresenceUser struct {
+	User string          `json:"user"`
+	Info json.RawMessage `json:"info,omitempty"`
+}
+
+// Presence lists room's users on every instance; nil when room is not
+// one of Config.PresenceRooms.
+func (s *Server) Presence(room string) *Presence {
+	if !s.isPresenceRoom([]byte(room)) {
+		return nil
+	}
+	set := s.pres.list(room)
+	users := make([]PresenceUser, 0, len(set))
+	for u, info := range set {
+		users = append(users, PresenceUser{u, info})
+	}
+	slices.SortFunc(users, func(a, b PresenceUser) int { return strings.Compare(a.User, b.User) })
+	return &Presence{Total: len(set), Users: users[:min(len(users), s.cfg.PresenceMaxList)]}
 }
 
 // maxRoomsQuery bounds the names of one GET /rooms?names= request.
@@ -231,7 +263,9 @@ func (s *Server) serveRoom(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 400, map[string]string{"error": ErrBadRoom.Error()})
 		return
 	}
-	writeJSON(w, 200, s.Room(name))
+	info := s.Room(name)
+	info.Presence = s.Presence(name)
+	writeJSON(w, 200, info)
 }
 
 // servePublish is the admin door onto the one publishing path
@@ -311,6 +345,7 @@ type collector struct {
 	lost, logRoomsRefused, dedupeEvicted, brokerErrors      *prometheus.Desc
 	assembling                                              *prometheus.Desc
 	occInstances, occBatches, occUpdates, occWatched        *prometheus.Desc
+	presUsers, presBatches, presAnnouncements               *prometheus.Desc
 }
 
 func newCollector(s *Server) *collector {
@@ -356,6 +391,9 @@ func newCollector(s *Server) *collector {
 		occBatches:         d("occupancy_batches_total", "Occupancy batches: shared (sent to the other instances, one a second), share_failed (NATS away), bad (received and refused as malformed), expired (instances dropped for silence).", "result"),
 		occUpdates:         d("occupancy_updates_total", "occ frames encoded: one per watched room whose count changed, per second at most."),
 		occWatched:         d("occupancy_watched_rooms", "Rooms whose occupancy some connection here watches."),
+		presUsers:          d("presence_users", "Users listed in presence rooms on this instance (per room, one per user; in their grace too)."),
+		presBatches:        d("presence_batches_total", "Presence batches: shared, share_failed, bad (received, refused as malformed), expired (instances dropped for silence).", "result"),
+		presAnnouncements:  d("presence_announcements_total", "pres frames encoded: one per watched presence room whose users changed, per second at most."),
 		assembling:         d("assembling_bytes", "Bytes held by messages in progress (fragments, frames still arriving) on every connection; past max(64 MiB, 16 x --max-message) a connection is closed with 1013."),
 	}
 }
@@ -400,6 +438,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	n(c.occBatches, o.table.Dropped(), "expired")
 	n(c.occUpdates, o.updates.Load())
 	g(c.occWatched, int64(o.watchedRooms()))
+	p := c.s.pres
+	g(c.presUsers, int64(p.localUsers()))
+	n(c.presBatches, p.shared.Load(), "shared")
+	n(c.presBatches, p.shareErrors.Load(), "share_failed")
+	n(c.presBatches, p.badBatches.Load(), "bad")
+	n(c.presBatches, p.table.Dropped(), "expired")
+	n(c.presAnnouncements, p.announcements.Load())
 	n(c.accepted, st.Accepted)
 	n(c.handshakes, st.Upgrades, "ok")
 	for status, v := range st.Rejects {

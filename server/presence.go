@@ -245,6 +245,17 @@ func (p *presence) unwatch(room string, idx int) {
 	}
 }
 
+// localUsers counts this instance's (room, user) entries.
+func (p *presence) localUsers() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, users := range p.local {
+		n += len(users)
+	}
+	return n
+}
+
 // list is room's users now, on every instance.
 func (p *presence) list(room string) map[string][]byte {
 	p.mu.Lock()

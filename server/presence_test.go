@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"encoding/json"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -151,6 +152,16 @@ func TestPresenceOneInstance(t *testing.T) {
 	}
 	if n := srv.Occupancy("chat"); n != 3 {
 		t.Fatalf("occupancy %d, want 3 connections", n)
+	}
+	rec := httptest.NewRecorder()
+	srv.AdminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/rooms/chat", nil))
+	var info server.RoomInfo
+	if err := json.Unmarshal(rec.Body.Bytes(), &info); err != nil || info.Occupancy != 3 || info.Presence == nil ||
+		info.Presence.Total != 2 || len(info.Presence.Users) != 2 || info.Presence.Users[0].User != "ana" || string(info.Presence.Users[0].Info) != `{"name":"Ana"}` {
+		t.Fatalf("GET /rooms/chat: %s (%v)", rec.Body, err)
+	}
+	if srv.Presence("news") != nil {
+		t.Fatal("Presence of a room that is not a presence room")
 	}
 
 	// ana closes one of two connections: still listed, nothing said.
