@@ -15,11 +15,13 @@ package client
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -132,7 +134,10 @@ type Client struct {
 	// watches are the rooms whose occupancy is watched, with their
 	// callbacks: watched again after every reconnect.
 	watches map[string]func(int64)
-	pending map[uint32]chan pubResult
+	// presence are the presence rooms watched, with the users each
+	// knows: watched again after every reconnect.
+	presence map[string]*presenceWatch
+	pending  map[uint32]chan pubResult
 	// msgPrefix and msgSeq make Publish's message ids.
 	msgPrefix string
 	msgSeq    uint64
@@ -157,10 +162,12 @@ type Subscription struct {
 }
 
 // pubResult answers a command waiting for its reply: a publish's
-// acknowledgement, an occupancy's count, or a refusal.
+// acknowledgement, an occupancy's count (or a presence list's total and
+// users), or a refusal.
 type pubResult struct {
 	ack   Ack
 	count int64
+	users []PresenceUser
 	err   error
 }
 
@@ -180,7 +187,7 @@ func Dial(url string, opts Options) *Client {
 		opts.AckTimeout = DefaultAckTimeout
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &Client{url: url, opts: opts, state: Connecting, subs: map[string]*Subscription{}, watches: map[string]func(int64){}, pending: map[uint32]chan pubResult{},
+	c := &Client{url: url, opts: opts, state: Connecting, subs: map[string]*Subscription{}, watches: map[string]func(int64){}, presence: map[string]*presenceWatch{}, pending: map[uint32]chan pubResult{},
 		up: make(chan struct{}), ctx: ctx, cancel: cancel, done: make(chan struct{}),
 		msgPrefix: "g" + strconv.FormatUint(rand.Uint64(), 36)}
 	go c.run()
@@ -398,6 +405,10 @@ func (c *Client) session() (bool, time.Duration, error) {
 		c.nextID++
 		cmds = append(cmds, fmt.Appendf(nil, "watch %d %s occupancy", c.nextID, room))
 	}
+	for room := range c.presence {
+		c.nextID++
+		cmds = append(cmds, fmt.Appendf(nil, "watch %d %s presence", c.nextID, room))
+	}
 	close(c.up)
 	c.mu.Unlock()
 	c.setState(Open)
@@ -502,7 +513,36 @@ func (c *Client) handle(b []byte, binary bool) {
 		id, _ := strconv.ParseUint(f[1], 10, 32)
 		n, _ := strconv.ParseInt(f[3], 10, 64)
 		c.deliver(uint32(id), pubResult{count: n})
+	case "presence":
+		if len(f) != 5 {
+			return
+		}
+		id, _ := strconv.ParseUint(f[1], 10, 32)
+		n, _ := strconv.ParseInt(f[3], 10, 64)
+		var users []PresenceUser
+		if json.Unmarshal(body, &users) != nil {
+			return
+		}
+		c.deliver(uint32(id), pubResult{count: n, users: users})
+	case "pres":
+		if len(f) != 2 {
+			return
+		}
+		var ev struct {
+			Join  []PresenceUser `json:"join"`
+			Leave []string       `json:"leave"`
+		}
+		if json.Unmarshal(body, &ev) == nil {
+			c.presenceChanged(f[1], false, nil, ev.Join, ev.Leave)
+		}
 	case "watch", "occ":
+		if f[0] == "watch" && len(f) == 6 && f[3] == "presence" {
+			var users []PresenceUser
+			if json.Unmarshal(body, &users) == nil {
+				c.presenceChanged(f[2], true, users, nil, nil)
+			}
+			return
+		}
 		// "watch <id> <room> occupancy <count>" (the reply) and
 		// "occ <room> <count>" (a change) both tell the count.
 		room, count := "", ""
@@ -653,6 +693,121 @@ func (c *Client) request(ctx context.Context, typ websocket.MessageType, frame f
 		c.forget(id)
 		return pubResult{}, ctx.Err()
 	}
+}
+
+// PresenceUser is one user of a presence room: its token's sub and info
+// claims.
+type PresenceUser struct {
+	User string          `json:"user"`
+	Info json.RawMessage `json:"info,omitempty"`
+}
+
+// PresenceChange is what a presence watch reports: the room's users as
+// the client knows them now (sorted by user), and who joined and left
+// since the previous report (the first report lists everyone as joined;
+// after a reconnect, the changes missed meanwhile).
+type PresenceChange struct {
+	Room   string
+	Users  []PresenceUser
+	Joined []PresenceUser
+	Left   []string
+}
+
+// presenceWatch is a watched presence room's users, as last reported.
+type presenceWatch struct {
+	fn    func(PresenceChange)
+	users map[string]PresenceUser
+}
+
+// Presence lists room's users on every instance (PROTOCOL.md
+// "presence"): total of them, users sorted by user, at most the
+// server's --presence-max-list. Errors as for Occupancy (presence_off
+// for a room that lists no users).
+func (c *Client) Presence(ctx context.Context, room string) (total int, users []PresenceUser, err error) {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.AckTimeout)
+	defer cancel()
+	r, err := c.request(ctx, websocket.MessageText, func(id uint32) []byte { return fmt.Appendf(nil, "presence %d %s", id, room) })
+	return int(r.count), r.users, err
+}
+
+// WatchPresence calls fn with room's users when the watch is answered,
+// whenever users join or leave (at most once a second), and after each
+// reconnect (with what changed meanwhile). fn runs on the client's
+// reader goroutine: do not block. The returned stop ends the watch.
+func (c *Client) WatchPresence(room string, fn func(PresenceChange)) (stop func()) {
+	c.mu.Lock()
+	_, had := c.presence[room]
+	w := &presenceWatch{fn: fn, users: map[string]PresenceUser{}}
+	if old := c.presence[room]; old != nil {
+		w.users = old.users
+	}
+	c.presence[room] = w
+	conn := c.conn
+	c.nextID++
+	cmd := fmt.Appendf(nil, "watch %d %s presence", c.nextID, room)
+	c.mu.Unlock()
+	if conn != nil && !had {
+		_ = conn.Write(c.ctx, websocket.MessageText, cmd)
+	}
+	return func() {
+		c.mu.Lock()
+		if c.presence[room] != w {
+			c.mu.Unlock()
+			return
+		}
+		delete(c.presence, room)
+		conn := c.conn
+		c.nextID++
+		cmd := fmt.Appendf(nil, "unwatch %d %s presence", c.nextID, room)
+		c.mu.Unlock()
+		if conn != nil {
+			_ = conn.Write(c.ctx, websocket.MessageText, cmd)
+		}
+	}
+}
+
+// presenceChanged applies a watch reply (isList: list holds the users
+// now) or a pres frame (joins, leaves) to room's watch and reports it.
+func (c *Client) presenceChanged(room string, isList bool, list, joins []PresenceUser, leaves []string) {
+	c.mu.Lock()
+	w := c.presence[room]
+	if w == nil {
+		c.mu.Unlock()
+		return
+	}
+	ch := PresenceChange{Room: room}
+	if isList {
+		// A watch's answer: the changes since what the client knew.
+		now := map[string]PresenceUser{}
+		for _, u := range list {
+			now[u.User] = u
+			if _, ok := w.users[u.User]; !ok {
+				ch.Joined = append(ch.Joined, u)
+			}
+		}
+		for u := range w.users {
+			if _, ok := now[u]; !ok {
+				ch.Left = append(ch.Left, u)
+			}
+		}
+		w.users = now
+	} else {
+		for _, u := range joins {
+			w.users[u.User] = u
+		}
+		for _, u := range leaves {
+			delete(w.users, u)
+		}
+		ch.Joined, ch.Left = joins, leaves
+	}
+	for _, u := range w.users {
+		ch.Users = append(ch.Users, u)
+	}
+	fn := w.fn
+	c.mu.Unlock()
+	slices.SortFunc(ch.Users, func(a, b PresenceUser) int { return strings.Compare(a.User, b.User) })
+	slices.Sort(ch.Left)
+	fn(ch)
 }
 
 // resubscribeAfter is how long a subscription refused for now
