@@ -93,8 +93,30 @@ export declare class Client {
    * function that stops watching.
    */
   watchOccupancy(room: string, fn: (count: number) => void): () => void;
+  /** Users of a presence room on every instance (sorted, capped; total says how many). */
+  presence(room: string): Promise<{ total: number; users: PresenceUser[] }>;
+  /**
+   * Calls fn with the room's users when the watch is answered, on every
+   * join or leave (at most once a second) and after each reconnect.
+   * Returns a function that stops watching.
+   */
+  watchPresence(room: string, fn: (change: PresenceChange) => void): () => void;
   close(): void;
   on(event: 'state', fn: (s: State) => void): () => void;
   on(event: 'close', fn: (e: { code: number; reason: string }) => void): () => void;
   on(event: 'error', fn: (e: LoopcastError) => void): () => void;
+}
+
+/** A user of a presence room: its token's sub and info claims. */
+export interface PresenceUser {
+  user: string;
+  info?: unknown;
+}
+
+/** A presence watch's report: the users now, who joined and who left. */
+export interface PresenceChange {
+  room: string;
+  users: PresenceUser[];
+  joined: PresenceUser[];
+  left: string[];
 }

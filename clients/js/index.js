@@ -74,6 +74,7 @@ export class Client extends Emitter {
     if (!this.WebSocket) throw new TypeError('no WebSocket constructor: pass options.WebSocket (Node: import WebSocket from "ws")');
     this.subs = new Map(); // room -> Subscription
     this.watches = new Map(); // room -> occupancy callback (watched again on every reconnect)
+    this.presenceWatches = new Map(); // room -> {fn, users: Map user -> info} (watched again on every reconnect)
     this.waitingOpen = []; // occupancy requests waiting for a connection
     this.byId = new Map(); // command id -> pending (sub or publish)
     this.nextId = 1;
@@ -167,11 +168,71 @@ export class Client extends Emitter {
     };
   }
 
+  /**
+   * Who is in a presence room, on every instance. Resolves with
+   * {total, users: [{user, info}]} (sorted, at most the server's
+   * presence-max-list); rejects like occupancy() ('presence_off' for a
+   * room that lists no users).
+   */
+  presence(room) {
+    return new Promise((resolve, reject) => {
+      if (this.closed) return reject(new LoopcastError('closed'));
+      const p = { occ: true, presence: true, room, resolve, reject };
+      p.timer = setTimeout(() => {
+        if (p.id !== undefined) this.byId.delete(p.id);
+        const i = this.waitingOpen.indexOf(p);
+        if (i >= 0) this.waitingOpen.splice(i, 1);
+        reject(new LoopcastError('timeout', `no answer in ${this.opts.ackTimeout} ms`));
+      }, this.opts.ackTimeout);
+      if (this.state === 'open') this._sendOccupancy(p);
+      else this.waitingOpen.push(p);
+    });
+  }
+
+  /**
+   * Watch who comes and goes in a presence room: fn({room, users,
+   * joined, left}) when the watch is answered (everyone as joined), on
+   * every change (at most once a second) and after each reconnect (what
+   * changed meanwhile). users is the list now, sorted; joined [{user,
+   * info}], left [user]. Returns a function that stops watching.
+   */
+  watchPresence(room, fn) {
+    const had = this.presenceWatches.has(room);
+    const w = { fn, users: had ? this.presenceWatches.get(room).users : new Map() };
+    this.presenceWatches.set(room, w);
+    if (!had && this.state === 'open') this._send(`watch ${this.nextId++} ${room} presence`);
+    return () => {
+      if (this.presenceWatches.get(room) !== w) return;
+      this.presenceWatches.delete(room);
+      if (this.state === 'open') this._send(`unwatch ${this.nextId++} ${room} presence`);
+    };
+  }
+
   _sendOccupancy(p) {
     const id = this.nextId++;
     p.id = id;
     this.byId.set(id, p);
-    this._send(`occupancy ${id} ${p.room}`);
+    this._send(`${p.presence ? 'presence' : 'occupancy'} ${id} ${p.room}`);
+  }
+
+  // _presenceChanged applies a watch's answer (list) or a pres frame
+  // (joins, leaves) and reports it.
+  _presenceChanged(room, list, joins, leaves) {
+    const w = this.presenceWatches.get(room);
+    if (!w) return;
+    let joined = joins, left = leaves;
+    if (list) {
+      const now = new Map(list.map((u) => [u.user, u.info]));
+      joined = list.filter((u) => !w.users.has(u.user));
+      left = [...w.users.keys()].filter((u) => !now.has(u));
+      w.users = now;
+    } else {
+      for (const u of joins) w.users.set(u.user, u.info);
+      for (const u of leaves) w.users.delete(u);
+    }
+    const users = [...w.users].map(([user, info]) => (info === undefined ? { user } : { user, info }));
+    users.sort((a, b) => (a.user < b.user ? -1 : a.user > b.user ? 1 : 0));
+    w.fn({ room, users, joined, left: [...left].sort() });
   }
 
   /** Close for good: no reconnect; pending publishes reject with 'closed'. */
@@ -237,6 +298,7 @@ export class Client extends Emitter {
       this._setState('open');
       for (const s of this.subs.values()) this._sendSub(s);
       for (const room of this.watches.keys()) this._send(`watch ${this.nextId++} ${room} occupancy`);
+      for (const room of this.presenceWatches.keys()) this._send(`watch ${this.nextId++} ${room} presence`);
       for (const p of this.waitingOpen.splice(0)) this._sendOccupancy(p);
       for (const p of this.queue.splice(0)) this._sendPub(p);
     };
@@ -368,7 +430,16 @@ export class Client extends Emitter {
       case 'pub': return this._onPub(f);
       case 'unsub': this.byId.delete(Number(f[1])); return;
       case 'occupancy': return this._onOccupancy(f);
-      case 'watch': if (f.length === 5) this.watches.get(f[2])?.(Number(f[4])); return;
+      case 'presence': return this._onPresence(f, body);
+      case 'pres': {
+        if (f.length !== 2) return;
+        const ev = JSON.parse(typeof body === 'string' ? body : decoder.decode(body));
+        return this._presenceChanged(f[1], null, ev.join, ev.leave);
+      }
+      case 'watch':
+        if (f.length === 6 && f[3] === 'presence') return this._presenceChanged(f[2], JSON.parse(typeof body === 'string' ? body : decoder.decode(body)));
+        if (f.length === 5) this.watches.get(f[2])?.(Number(f[4]));
+        return;
       case 'occ': if (f.length === 3) this.watches.get(f[1])?.(Number(f[2])); return;
       case 'err': return this._onErr(f);
     }
@@ -421,6 +492,15 @@ export class Client extends Emitter {
     this.byId.delete(Number(id));
     clearTimeout(p.timer);
     p.resolve(Number(count));
+  }
+
+  _onPresence(f, body) {
+    const [, id, , total] = f;
+    const p = this.byId.get(Number(id));
+    if (!p?.presence) return;
+    this.byId.delete(Number(id));
+    clearTimeout(p.timer);
+    p.resolve({ total: Number(total), users: JSON.parse(typeof body === 'string' ? body : decoder.decode(body)) });
   }
 
   _onErr(f) {

@@ -26,3 +26,10 @@ async function occ() {
   void n;
 }
 void occ;
+async function pres() {
+  const { total, users } = await client.presence('chat');
+  const stop = client.watchPresence('chat', (c) => { const u: string[] = c.users.map((x) => x.user); void u; void c.left; void c.joined; });
+  stop();
+  void total; void users;
+}
+void pres;
