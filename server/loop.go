@@ -46,10 +46,10 @@ type eventLoop struct {
 
 	// watchers are this loop's connections watching each room's
 	// occupancy (watch.go); nil until the first watch.
-	watchers map[string][]*conn
+	watchers map[string][]watcher
 	// presenceWatchers are its connections watching each presence
 	// room's joins and leaves (presence.go); nil until the first.
-	presenceWatchers map[string][]presenceWatcher
+	presenceWatchers map[string][]watcher
 
 	tickQueued atomic.Bool
 	tickTask   gnet.Runnable

@@ -50,31 +50,39 @@ type occupancy struct {
 	counts map[string]occ.Value
 	batch  []byte
 	byLoop [][]occFrame
-	list   []*watchedRoom
 
 	mu      sync.Mutex
 	watched map[string]*watchedRoom
+	gen     uint64 // announcements so far (under mu)
 
 	shared, shareErrors, badBatches, updates atomic.Int64
 }
 
-// watchedRoom is a room some connection watches (loopcast.v1 "watch").
+// watchedRoom is a room some connection watches (loopcast.v1 "watch"),
+// under occupancy.mu.
 type watchedRoom struct {
 	name string
 	// last is the total sent in the room's last "occ" frame (or in the
-	// first watcher's reply). Written by tick (and watch, when the room
-	// starts being watched); see watch for the order that makes every
-	// watcher see every change.
-	last    atomic.Int64
-	perLoop []atomic.Int32 // watchers per loop
-	total   int            // watchers, under occupancy.mu
+	// first watcher's reply).
+	last    int64
+	perLoop []int32 // watchers per loop
+	total   int     // watchers
 }
 
-// occFrame is one room's "occ" frame of this interval, shared by every
-// loop (read only).
+// occFrame is one room's "occ" frame of announcement gen, shared by
+// every loop (read only).
 type occFrame struct {
 	room  string
+	gen   uint64
 	frame []byte
+}
+
+// watcher is a connection on a loop watching a room's occupancy or
+// presence since announcement since: it gets the frames of later
+// announcements only (its reply told it the state as of since).
+type watcher struct {
+	cs    *conn
+	since uint64
 }
 
 func newOccupancy(s *Server, id uint64) *occupancy {
@@ -129,29 +137,31 @@ func (o *occupancy) tick(now int64) {
 
 // notify sends the watchers of each room whose total changed since its
 // last "occ" frame the new total: one frame per room, handed to the
-// loops that have watchers of it.
+// loops that have watchers of it. Under mu, so that a watch is either
+// before it (its reply has the old total, it gets the frame) or after
+// it (its reply has the new total, it does not get the frame).
 func (o *occupancy) notify() {
 	o.mu.Lock()
-	o.list = o.list[:0]
+	changed := false
 	for _, w := range o.watched {
-		o.list = append(o.list, w)
-	}
-	o.mu.Unlock()
-	for _, w := range o.list {
 		n := o.counts[w.name].Count + o.table.Remote(w.name)
-		if w.last.Load() == n {
+		if w.last == n {
 			continue
 		}
-		w.last.Store(n) // before reading perLoop: see watch
-		f := occFrame{w.name, appendOccupancyFrame(nil, w.name, n)}
-		for i := range w.perLoop {
-			if w.perLoop[i].Load() > 0 {
+		if !changed {
+			o.gen++
+			changed = true
+		}
+		w.last = n
+		f := occFrame{w.name, o.gen, appendOccupancyFrame(nil, w.name, n)}
+		for i, c := range w.perLoop {
+			if c > 0 {
 				o.byLoop[i] = append(o.byLoop[i], f)
 			}
 		}
 		o.updates.Add(1)
 	}
-	clear(o.list)
+	o.mu.Unlock()
 	loops := o.s.loopList()
 	for i, frames := range o.byLoop {
 		if len(frames) == 0 || i >= len(loops) {
@@ -173,23 +183,18 @@ func (o *occupancy) count(room string) int64 {
 }
 
 // watch registers a watcher of room on loop idx and returns the total to
-// reply with. Ordering: the watcher is counted in perLoop before last is
-// read, and tick stores last before it reads perLoop, so either this
-// reply already has tick's new total, or tick sees the watcher and sends
-// it the frame (the connection is in its loop's watchers by then: the
-// frame runs on the loop after this command).
-func (o *occupancy) watch(room string, idx int) int64 {
+// reply with and the announcement it is as of.
+func (o *occupancy) watch(room string, idx int) (int64, uint64) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	w := o.watched[room]
 	if w == nil {
-		w = &watchedRoom{name: room, perLoop: make([]atomic.Int32, o.s.nloops)}
-		w.last.Store(o.count(room))
+		w = &watchedRoom{name: room, last: o.count(room), perLoop: make([]int32, o.s.nloops)}
 		o.watched[room] = w
 	}
-	w.perLoop[idx].Add(1)
+	w.perLoop[idx]++
 	w.total++
-	return w.last.Load()
+	return w.last, o.gen
 }
 
 // unwatch undoes one watch.
@@ -200,7 +205,7 @@ func (o *occupancy) unwatch(room string, idx int) {
 	if w == nil {
 		return
 	}
-	w.perLoop[idx].Add(-1)
+	w.perLoop[idx]--
 	if w.total--; w.total == 0 {
 		delete(o.watched, room)
 	}
@@ -241,9 +246,9 @@ func appendOccupancyFrame(dst []byte, room string, n int64) []byte {
 // its room.
 func (l *eventLoop) sendOccupancy(frames []occFrame) {
 	for _, f := range frames {
-		for _, cs := range l.watchers[f.room] {
-			if cs.state == stateOpen {
-				cs.member.SendData(f.frame)
+		for _, w := range l.watchers[f.room] {
+			if w.since < f.gen && w.cs.state == stateOpen {
+				w.cs.member.SendData(f.frame)
 			}
 		}
 	}

@@ -72,12 +72,6 @@ type presFrame struct {
 	frame []byte
 }
 
-// presenceWatcher is a connection on a loop watching a room since gen.
-type presenceWatcher struct {
-	cs    *conn
-	since uint64
-}
-
 func newPresence(s *Server, id uint64) *presence {
 	p := &presence{s: s, values: map[string]occ.Value{}, local: map[string]map[string]*presentUser{}, watched: map[string]*presenceWatch{}}
 	p.table.Kind, p.table.Self = occ.Users, id

@@ -99,9 +99,9 @@ func (cs *conn) watchPresence(c command.Command) {
 	set, gen := l.srv.pres.watch(room, l.idx)
 	cs.sess.presenceWatching = append(cs.sess.presenceWatching, room)
 	if l.presenceWatchers == nil {
-		l.presenceWatchers = map[string][]presenceWatcher{}
+		l.presenceWatchers = map[string][]watcher{}
 	}
-	l.presenceWatchers[room] = append(l.presenceWatchers[room], presenceWatcher{cs, gen})
+	l.presenceWatchers[room] = append(l.presenceWatchers[room], watcher{cs, gen})
 	cs.reply(appendPresenceReply(l.scratch[:0], "watch", c.ID, c.Room, set, l.srv.cfg.PresenceMaxList))
 }
 
@@ -123,16 +123,6 @@ func (cs *conn) stopWatchingPresence(room string) {
 	if i := slices.Index(x.presenceWatching, room); i >= 0 {
 		x.presenceWatching = slices.Delete(x.presenceWatching, i, i+1)
 	}
-	ws := l.presenceWatchers[room]
-	if i := slices.IndexFunc(ws, func(w presenceWatcher) bool { return w.cs == cs }); i >= 0 {
-		ws[i] = ws[len(ws)-1]
-		ws[len(ws)-1] = presenceWatcher{}
-		ws = ws[:len(ws)-1]
-	}
-	if len(ws) == 0 {
-		delete(l.presenceWatchers, room)
-	} else {
-		l.presenceWatchers[room] = ws
-	}
+	removeWatcher(l.presenceWatchers, room, cs)
 	l.srv.pres.unwatch(room, l.idx)
 }

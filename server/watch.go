@@ -46,11 +46,11 @@ func (cs *conn) watch(c command.Command) {
 	}
 	room := string(c.Room)
 	cs.sess.watching = append(cs.sess.watching, room)
+	n, gen := l.srv.occ.watch(room, l.idx)
 	if l.watchers == nil {
-		l.watchers = map[string][]*conn{}
+		l.watchers = map[string][]watcher{}
 	}
-	l.watchers[room] = append(l.watchers[room], cs)
-	n := l.srv.occ.watch(room, l.idx)
+	l.watchers[room] = append(l.watchers[room], watcher{cs, gen})
 	cs.reply(command.AppendWatching(l.scratch[:0], c.ID, c.Room, n))
 }
 
@@ -77,18 +77,23 @@ func (cs *conn) stopWatching(room string) {
 	if i := slices.Index(x.watching, room); i >= 0 {
 		x.watching = slices.Delete(x.watching, i, i+1)
 	}
-	ws := l.watchers[room]
-	if i := slices.Index(ws, cs); i >= 0 {
+	removeWatcher(l.watchers, room, cs)
+	l.srv.occ.unwatch(room, l.idx)
+}
+
+// removeWatcher takes cs off room's watchers in m (a loop's).
+func removeWatcher(m map[string][]watcher, room string, cs *conn) {
+	ws := m[room]
+	if i := slices.IndexFunc(ws, func(w watcher) bool { return w.cs == cs }); i >= 0 {
 		ws[i] = ws[len(ws)-1]
-		ws[len(ws)-1] = nil
+		ws[len(ws)-1] = watcher{}
 		ws = ws[:len(ws)-1]
 	}
 	if len(ws) == 0 {
-		delete(l.watchers, room)
+		delete(m, room)
 	} else {
-		l.watchers[room] = ws
+		m[room] = ws
 	}
-	l.srv.occ.unwatch(room, l.idx)
 }
 
 // stopWatchingAll ends every watch of a closing connection.
