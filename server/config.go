@@ -334,10 +334,15 @@ const (
 	maxJWTLeeway = 5 * time.Minute
 )
 
-// Page is a static file for Config.Pages.
+// Page is a file for Config.Pages: Body, or, when Dynamic is set, what
+// Dynamic returns for the request's query (after '?', without it; valid
+// during the call only). Dynamic runs on the event loop for each request
+// (answers are built per request, Cache-Control: no-store): keep it to a
+// few microseconds, and never let it block.
 type Page struct {
 	ContentType string
 	Body        []byte
+	Dynamic     func(query []byte) []byte
 }
 
 // DefaultConfig returns the defaults documented on each Config field.

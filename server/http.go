@@ -84,6 +84,8 @@ func (cs *conn) serveHTTP() gnet.Action {
 		// slow-consumer rule closes it instead.
 		if p := l.srv.pages[string(h.Path)]; p != nil && draining == 0 {
 			cs.member.Send(p[headOnly][mode])
+		} else if d, ok := l.srv.dynPages[string(h.Path)]; ok && draining == 0 {
+			cs.member.Send(dynamicResponse(d, h.Query, head, mode))
 		} else {
 			cs.member.Send(healthResponses[draining][headOnly][mode])
 		}

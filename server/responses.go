@@ -56,6 +56,9 @@ func buildPages(pages map[string]Page) pageResponses {
 	}
 	out := pageResponses{}
 	for path, p := range pages {
+		if p.Dynamic != nil {
+			continue // dynamicPages
+		}
 		var t [2][numConnModes][]byte
 		for head := range 2 {
 			for mode := range numConnModes {
@@ -72,6 +75,32 @@ func buildPages(pages map[string]Page) pageResponses {
 		out[path] = &t
 	}
 	return out
+}
+
+// dynamicPages are Config.Pages' pages with a Dynamic body, by path.
+func dynamicPages(pages map[string]Page) map[string]Page {
+	var out map[string]Page
+	for path, p := range pages {
+		if p.Dynamic != nil {
+			if out == nil {
+				out = map[string]Page{}
+			}
+			out[path] = p
+		}
+	}
+	return out
+}
+
+// dynamicResponse builds a Dynamic page's answer for one request.
+func dynamicResponse(p Page, query []byte, headOnly bool, mode int) []byte {
+	extra := "Content-Type: " + p.ContentType + "\r\nCache-Control: no-store\r\n"
+	switch mode {
+	case keepAlive10:
+		extra += "Connection: keep-alive\r\n"
+	case closeAfter:
+		extra += "Connection: close\r\n"
+	}
+	return buildTypedResponse(200, extra, string(p.Dynamic(query)), headOnly, false)
 }
 
 // buildResponse renders a complete response with a text/plain body.

@@ -61,6 +61,8 @@ type Server struct {
 	bridge bus.Broker          // Config.Broker when it is a broker (core NATS), else nil
 	zip    *deflate.Compressor // nil without Config.Compression
 	pages  pageResponses       // Config.Pages, built
+	// dynPages are the Config.Pages with a Dynamic body.
+	dynPages map[string]Page
 	zstats compressionStats
 	auth   *authenticator // nil: no token required
 	admit  *admission
@@ -156,6 +158,7 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		}
 	}
 	s.pages = buildPages(cfg.Pages)
+	s.dynPages = dynamicPages(cfg.Pages)
 	fc.Encode = s.encodeFrame
 	s.engine = fanout.New(fc)
 	var err error
