@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/loopcast/loopcast/internal/testutil"
 )
 
@@ -37,6 +39,42 @@ func TestDemoPages(t *testing.T) {
 	}
 	if code, _, body := get("/healthz"); code != 200 || body != "ok\n" {
 		t.Fatalf("health: %d %q", code, body)
+	}
+	// /demo/token signs a token for the demo.* rooms; a name it cannot
+	// carry becomes a guest's.
+	var tok struct{ Token, User string }
+	if code, ct, body := get("/demo/token?user=ana"); code != 200 || ct != "application/json" || json.Unmarshal([]byte(body), &tok) != nil || tok.User != "ana" {
+		t.Fatalf("/demo/token: %d %s %s", code, ct, body)
+	}
+	var guest struct{ User string }
+	if _, _, body := get("/demo/token?user=%3Cscript%3E"); json.Unmarshal([]byte(body), &guest) != nil || !strings.HasPrefix(guest.User, "guest-") {
+		t.Fatalf("/demo/token for <script>: %s", body)
+	}
+	d := websocket.Dialer{Subprotocols: []string{"loopcast.v1"}}
+	if _, resp, err := d.Dial("ws://"+p.addr+"/ws", nil); err == nil || resp == nil || resp.StatusCode != 401 {
+		t.Fatalf("the demo's /ws without a token: %v %v", resp, err)
+	}
+	c, _, err := d.Dial("ws://"+p.addr+"/ws?token="+tok.Token, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, cmd := range []string{"sub 1 demo.chat", "sub 2 secret", "presence 3 demo.chat"} {
+		if err := c.WriteMessage(websocket.TextMessage, []byte(cmd)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var replies []string
+	for range 3 {
+		_, b, err := c.ReadMessage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		replies = append(replies, string(b))
+	}
+	if !strings.HasPrefix(replies[0], "sub 1 demo.chat ") || !strings.HasPrefix(replies[1], "err 2 forbidden ") ||
+		replies[2] != `presence 3 demo.chat 1 1`+"\n"+`[{"user":"ana","info":{"name":"ana"}}]` {
+		t.Fatalf("replies %q", replies)
 	}
 	q := startBinary(t)
 	resp, err := http.Get("http://" + q.addr + "/demo/")
@@ -87,7 +125,9 @@ func demoInChromium(t *testing.T, flags []string, wantInflated bool) {
 			t.Fatalf("npm ci: %v\n%s", err, out)
 		}
 	}
-	p := startBinary(t, append([]string{"--demo"}, flags...)...)
+	// A grace long enough for every reconnect after the drop (no leave),
+	// short enough that bo's closed page leaves within the test.
+	p := startBinary(t, append([]string{"--demo", "--presence-grace", "5s"}, flags...)...)
 	gw := testutil.StartGateway(t, p.addr)
 	args := []string{"demo.mjs", chromium, "http://" + gw.Addr() + "/demo/"}
 	if shot := os.Getenv("DEMO_SCREENSHOT"); shot != "" && wantInflated {
@@ -124,8 +164,11 @@ func demoInChromium(t *testing.T, flags []string, wantInflated bool) {
 			Replayed   int
 			Reconnects int
 			Resume     string
+			Leaves     []string
+			Here       []string
 		}
-		Error string
+		AnaSawLeave []string
+		Error       string
 	}
 	if err := json.Unmarshal(lines.Bytes(), &res); err != nil || res.Error != "" || len(res.Pages) != 2 {
 		t.Fatalf("node: %s %v\n%s", lines.Text(), err, stderr.String())
@@ -142,6 +185,14 @@ func demoInChromium(t *testing.T, flags []string, wantInflated bool) {
 		if !strings.HasPrefix(pg.Resume, "reconnected: ") || !strings.HasSuffix(pg.Resume, ", 0 missed") {
 			t.Fatalf("page %d says %q", i, pg.Resume)
 		}
+		// The drop was a reconnect, not a leave: both still listed, and
+		// nobody announced leaving.
+		if len(pg.Leaves) != 0 || strings.Join(pg.Here, ",") != "ana,bo" {
+			t.Fatalf("page %d after the drop: here %v, leaves %v", i, pg.Here, pg.Leaves)
+		}
+	}
+	if strings.Join(res.AnaSawLeave, ",") != "bo" {
+		t.Fatalf("ana saw leaves %v, want bo's once his page closed", res.AnaSawLeave)
 	}
 	var st struct {
 		Inflated int64 `json:"inflated_messages"`

@@ -111,7 +111,16 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer, 
 		}
 	}
 	if opts.Demo {
-		cfg.Pages = demoPages()
+		secret, generated, err := demoSetup(&cfg)
+		if err != nil {
+			return err
+		}
+		if generated {
+			log.Warn("demo: JWT verification is on with a secret made for this process, so the demo can name its users; clients get a token for the demo.* rooms from /demo/token?user=NAME")
+		} else if secret == "" {
+			log.Warn("demo: the tokens are verified by a key the demo cannot sign with (jwt-secret-file, jwt-public-key or jwt-jwks-url): /demo/token is off and the demo's users are not named")
+		}
+		cfg.Pages = demoPages(secret)
 	}
 	srv, err := server.New(cfg, log)
 	if err != nil {
