@@ -63,10 +63,10 @@ type Server struct {
 	pages  pageResponses       // Config.Pages, built
 	// dynPages are the Config.Pages with a Dynamic body.
 	dynPages map[string]Page
-	zstats compressionStats
-	auth   *authenticator // nil: no token required
-	admit  *admission
-	remote atomic.Int64 // messages from other instances delivered here
+	zstats   compressionStats
+	auth     *authenticator // nil: no token required
+	admit    *admission
+	remote   atomic.Int64 // messages from other instances delivered here
 	// forwardErrors counts messages the broker refused to forward (they
 	// reached only this instance's members); logRefusals publications
 	// the log refused at once; lost the losses other instances' messages
