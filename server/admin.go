@@ -58,6 +58,10 @@ func (s *Server) AdminHandler() http.Handler {
 	mux.HandleFunc("GET /rooms", s.withToken(s.serveRooms))
 	mux.HandleFunc("GET /rooms/{room}", s.withToken(s.serveRoom))
 	mux.HandleFunc("POST /publish/{room}", s.withToken(s.servePublish))
+	mux.HandleFunc("POST /publish", s.withToken(s.servePublish)) // ?rooms=a,b,c
+	mux.HandleFunc("POST /users/{user}/disconnect", s.withToken(s.serveDisconnect))
+	mux.HandleFunc("POST /users/{user}/subscribe/{room}", s.withToken(s.serveUserRoom))
+	mux.HandleFunc("POST /users/{user}/unsubscribe/{room}", s.withToken(s.serveUserRoom))
 	if s.cfg.Pprof {
 		// Behind the token like /stats: profiles show what the process
 		// holds (heap, goroutine stacks with their arguments), and a CPU
@@ -77,17 +81,14 @@ func (s *Server) AdminHandler() http.Handler {
 	return rejectDotSegments(mux)
 }
 
-// rejectDotSegments answers 400 to /publish/. and /publish/.. (and the
-// same under /rooms/), which
+// rejectDotSegments answers 400 to a path with a . or .. segment
+// (/publish/.., /users/ana/subscribe/.), which
 // ServeMux would otherwise clean into a redirect to another path: those
 // are not room names.
 func rejectDotSegments(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		room, ok := strings.CutPrefix(r.URL.Path, "/publish/")
-		if !ok {
-			room, ok = strings.CutPrefix(r.URL.Path, "/rooms/")
-		}
-		if ok && (room == "." || room == "..") {
+		p := r.URL.Path
+		if strings.HasSuffix(p, "/.") || strings.HasSuffix(p, "/..") || strings.Contains(p, "/./") || strings.Contains(p, "/../") {
 			writeJSON(w, 400, map[string]string{"error": ErrBadRoom.Error()})
 			return
 		}
@@ -295,7 +296,47 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 		t = Text
 	}
 	key := r.Header.Get("Idempotency-Key")
+	if room == "" {
+		s.servePublishMany(w, r, Message{Type: t, Payload: body, Key: key})
+		return
+	}
 	p, err := s.PublishMessage(r.Context(), Message{Room: room, Type: t, Payload: body, Key: key})
+	status, resp := publishAnswer(p, err)
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	writeJSON(w, status, resp)
+}
+
+// maxPublishRooms bounds the rooms of one POST /publish?rooms=.
+const maxPublishRooms = 100
+
+// servePublishMany answers POST /publish?rooms=a,b,c: m to each room, at
+// once; 202 when every room took it, else 207 with each room's own
+// answer (and status).
+func (s *Server) servePublishMany(w http.ResponseWriter, r *http.Request, m Message) {
+	rooms := strings.Split(r.URL.Query().Get("rooms"), ",")
+	if len(rooms) > maxPublishRooms || rooms[0] == "" {
+		writeJSON(w, 400, map[string]string{"error": fmt.Sprintf("rooms: 1 to %d comma-separated rooms", maxPublishRooms)})
+		return
+	}
+	results := s.PublishMany(r.Context(), rooms, m)
+	out := make(map[string]any, len(results))
+	status := http.StatusAccepted
+	for _, res := range results {
+		st, body := publishAnswer(res.Published, res.Err)
+		if st != http.StatusAccepted {
+			status = http.StatusMultiStatus
+			body["status"] = st
+		}
+		out[res.Room] = body
+	}
+	writeJSON(w, status, map[string]any{"rooms": out})
+}
+
+// publishAnswer is the admin API's status and body for a publish's
+// outcome.
+func publishAnswer(p Published, err error) (int, map[string]any) {
 	if err != nil {
 		status := http.StatusBadRequest
 		for _, pe := range []*publishError{errPubStopped, errPubRooms, errPubUnavailable, errPubUnknown, errPubTooBig} {
@@ -304,15 +345,11 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		body := map[string]any{"error": err.Error()}
-		switch status {
-		case http.StatusServiceUnavailable:
-			w.Header().Set("Retry-After", "1")
-		case http.StatusGatewayTimeout:
+		if status == http.StatusGatewayTimeout {
 			body["outcome"] = "unknown"
 			body["retry"] = "send the same request again with the same Idempotency-Key: it is then published once"
 		}
-		writeJSON(w, status, body)
-		return
+		return status, body
 	}
 	// Offset and epoch as loopcast.v1 clients see them.
 	resp := map[string]any{"members": p.Members, "offset": p.Offset, "epoch": string(command.AppendEpoch(nil, p.Epoch))}
@@ -322,7 +359,40 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 	if p.NotForwarded != nil {
 		resp["not_forwarded"] = p.NotForwarded.Error() // published here only
 	}
-	writeJSON(w, 202, resp)
+	return http.StatusAccepted, resp
+}
+
+// serveDisconnect answers POST /users/{user}/disconnect?code=&reason=.
+func (s *Server) serveDisconnect(w http.ResponseWriter, r *http.Request) {
+	code := 0
+	if c := r.URL.Query().Get("code"); c != "" {
+		var err error
+		if code, err = strconv.Atoi(c); err != nil {
+			writeJSON(w, 400, map[string]string{"error": ErrBadCloseCode.Error()})
+			return
+		}
+	}
+	n, err := s.DisconnectUser(r.PathValue("user"), code, r.URL.Query().Get("reason"))
+	if err != nil {
+		writeJSON(w, 400, map[string]string{"error": err.Error()})
+		return
+	}
+	writeJSON(w, 200, map[string]int{"connections": n})
+}
+
+// serveUserRoom answers POST /users/{user}/subscribe/{room} and
+// /unsubscribe/{room}.
+func (s *Server) serveUserRoom(w http.ResponseWriter, r *http.Request) {
+	act := s.SubscribeUser
+	if strings.Contains(r.URL.Path, "/unsubscribe/") {
+		act = s.UnsubscribeUser
+	}
+	n, err := act(r.PathValue("user"), r.PathValue("room"))
+	if err != nil {
+		writeJSON(w, 400, map[string]string{"error": err.Error()})
+		return
+	}
+	writeJSON(w, 200, map[string]int{"connections": n})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -101,6 +101,7 @@ func (h *handler) OnClose(c gnet.Conn, _ error) gnet.Action {
 	cs.member.Release() // out of its room; its unwritten frames go with it
 	cs.stopWatchingAll()
 	cs.leaveAllPresence()
+	cs.unindexUser()
 	cs.dropMessage()
 	l.wheel.remove(cs)
 	cs.state = stateClosed

@@ -172,6 +172,7 @@ func (cs *conn) upgrade(h *reqhead.Head, t target) gnet.Action {
 	if cs.state == stateClosed {
 		return gnet.None
 	}
+	cs.indexUser()
 	if !t.echo && !t.v1 {
 		cs.joinPresence(string(t.room)) // a raw member is listed as a v1 subscriber is
 	}

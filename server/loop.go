@@ -47,6 +47,8 @@ type eventLoop struct {
 	// watchers are this loop's connections watching each room's
 	// occupancy (watch.go); nil until the first watch.
 	watchers map[string][]watcher
+	// users indexes its connections by their token's sub (users.go).
+	users map[string][]*conn
 	// presenceWatchers are its connections watching each presence
 	// room's joins and leaves (presence.go); nil until the first.
 	presenceWatchers map[string][]watcher

@@ -222,6 +222,16 @@ func (o *occupancy) watchedRooms() int {
 // batch.
 func (h host) Shared(b []byte) {
 	now := time.Now().UnixNano()
+	if len(b) > 0 && b[0] == userActionKind {
+		from, act, err := parseUserAction(b)
+		switch {
+		case err != nil:
+			h.s.occ.badBatches.Add(1)
+		case from != h.s.occ.table.Self:
+			h.s.onEveryLoop(act)
+		}
+		return
+	}
 	if len(b) > 0 && occ.Kind(b[0]) == occ.Users {
 		if err := h.s.pres.table.Apply(b, now); err != nil {
 			h.s.pres.badBatches.Add(1)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"net/http"
 
 	"github.com/gobwas/ws"
@@ -288,6 +289,33 @@ func (s *Server) PublishMessage(ctx context.Context, m Message) (Published, erro
 	case <-ctx.Done():
 		return Published{}, fmt.Errorf("%w: %w", ErrOutcomeUnknown, ctx.Err())
 	}
+}
+
+// PublishResult is one room's outcome of PublishMany.
+type PublishResult struct {
+	Room      string
+	Published Published
+	Err       error
+}
+
+// PublishMany publishes m to each of rooms (m.Room is ignored) at once,
+// as PublishMessage would to each, and returns each room's outcome in
+// the order of rooms. m.Key, when set, de-duplicates per room.
+func (s *Server) PublishMany(ctx context.Context, rooms []string, m Message) []PublishResult {
+	out := make([]PublishResult, len(rooms))
+	var wg sync.WaitGroup
+	for i, room := range rooms {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			one := m
+			one.Room = room
+			p, err := s.PublishMessage(ctx, one)
+			out[i] = PublishResult{room, p, err}
+		}()
+	}
+	wg.Wait()
+	return out
 }
 
 // ValidRoomName reports whether name is 1 to 64 of [A-Za-z0-9._-], and

@@ -2,6 +2,7 @@ package cluster_test
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"slices"
 	"strings"
@@ -148,5 +149,39 @@ func TestPresenceAcrossInstances(t *testing.T) {
 			b.kill()
 			w.presUntil(t, "chat", set, "ana", "al")
 		})
+	}
+}
+
+// The user API acts on every instance: disconnecting a user on one
+// closes its connections on the other.
+func TestUserActionsAcrossInstances(t *testing.T) {
+	t.Parallel()
+	ns := runNATS(t, 0, 0)
+	adjust := func(c *server.Config) { c.JWTSecret = presenceSecret; c.SubscribeRate = 0 }
+	a, b := startNode(t, natsURL(ns), adjust), startNode(t, natsURL(ns), adjust)
+	onB := dialAs(t, b.srv.Addr().String(), "ana", "")
+	bo := dialAs(t, b.srv.Addr().String(), "bo", "")
+	// Both instances listen to what the others share before a shares.
+	waitFor(t, 10*time.Second, "both instances on loopcast.share", func() bool {
+		return ns.GlobalAccount().Interest("loopcast.share") == 2
+	})
+	if n, err := a.srv.SubscribeUser("ana", "feed"); err != nil || n != 0 {
+		t.Fatalf("SubscribeUser on a: %d %v (ana is on b only)", n, err)
+	}
+	if got := onB.read(t); !strings.HasPrefix(got, "sub 0 feed ") {
+		t.Fatalf("ana on b: %q, want the server's sub 0 feed", got)
+	}
+	if _, err := a.srv.DisconnectUser("ana", 4003, "elsewhere"); err != nil {
+		t.Fatal(err)
+	}
+	_ = onB.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, _, err := onB.c.ReadMessage()
+	var ce *gorilla.CloseError
+	if !errors.As(err, &ce) || ce.Code != 4003 || ce.Text != "elsewhere" {
+		t.Fatalf("ana on b: %v, want close 4003 elsewhere", err)
+	}
+	bo.send(t, "occupancy 1 feed")
+	if got := bo.read(t); got != "occupancy 1 feed 0" {
+		t.Fatalf("bo: %q", got)
 	}
 }
