@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"net/http"
+	"sync"
 
 	"github.com/gobwas/ws"
 
