@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -34,8 +35,8 @@ type authenticator struct {
 	jwksRefresh time.Duration
 	jwks        keyfunc.Keyfunc
 
-	// maxInfo is Config.PresenceMaxInfo.
-	maxInfo int
+	// maxInfo is Config.PresenceMaxInfo, maxSubs Config.MaxSubscriptions.
+	maxInfo, maxSubs int
 }
 
 // tokenClaims are the claims loopcast reads: the registered ones (exp is
@@ -54,6 +55,9 @@ type tokenClaims struct {
 	Rooms   *[]string       `json:"rooms,omitempty"`
 	Publish *[]string       `json:"publish,omitempty"`
 	Info    json.RawMessage `json:"info,omitempty"`
+	// Subs are rooms a loopcast.v1 connection is subscribed to at
+	// connect (personal rooms: "user.ana"), whatever its rooms claim.
+	Subs []string `json:"subs,omitempty"`
 }
 
 // errNumericDate is the decoding error of a token whose exp, nbf or iat
@@ -95,6 +99,8 @@ type session struct {
 	// connection is in presence rooms ("" without a sub: not listed).
 	user string
 	info []byte
+	// subs are the token's subs claim: subscribed at connect.
+	subs []string
 	// present lists the presence rooms the connection is listed in
 	// (presence.go), presenceWatching those whose joins and leaves it
 	// watches.
@@ -131,7 +137,7 @@ func newAuthenticator(cfg Config) (*authenticator, error) {
 		}
 		return nil, nil
 	}
-	a := &authenticator{jwksURL: cfg.JWTJWKSURL, jwksRefresh: cfg.JWTJWKSRefresh, maxInfo: cfg.PresenceMaxInfo}
+	a := &authenticator{jwksURL: cfg.JWTJWKSURL, jwksRefresh: cfg.JWTJWKSRefresh, maxInfo: cfg.PresenceMaxInfo, maxSubs: cfg.MaxSubscriptions}
 	var methods []string
 	if cfg.JWTSecret != "" {
 		a.hmacKey = []byte(cfg.JWTSecret)
@@ -258,10 +264,12 @@ func (a *authenticator) verify(h *reqhead.Head) (*session, *rejection) {
 		return nil, rejAuthSubject
 	case len(c.Info) > a.maxInfo:
 		return nil, rejAuthInfo
-	case c.Rooms == nil && c.Publish == nil && c.Subject == "":
+	case len(c.Subs) > a.maxSubs || slices.ContainsFunc(c.Subs, func(r string) bool { return !ValidRoomName(r) }):
+		return nil, rejAuthSubs
+	case c.Rooms == nil && c.Publish == nil && c.Subject == "" && len(c.Subs) == 0:
 		return nil, nil // everything allowed, nobody named: nothing to keep
 	}
-	sess := &session{rooms: c.Rooms, publish: c.Publish, user: c.Subject}
+	sess := &session{rooms: c.Rooms, publish: c.Publish, user: c.Subject, subs: c.Subs}
 	if c.Subject != "" && len(c.Info) > 0 && string(c.Info) != "null" {
 		sess.info = c.Info
 	}
@@ -274,6 +282,8 @@ var (
 	rejAuthSubject = newRejection(401, "invalid token: its sub claim is over 256 bytes or holds a NUL",
 		"WWW-Authenticate: Bearer realm=\"loopcast\", error=\"invalid_token\"\r\n")
 	rejAuthInfo = newRejection(401, "invalid token: its info claim is over presence-max-info bytes",
+		"WWW-Authenticate: Bearer realm=\"loopcast\", error=\"invalid_token\"\r\n")
+	rejAuthSubs = newRejection(401, "invalid token: its subs claim names an invalid room, or more than max-subscriptions",
 		"WWW-Authenticate: Bearer realm=\"loopcast\", error=\"invalid_token\"\r\n")
 )
 

@@ -3,8 +3,12 @@ package server
 import (
 	"crypto/sha1"
 	"encoding/base64"
+	"net/url"
+	"strings"
 
+	"github.com/loopcast/loopcast/server/internal/command"
 	"github.com/loopcast/loopcast/server/internal/deflate"
+	"github.com/loopcast/loopcast/server/internal/fanout"
 	"github.com/loopcast/loopcast/server/internal/reqhead"
 )
 
@@ -70,6 +74,9 @@ type target struct {
 	sess *session
 	// deflate: permessage-deflate was offered and is accepted.
 	deflate bool
+	// since are the positions a loopcast.v1 client resumes its token's
+	// subs rooms from (?since=room:epoch:offset, comma-separated).
+	since map[string]fanout.Resume
 }
 
 // route maps an upgrade path to its target: raw mode, unless v1.
@@ -131,10 +138,43 @@ func (s *Server) checkUpgrade(h *reqhead.Head) (target, *rejection) {
 			return t, rej
 		}
 	}
+	if t.v1 && t.sess != nil && len(t.sess.subs) > 0 {
+		if t.since, rej = parseSince(h.Query, s.cfg.MaxSubscriptions); rej != nil {
+			return t, rej
+		}
+	}
 	if s.zip != nil {
 		_, t.deflate = deflate.Negotiate(h.Extensions[:]...)
 	}
 	return t, nil
+}
+
+// rejSince refuses a malformed ?since=.
+var rejSince = newRejection(400, "since: want room:epoch:offset, comma-separated (epoch 16 lower-case hex digits), at most max-subscriptions", "")
+
+// parseSince reads the since parameters of a query: where to resume the
+// token's subs rooms. Once per upgrade that has subs, never per message.
+func parseSince(query []byte, max int) (map[string]fanout.Resume, *rejection) {
+	q, err := url.ParseQuery(string(query))
+	if err != nil {
+		return nil, rejSince
+	}
+	var out map[string]fanout.Resume
+	for _, v := range q["since"] {
+		for _, e := range strings.Split(v, ",") {
+			room, rest, ok1 := strings.Cut(e, ":")
+			ep, off, ok2 := strings.Cut(rest, ":")
+			c, perr := command.Parse([]byte("sub 0 " + room + " " + ep + " " + off))
+			if !ok1 || !ok2 || perr != nil || len(out) >= max {
+				return nil, rejSince
+			}
+			if out == nil {
+				out = map[string]fanout.Resume{}
+			}
+			out[room] = fanout.Resume{Epoch: c.Epoch, Offset: c.Offset}
+		}
+	}
+	return out, nil
 }
 
 // originAllowed applies Config.AllowedOrigins (empty: any) and

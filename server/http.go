@@ -176,6 +176,17 @@ func (cs *conn) upgrade(h *reqhead.Head, t target) gnet.Action {
 	if !t.echo && !t.v1 {
 		cs.joinPresence(string(t.room)) // a raw member is listed as a v1 subscriber is
 	}
+	if t.v1 && cs.sess != nil {
+		// The token's personal rooms, subscribed as by "sub 0 {room}"
+		// (resumed from ?since= when the client says where it was).
+		for _, room := range cs.sess.subs {
+			var resume *fanout.Resume
+			if r, ok := t.since[room]; ok {
+				resume = &r
+			}
+			cs.subscribeAs(0, []byte(room), resume, true)
+		}
+	}
 	if t.v1 && t.room != nil {
 		// /ws/{room} in loopcast.v1: subscribed as by "sub 0 {room}"
 		// (t.room aliases the request: before the Discard).

@@ -93,6 +93,12 @@ func (cs *conn) command(op ws.OpCode, payload []byte) gnet.Action {
 
 // subscribe starts a subscription; the reply comes through Subscribed.
 func (cs *conn) subscribe(id uint32, room []byte, resume *fanout.Resume) {
+	cs.subscribeAs(id, room, resume, false)
+}
+
+// subscribeAs is subscribe; byToken says the token's subs claim asks
+// (its rooms claim does not apply).
+func (cs *conn) subscribeAs(id uint32, room []byte, resume *fanout.Resume, byToken bool) {
 	l := cs.loop
 	switch {
 	case cs.member.Sub(room) != nil:
@@ -101,7 +107,7 @@ func (cs *conn) subscribe(id uint32, room []byte, resume *fanout.Resume) {
 	case len(cs.member.Subs()) >= l.srv.cfg.MaxSubscriptions:
 		cs.refuse(id, errTooManySubscriptions)
 		return
-	case !cs.sess.maySubscribe(room):
+	case !byToken && !cs.sess.maySubscribe(room):
 		cs.refuse(id, errSubForbidden)
 		return
 	case cs.listedIn(room) && len(cs.sess.present) >= l.srv.cfg.PresenceMaxRooms:
