@@ -63,6 +63,12 @@ type Options struct {
 	OnState func(State)
 	// HTTPClient dials (nil: http.DefaultClient).
 	HTTPClient *http.Client
+	// OnServerSubscription, when set, gives the Handler of a room the
+	// server subscribed the connection to without being asked (the
+	// token's subs claim, or the admin API): from the client's reader
+	// goroutine. The client resumes the token's rooms after a reconnect
+	// (?since=); a room the admin API added lasts for its connection.
+	OnServerSubscription func(room string) Handler
 }
 
 // State is where the connection is.
@@ -156,6 +162,7 @@ type Subscription struct {
 	c      *Client
 	room   string
 	h      Handler
+	server bool   // the server subscribed it ("sub 0 …"): resumed with ?since=
 	epoch  string // of the last message; "" before any
 	offset uint64
 	id     uint32
@@ -381,7 +388,7 @@ func (c *Client) session() (bool, time.Duration, error) {
 		}
 		hdr.Set("Authorization", "Bearer "+tok)
 	}
-	conn, resp, err := websocket.Dial(c.ctx, c.url, &websocket.DialOptions{HTTPClient: c.opts.HTTPClient, HTTPHeader: hdr, Subprotocols: []string{"loopcast.v1"}})
+	conn, resp, err := websocket.Dial(c.ctx, c.dialURL(), &websocket.DialOptions{HTTPClient: c.opts.HTTPClient, HTTPHeader: hdr, Subprotocols: []string{"loopcast.v1"}})
 	if err != nil {
 		if resp != nil && resp.StatusCode == http.StatusServiceUnavailable {
 			if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
@@ -399,7 +406,9 @@ func (c *Client) session() (bool, time.Duration, error) {
 	c.conn = conn
 	var cmds [][]byte
 	for _, s := range c.subs {
-		cmds = append(cmds, c.subCommandLocked(s))
+		if !s.server {
+			cmds = append(cmds, c.subCommandLocked(s))
+		}
 	}
 	for room := range c.watches {
 		c.nextID++
@@ -433,6 +442,28 @@ func (c *Client) session() (bool, time.Duration, error) {
 	c.mu.Unlock()
 	_ = conn.CloseNow()
 	return true, 0, nil
+}
+
+// dialURL is the URL to dial: with ?since= for the rooms the server
+// subscribed, where they stand, so that it resumes them.
+func (c *Client) dialURL() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var since []string
+	for room, s := range c.subs {
+		if s.server && s.epoch != "" {
+			since = append(since, fmt.Sprintf("%s:%s:%d", room, s.epoch, s.offset))
+		}
+	}
+	if len(since) == 0 {
+		return c.url
+	}
+	slices.Sort(since)
+	sep := "?"
+	if strings.Contains(c.url, "?") {
+		sep = "&"
+	}
+	return c.url + sep + "since=" + strings.Join(since, ",")
 }
 
 // subCommandLocked is s's sub command (resuming from its last message),
@@ -486,7 +517,20 @@ func (c *Client) handle(b []byte, binary bool) {
 		off, _ := strconv.ParseUint(f[4], 10, 64)
 		c.mu.Lock()
 		s := c.subs[f[2]]
-		if s == nil || strconv.Itoa(int(s.id)) != f[1] {
+		if f[1] == "0" && (s == nil || s.server) {
+			// The server subscribed the connection (the token's subs
+			// claim, the admin API), or resumed such a room.
+			if s == nil {
+				var h Handler
+				if fn := c.opts.OnServerSubscription; fn != nil {
+					c.mu.Unlock()
+					h = fn(f[2])
+					c.mu.Lock()
+				}
+				s = &Subscription{c: c, room: f[2], h: h, server: true}
+				c.subs[f[2]] = s
+			}
+		} else if s == nil || strconv.Itoa(int(s.id)) != f[1] {
 			c.mu.Unlock()
 			return
 		}
@@ -498,6 +542,19 @@ func (c *Client) handle(b []byte, binary bool) {
 		c.mu.Unlock()
 		if resumed && status != "recovered" && h.OnLost != nil {
 			h.OnLost(Lost{Room: f[2], Reason: status, Epoch: f[3], Offset: off})
+		}
+	case "unsub":
+		// "unsub 0 <room>": the server ended the subscription (the admin
+		// API); the client's own unsub replies need nothing.
+		if len(f) != 3 || f[1] != "0" {
+			return
+		}
+		c.mu.Lock()
+		s := c.subs[f[2]]
+		delete(c.subs, f[2])
+		c.mu.Unlock()
+		if s != nil && s.h.OnError != nil {
+			s.h.OnError(&Error{Code: "unsubscribed", Reason: "the server ended the subscription"})
 		}
 	case "pub":
 		if len(f) != 5 {
