@@ -63,6 +63,8 @@ export declare class Subscription {
   /** Of the last message received (what a reconnect resumes from). */
   readonly epoch: string | null;
   readonly offset: number | null;
+  /** The server subscribed it (the token's subs claim, the admin API): resumed with ?since= on reconnect. */
+  readonly server: boolean;
   on(event: 'message', fn: (m: Message) => void): () => void;
   on(event: 'subscribed', fn: (s: Subscribed) => void): () => void;
   on(event: 'lost', fn: (l: Lost) => void): () => void;
@@ -104,6 +106,8 @@ export declare class Client {
   close(): void;
   on(event: 'state', fn: (s: State) => void): () => void;
   on(event: 'close', fn: (e: { code: number; reason: string }) => void): () => void;
+  /** A room the server subscribed the connection to (the token's subs claim, the admin API). */
+  on(event: 'subscription', fn: (s: Subscription) => void): () => void;
   on(event: 'error', fn: (e: LoopcastError) => void): () => void;
 }
 

@@ -53,6 +53,7 @@ export class Subscription extends Emitter {
     this.offset = null;
     this.active = true;
     this.id = 0;
+    this.server = false; // the server subscribed it: resumed with ?since=
   }
   unsubscribe() {
     if (!this.active) return;
@@ -267,6 +268,10 @@ export class Client extends Emitter {
       }
     }
     if (this.closed) return;
+    // Rooms the server subscribed (the token's subs claim): it resumes
+    // them from where they stand.
+    const since = [...this.subs.values()].filter((s) => s.server && s.epoch !== null).map((s) => `${s.room}:${s.epoch}:${s.offset}`).sort();
+    if (since.length) url += (url.includes('?') ? '&' : '?') + 'since=' + since.join(',');
     let ws;
     try {
       ws = new this.WebSocket(url, ['loopcast.v1']);
@@ -296,7 +301,7 @@ export class Client extends Emitter {
       }
       this.attempt = 0;
       this._setState('open');
-      for (const s of this.subs.values()) this._sendSub(s);
+      for (const s of this.subs.values()) if (!s.server) this._sendSub(s);
       for (const room of this.watches.keys()) this._send(`watch ${this.nextId++} ${room} occupancy`);
       for (const room of this.presenceWatches.keys()) this._send(`watch ${this.nextId++} ${room} presence`);
       for (const p of this.waitingOpen.splice(0)) this._sendOccupancy(p);
@@ -428,7 +433,7 @@ export class Client extends Emitter {
       case 'msg': return this._onMsg(f, body, binary);
       case 'sub': return this._onSub(f);
       case 'pub': return this._onPub(f);
-      case 'unsub': this.byId.delete(Number(f[1])); return;
+      case 'unsub': return this._onUnsub(f);
       case 'occupancy': return this._onOccupancy(f);
       case 'presence': return this._onPresence(f, body);
       case 'pres': {
@@ -461,8 +466,18 @@ export class Client extends Emitter {
     const [, id, room, epoch, off, status] = f;
     const p = this.byId.get(Number(id));
     this.byId.delete(Number(id));
-    const s = this.subs.get(room);
-    if (!s || (p && p.sub !== s)) return;
+    let s = this.subs.get(room);
+    if (id === '0' && (!s || s.server)) {
+      // The server subscribed the connection (the token's subs claim, the
+      // admin API), or resumed such a room: a 'subscription' event gives
+      // the application the Subscription before its first message.
+      if (!s) {
+        s = new Subscription(this, room);
+        s.server = true;
+        this.subs.set(room, s);
+        this.emit('subscription', s);
+      }
+    } else if (!s || (p && p.sub !== s)) return;
     const offset = Number(off);
     const resumed = s.epoch !== null;
     if (status !== 'recovered' && resumed) {
@@ -474,6 +489,18 @@ export class Client extends Emitter {
       s.offset = offset;
     }
     s.emit('subscribed', { room, epoch, offset, status });
+  }
+
+  _onUnsub(f) {
+    const [, id, room] = f;
+    this.byId.delete(Number(id));
+    if (id !== '0') return;
+    // The server ended the subscription (the admin API).
+    const s = this.subs.get(room);
+    if (!s) return;
+    this.subs.delete(room);
+    s.active = false;
+    s.emit('error', new LoopcastError('unsubscribed', 'the server ended the subscription'));
   }
 
   _onPub(f) {

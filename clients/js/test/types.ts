@@ -33,3 +33,4 @@ async function pres() {
   void total; void users;
 }
 void pres;
+client.on('subscription', (s) => { const server: boolean = s.server; void server; s.on('message', (m) => void m.data); });
