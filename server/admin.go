@@ -22,6 +22,7 @@ import (
 	"github.com/loopcast/loopcast/server/internal/bus"
 	"github.com/loopcast/loopcast/server/internal/command"
 	"github.com/loopcast/loopcast/server/internal/fanout"
+	"github.com/loopcast/loopcast/server/internal/hook"
 )
 
 // The admin listener is plain net/http: it is for operators and
@@ -416,6 +417,7 @@ type collector struct {
 	assembling                                              *prometheus.Desc
 	occInstances, occBatches, occUpdates, occWatched        *prometheus.Desc
 	presUsers, presBatches, presAnnouncements               *prometheus.Desc
+	hookCalls, hookCacheHits, hookLatency                   *prometheus.Desc
 }
 
 func newCollector(s *Server) *collector {
@@ -464,6 +466,9 @@ func newCollector(s *Server) *collector {
 		presUsers:          d("presence_users", "Users listed in presence rooms on this instance (per room, one per user; in their grace too)."),
 		presBatches:        d("presence_batches_total", "Presence batches: shared, share_failed, bad (received, refused as malformed), expired (instances dropped for silence).", "result"),
 		presAnnouncements:  d("presence_announcements_total", "pres frames encoded: one per watched presence room whose users changed, per second at most."),
+		hookCalls:          d("hook_calls_total", "Backend hook calls by hook (connect, subscribe) and result: allowed, denied, failed (timeout, error, a status other than 200), busy (refused at once: too many waiting).", "hook", "result"),
+		hookCacheHits:      d("hook_cache_hits_total", "Subscribe answers reused from the cache (the backend's cache_ttl).", "hook"),
+		hookLatency:        d("hook_latency_seconds", "Backend hook call durations.", "hook"),
 		assembling:         d("assembling_bytes", "Bytes held by messages in progress (fragments, frames still arriving) on every connection; past max(64 MiB, 16 x --max-message) a connection is closed with 1013."),
 	}
 }
@@ -515,6 +520,18 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	n(c.presBatches, p.badBatches.Load(), "bad")
 	n(c.presBatches, p.table.Dropped(), "expired")
 	n(c.presAnnouncements, p.announcements.Load())
+	for _, hc := range []*hook.Client{c.s.hooks.connect, c.s.hooks.subscribe} {
+		if hc == nil {
+			continue
+		}
+		n(c.hookCalls, hc.Allowed.Load(), hc.Name, "allowed")
+		n(c.hookCalls, hc.Denied.Load(), hc.Name, "denied")
+		n(c.hookCalls, hc.Failed.Load(), hc.Name, "failed")
+		n(c.hookCalls, hc.Busy.Load(), hc.Name, "busy")
+		n(c.hookCacheHits, hc.CacheHits.Load(), hc.Name)
+		buckets, sum, count := hc.Latency()
+		ch <- prometheus.MustNewConstHistogram(c.hookLatency, count, sum, buckets, hc.Name)
+	}
 	n(c.accepted, st.Accepted)
 	n(c.handshakes, st.Upgrades, "ok")
 	for status, v := range st.Rejects {

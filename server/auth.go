@@ -101,6 +101,11 @@ type session struct {
 	info []byte
 	// subs are the token's subs claim: subscribed at connect.
 	subs []string
+	// expireAt, when set (the connect hook's expire_at), is when the
+	// connection is closed (4001), checked at each ping.
+	expireAt time.Time
+	// pendingSubs are the rooms whose subscribe hook has not answered.
+	pendingSubs []string
 	// present lists the presence rooms the connection is listed in
 	// (presence.go), presenceWatching those whose joins and leaves it
 	// watches.

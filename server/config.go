@@ -166,6 +166,37 @@ type Config struct {
 	// 512, at most 1,024.
 	PresenceMaxInfo int
 
+	// HookConnectURL, when set, is the application's connect hook: every
+	// WebSocket upgrade (after the token, when one is required) is
+	// POSTed there as JSON and waits for its answer, which allows (and
+	// may name the user, its info, its rooms, publish and subs claims
+	// and an expiry) or refuses with a status. Default none.
+	HookConnectURL string
+
+	// HookSubscribeURL, when set, is the application's subscribe hook:
+	// every loopcast.v1 sub (not the token's subs) is POSTed there and
+	// placed only if it allows; answers may be cached per user and room
+	// for the cache_ttl the backend gives. Default none.
+	HookSubscribeURL string
+
+	// HookTimeout bounds one hook call; a call past it fails. Default 2 s.
+	HookTimeout time.Duration
+
+	// HookWorkers is the calls in flight per hook at most (a pool of
+	// workers and connections per backend); 16 times as many wait, more
+	// fail at once. Default 64.
+	HookWorkers int
+
+	// HookHeaders are the request headers the connect hook receives (the
+	// application's session cookie, say). Default Cookie.
+	HookHeaders []string
+
+	// HookFailOpen names the hooks ("connect", "subscribe") that allow
+	// when their call fails (timeout, error, a status other than 200, too
+	// many waiting); the others refuse: 503 for connect, err unavailable
+	// for sub. Default none: every hook fails closed.
+	HookFailOpen []string
+
 	// HistoryMessages is the most messages each room keeps for
 	// loopcast.v1 clients that resume (sub with an epoch and offset).
 	// Default 1,000: with HistoryTTL, a client that reconnects within 5
@@ -365,6 +396,9 @@ func DefaultConfig() Config {
 		PresenceMaxList:  1000,
 		PresenceMaxRooms: 16,
 		PresenceMaxInfo:  512,
+		HookTimeout:      2 * time.Second,
+		HookWorkers:      64,
+		HookHeaders:      []string{"Cookie"},
 		HistoryMessages:  1000,
 		HistoryTTL:       5 * time.Minute,
 		HistoryMaxBytes:  128 << 20,
@@ -478,6 +512,31 @@ func (c *Config) validateLimits(v *validation) {
 		bad("max-rooms %d: must not be negative (0 = no cap)", c.MaxRooms)
 	}
 	c.validatePresence(v)
+	c.validateHooks(v)
+}
+
+// validateHooks checks the backend hooks.
+func (c *Config) validateHooks(v *validation) {
+	bad := v.bad
+	for name, u := range map[string]string{"hook-connect-url": c.HookConnectURL, "hook-subscribe-url": c.HookSubscribeURL} {
+		if u == "" {
+			continue
+		}
+		if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			bad("%s %q: want an http:// or https:// URL", name, u)
+		}
+	}
+	if c.HookTimeout <= 0 {
+		bad("hook-timeout %s: must be positive", c.HookTimeout)
+	}
+	if c.HookWorkers < 1 || c.HookWorkers > 4096 {
+		bad("hook-workers %d: must be 1 to 4096", c.HookWorkers)
+	}
+	for _, h := range c.HookFailOpen {
+		if h != "connect" && h != "subscribe" {
+			bad("hook-fail-open %q: name connect or subscribe", h)
+		}
+	}
 }
 
 // validatePresence checks the presence settings.

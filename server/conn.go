@@ -20,6 +20,7 @@ const (
 	stateClosing                  // close frame sent: wait for the peer's, or the grace period
 	stateLinger                   // HTTP answer sent before closing: drain input briefly
 	stateClosed                   // gnet closed it; ignore everything
+	stateHooking                  // an upgrade waiting for the connect hook (hooks.go): input stays buffered
 )
 
 // conn is the per-connection state, owned by the connection's loop and
@@ -262,6 +263,10 @@ var closeFrames = func() (t [numCloseReasons][]byte) {
 
 // Frames with no payload, shared.
 var pingFrame = []byte{0x89, 0x00}
+
+// statusExpired is the close code of a session whose connect hook's
+// expire_at passed (private use, RFC 6455 §7.4.2).
+const statusExpired ws.StatusCode = 4001
 
 // statusTryAgainLater is close code 1013 (IANA registry, RFC 6455 §11.7):
 // the server sends it to a slow consumer.

@@ -98,6 +98,9 @@ func (h *handler) OnClose(c gnet.Conn, _ error) gnet.Action {
 		l.stats.websockets.Add(-1)
 		h.s.admit.release(cs.ip)
 	}
+	if cs.state == stateHooking {
+		h.s.admit.release(cs.ip) // admitted, never upgraded
+	}
 	cs.member.Release() // out of its room; its unwritten frames go with it
 	cs.stopWatchingAll()
 	cs.leaveAllPresence()
@@ -129,6 +132,14 @@ func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 			// Upgraded: frames may follow the head in the same read.
 		case stateOpen, stateClosing:
 			return cs.serveFrames()
+		case stateHooking:
+			// Waiting for the connect hook: what the client sends stays
+			// buffered (a client waits for the 101), within a head's size.
+			if c.InboundBuffered() > MaxHeadBytes {
+				cs.setReason(closeHTTP)
+				return gnet.Close
+			}
+			return gnet.None
 		default: // lingering or closed: drop input
 			_, _ = c.Discard(-1)
 			return gnet.None

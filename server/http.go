@@ -57,6 +57,9 @@ func (cs *conn) serveHTTP() gnet.Action {
 				return cs.reject(rej)
 			}
 			cs.ip = ip
+			if l.srv.hooks.connect != nil {
+				return cs.awaitConnectHook(&h, t, b[:h.Len])
+			}
 			return cs.upgrade(&h, t)
 		}
 

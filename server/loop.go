@@ -9,6 +9,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 
 	"github.com/loopcast/loopcast/server/internal/fanout"
+	"github.com/loopcast/loopcast/server/internal/frame"
 )
 
 // eventLoop is the state loopcast keeps per gnet event eventLoop besides the
@@ -141,6 +142,11 @@ func (l *eventLoop) expire(cs *conn) {
 			_ = l.el.Close(cs.gc)
 			return
 		}
+		if cs.sess != nil && !cs.sess.expireAt.IsZero() && time.Now().After(cs.sess.expireAt) {
+			l.scratch = frame.AppendClose(l.scratch[:0], statusExpired, "session expired (the connect hook's expire_at)")
+			cs.startClose(closeExpired, l.scratch)
+			return
+		}
 		if l.now >= cs.nextPing {
 			cs.nextPing = l.now + l.pingTicks
 			if !cs.member.Send(pingFrame) || cs.state != stateOpen {
@@ -155,6 +161,15 @@ func (l *eventLoop) expire(cs *conn) {
 		}
 		_ = l.el.Close(cs.gc)
 	case stateLinger:
+		_ = l.el.Close(cs.gc)
+	case stateHooking:
+		// The connect hook answers within HookTimeout; this is the
+		// handshake deadline, for a hook slower than the handshake.
+		if due := cs.since + l.handshakeTicks; due > l.now {
+			l.wheel.add(cs, due)
+			return
+		}
+		cs.setReason(closeHandshakeTimeout)
 		_ = l.el.Close(cs.gc)
 	}
 }

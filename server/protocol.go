@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"slices"
 
 	"github.com/gobwas/ws"
 	"github.com/panjf2000/gnet/v2"
@@ -100,11 +101,15 @@ func (cs *conn) subscribe(id uint32, room []byte, resume *fanout.Resume) {
 // (its rooms claim does not apply).
 func (cs *conn) subscribeAs(id uint32, room []byte, resume *fanout.Resume, byToken bool) {
 	l := cs.loop
+	pending := 0
+	if cs.sess != nil {
+		pending = len(cs.sess.pendingSubs)
+	}
 	switch {
-	case cs.member.Sub(room) != nil:
+	case cs.member.Sub(room) != nil || pending > 0 && slices.Contains(cs.sess.pendingSubs, string(room)):
 		cs.refuse(id, errAlreadySubscribed)
 		return
-	case len(cs.member.Subs()) >= l.srv.cfg.MaxSubscriptions:
+	case len(cs.member.Subs())+pending >= l.srv.cfg.MaxSubscriptions:
 		cs.refuse(id, errTooManySubscriptions)
 		return
 	case !byToken && !cs.sess.maySubscribe(room):
@@ -114,11 +119,21 @@ func (cs *conn) subscribeAs(id uint32, room []byte, resume *fanout.Resume, byTok
 		cs.refuse(id, errTooManyPresenceRooms)
 		return
 	}
+	if l.srv.hooks.subscribe != nil && !byToken {
+		cs.subscribeViaHook(id, room, resume)
+		return
+	}
+	cs.place(id, room, resume)
+}
+
+// place starts a subscription the checks (and the subscribe hook)
+// allowed; the reply comes through Subscribed.
+func (cs *conn) place(id uint32, room []byte, resume *fanout.Resume) {
 	if _, err := cs.member.Subscribe(room, laneKind(fanout.Framed, cs.deflate), resume, id); err != nil {
 		cs.refuse(id, errTooManyRooms)
 		return
 	}
-	l.stats.subscribes.Add(1)
+	cs.loop.stats.subscribes.Add(1)
 }
 
 // Subscribed implements fanout.Conn: the owner placed the subscription

@@ -61,6 +61,8 @@ type Server struct {
 	bridge bus.Broker          // Config.Broker when it is a broker (core NATS), else nil
 	zip    *deflate.Compressor // nil without Config.Compression
 	pages  pageResponses       // Config.Pages, built
+	// hooks call the application's backend (hooks.go).
+	hooks *hooks
 	// dynPages are the Config.Pages with a Dynamic body.
 	dynPages map[string]Page
 	zstats   compressionStats
@@ -157,6 +159,7 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 			return nil, err
 		}
 	}
+	s.hooks = newHooks(cfg)
 	s.pages = buildPages(cfg.Pages)
 	s.dynPages = dynamicPages(cfg.Pages)
 	fc.Encode = s.encodeFrame
@@ -340,6 +343,7 @@ func (s *Server) Close() error {
 	err := s.gnet.Stop(ctx)
 	<-s.done
 	<-s.peersDone
+	s.hooks.close()
 	select {
 	case <-s.ready:
 		<-s.occDone // started with the loops

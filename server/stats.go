@@ -28,6 +28,7 @@ const (
 	closeNotPublished                        // 1013: a raw member's message the route refused (log unavailable, max-rooms)
 	closeLogSkipped                          // 1013: the cluster log removed messages this instance had not read
 	closeDisconnected                        // the admin API disconnected the user (its code, 4000 by default)
+	closeExpired                             // 4001: the connect hook's expire_at passed
 	numCloseReasons
 )
 
@@ -35,7 +36,7 @@ var closeReasonNames = [numCloseReasons]string{
 	"peer_close", "gone", "protocol_error", "invalid_utf8", "policy", "rate_limited",
 	"message_too_big", "slow_consumer", "idle_timeout", "going_away",
 	"handshake_timeout", "http", "over_capacity", "assembly_limit", "not_published", "log_skipped",
-	"disconnected",
+	"disconnected", "expired",
 }
 
 func (r closeReason) String() string {

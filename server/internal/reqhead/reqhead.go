@@ -462,3 +462,29 @@ var tokenTable = func() (t [256]bool) {
 	}
 	return t
 }()
+
+// Fields returns the values of the header fields named name (ASCII case
+// insensitive) in head, a complete request head that Parse accepted,
+// each without surrounding white space, in order. Used once per upgrade
+// by the connect hook (the headers it forwards), never per message.
+func Fields(head []byte, name string) [][]byte {
+	var out [][]byte
+	first := true
+	for len(head) > 0 {
+		i := bytes.IndexByte(head, '\n')
+		if i < 0 {
+			break
+		}
+		line := bytes.TrimSuffix(head[:i], []byte{'\r'})
+		head = head[i+1:]
+		if first {
+			first = false // the request line
+			continue
+		}
+		k, v, ok := bytes.Cut(line, []byte{':'})
+		if ok && len(k) == len(name) && bytes.EqualFold(k, []byte(name)) {
+			out = append(out, bytes.TrimSpace(v))
+		}
+	}
+	return out
+}

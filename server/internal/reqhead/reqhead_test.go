@@ -262,3 +262,17 @@ func TestParseForwardedForLines(t *testing.T) {
 		t.Fatalf("after a parse with %d lines: %d %q", n, h.ForwardedForLines, got)
 	}
 }
+
+func TestFields(t *testing.T) {
+	head := []byte("GET /ws HTTP/1.1\r\nHost: a\r\ncookie: a=1\r\nCookie:b=2 \r\nX-Cookie: no\r\nCookie2: no\r\n\r\n")
+	got := Fields(head, "Cookie")
+	if len(got) != 2 || string(got[0]) != "a=1" || string(got[1]) != "b=2" {
+		t.Fatalf("Fields(Cookie) = %q", got)
+	}
+	if got := Fields(head, "Host"); len(got) != 1 || string(got[0]) != "a" {
+		t.Fatalf("Fields(Host) = %q", got)
+	}
+	if got := Fields(head, "GET /ws HTTP/1.1"); len(got) != 0 {
+		t.Fatalf("the request line read as a field: %q", got)
+	}
+}

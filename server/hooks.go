@@ -1,0 +1,345 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/loopcast/loopcast/server/internal/command"
+	"github.com/loopcast/loopcast/server/internal/fanout"
+	"github.com/loopcast/loopcast/server/internal/hook"
+	"github.com/loopcast/loopcast/server/internal/reqhead"
+)
+
+// Backend hooks: the application's own backend authorizes connections
+// (HookConnectURL) and subscriptions (HookSubscribeURL) over HTTP, like
+// Centrifugo's proxies. The event loop never waits: the call goes to a
+// worker pool (package hook), the connection waits (an upgrade is parked
+// in stateHooking; a sub is pending), and the answer comes back to the
+// connection's loop as a task. A call is bounded by HookTimeout; a
+// backend that fails (timeout, error, a status other than 200, a full
+// queue) denies, unless HookFailOpen names the hook.
+
+// hooks are the server's hook clients (nil fields: hook off).
+type hooks struct {
+	connect, subscribe *hook.Client
+	subCache           hook.Cache[subscribeAnswer]
+}
+
+// maxHookCache bounds the cached subscribe answers.
+const maxHookCache = 100_000
+
+func newHooks(cfg Config) *hooks {
+	h := &hooks{subCache: hook.Cache[subscribeAnswer]{Max: maxHookCache}}
+	if cfg.HookConnectURL != "" {
+		h.connect = hook.New("connect", cfg.HookConnectURL, cfg.HookTimeout, cfg.HookWorkers)
+	}
+	if cfg.HookSubscribeURL != "" {
+		h.subscribe = hook.New("subscribe", cfg.HookSubscribeURL, cfg.HookTimeout, cfg.HookWorkers)
+	}
+	return h
+}
+
+func (h *hooks) close() {
+	for _, c := range []*hook.Client{h.connect, h.subscribe} {
+		if c != nil {
+			c.Close()
+		}
+	}
+}
+
+// failOpen reports whether a failed call of hook name allows.
+func (s *Server) failOpen(name string) bool { return slices.Contains(s.cfg.HookFailOpen, name) }
+
+// connectRequest is what the connect hook receives.
+type connectRequest struct {
+	RemoteAddr string            `json:"remote_addr"`
+	Path       string            `json:"path"`
+	Query      string            `json:"query,omitempty"`
+	Protocol   string            `json:"protocol"` // "loopcast.v1" or "raw"
+	Headers    map[string]string `json:"headers,omitempty"`
+	User       string            `json:"user,omitempty"` // the verified token's sub
+}
+
+// connectAnswer is the connect hook's answer. Allow false: Status (401,
+// 403, 429 or 503; 403 otherwise) and Reason go to the client. Allow
+// true: the fields set replace the token's.
+type connectAnswer struct {
+	Allow    bool            `json:"allow"`
+	Status   int             `json:"status"`
+	Reason   string          `json:"reason"`
+	User     *string         `json:"user"`
+	Info     json.RawMessage `json:"info"`
+	Rooms    *[]string       `json:"rooms"`
+	Publish  *[]string       `json:"publish"`
+	Subs     *[]string       `json:"subs"`
+	ExpireAt int64           `json:"expire_at"` // Unix seconds; 0: no expiry
+}
+
+// parkedUpgrade is an upgrade waiting for the connect hook: what
+// upgrade needs once the answer comes (copied out of gnet's buffer).
+type parkedUpgrade struct {
+	key  []byte
+	len  int
+	t    target
+	room []byte
+}
+
+// awaitConnectHook parks the upgrade h (to t) and calls the connect hook.
+func (cs *conn) awaitConnectHook(h *reqhead.Head, t target, raw []byte) gnet.Action {
+	l := cs.loop
+	req := connectRequest{RemoteAddr: cs.ip.String(), Path: string(h.Path), Query: string(h.Query), Protocol: "raw"}
+	if t.v1 {
+		req.Protocol = "loopcast.v1"
+	}
+	if t.sess != nil {
+		req.User = t.sess.user
+	}
+	for _, name := range l.srv.cfg.HookHeaders {
+		if vs := reqhead.Fields(raw, name); len(vs) > 0 {
+			if req.Headers == nil {
+				req.Headers = map[string]string{}
+			}
+			sep := ", "
+			if strings.EqualFold(name, "Cookie") {
+				sep = "; " // RFC 6265 section 5.4
+			}
+			req.Headers[name] = string(bytes.Join(vs, []byte(sep)))
+		}
+	}
+	body, _ := json.Marshal(req)
+	p := &parkedUpgrade{key: append([]byte(nil), h.Key...), len: h.Len, t: t}
+	if t.room != nil {
+		p.room = append([]byte(nil), t.room...)
+		p.t.room = p.room
+	}
+	cs.state = stateHooking
+	err := l.srv.hooks.connect.Call(body, func(r hook.Result) {
+		_ = l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			cs.connectAnswered(p, r)
+			return nil
+		}))
+	})
+	if err != nil {
+		cs.connectAnswered(p, hook.Result{Err: err})
+	}
+	return gnet.None
+}
+
+// connectAnswered runs on the loop with the connect hook's result.
+func (cs *conn) connectAnswered(p *parkedUpgrade, r hook.Result) {
+	if cs.state != stateHooking {
+		return // closed meanwhile
+	}
+	l := cs.loop
+	cs.state = stateHTTP
+	hc := l.srv.hooks.connect
+	var a connectAnswer
+	bad := r.Err == nil && json.Unmarshal(r.Body, &a) != nil
+	if bad {
+		hc.Failed.Add(1) // a 200 that is not an answer: the backend is broken
+	}
+	switch {
+	case r.Err != nil || bad:
+		if !l.srv.failOpen("connect") {
+			l.srv.admit.release(cs.ip)
+			cs.finish(cs.reject(rejHookUnavailable))
+			return
+		}
+		a.Allow = true
+	case !a.Allow:
+		hc.Denied.Add(1)
+		l.srv.admit.release(cs.ip)
+		cs.finish(cs.reject(hookRejection(a.Status, a.Reason)))
+		return
+	default:
+		hc.Allowed.Add(1)
+	}
+	if rej := p.apply(&a, l.srv); rej != nil {
+		l.srv.admit.release(cs.ip)
+		cs.finish(cs.reject(rej))
+		return
+	}
+	cs.finish(cs.upgrade(&reqhead.Head{Key: p.key, Len: p.len}, p.t))
+	if cs.state == stateOpen && cs.gc.InboundBuffered() > 0 {
+		cs.finish(cs.serveFrames()) // frames the client sent early
+	}
+}
+
+// finish closes the connection when a handler asked for it.
+func (cs *conn) finish(a gnet.Action) {
+	if a == gnet.Close {
+		_ = cs.loop.el.Close(cs.gc)
+	}
+}
+
+// apply merges an allowing answer into the parked upgrade's session.
+func (p *parkedUpgrade) apply(a *connectAnswer, s *Server) *rejection {
+	if a.User == nil && a.Info == nil && a.Rooms == nil && a.Publish == nil && a.Subs == nil && a.ExpireAt == 0 {
+		return nil
+	}
+	sess := &session{}
+	if p.t.sess != nil {
+		*sess = *p.t.sess
+	}
+	if a.User != nil {
+		if len(*a.User) > occMaxUser || strings.IndexByte(*a.User, 0) >= 0 {
+			return rejHookAnswer
+		}
+		sess.user = *a.User
+	}
+	if a.Info != nil && string(a.Info) != "null" {
+		if len(a.Info) > s.cfg.PresenceMaxInfo {
+			return rejHookAnswer
+		}
+		sess.info = a.Info
+	}
+	if a.Rooms != nil {
+		sess.rooms = a.Rooms
+	}
+	if a.Publish != nil {
+		sess.publish = a.Publish
+	}
+	if a.Subs != nil {
+		if len(*a.Subs) > s.cfg.MaxSubscriptions || slices.ContainsFunc(*a.Subs, func(r string) bool { return !ValidRoomName(r) }) {
+			return rejHookAnswer
+		}
+		sess.subs = *a.Subs
+	}
+	if a.ExpireAt > 0 {
+		sess.expireAt = time.Unix(a.ExpireAt, 0)
+	}
+	if p.t.room != nil && !p.t.v1 && !sess.maySubscribe(p.t.room) {
+		return rejRoomForbidden
+	}
+	p.t.sess = sess
+	return nil
+}
+
+// Refusals of the connect hook.
+var (
+	rejHookUnavailable = newRejection(503, "the application's connect hook did not answer: try again later", "Retry-After: 1\r\n")
+	rejHookAnswer      = newRejection(503, "the application's connect hook answered what loopcast cannot use (a user over 256 bytes, info over presence-max-info, invalid subs)", "Retry-After: 1\r\n")
+)
+
+// hookRejection is a denying connect answer's refusal.
+func hookRejection(status int, reason string) *rejection {
+	switch status {
+	case 401, 403, 429, 503:
+	default:
+		status = 403
+	}
+	if reason == "" {
+		reason = "the application refused the connection"
+	}
+	reason = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, reason)
+	if len(reason) > 200 {
+		reason = reason[:200]
+	}
+	return newRejection(status, reason, "")
+}
+
+// subscribeRequest is what the subscribe hook receives.
+type subscribeRequest struct {
+	User       string `json:"user,omitempty"`
+	Room       string `json:"room"`
+	RemoteAddr string `json:"remote_addr"`
+}
+
+// subscribeAnswer is the subscribe hook's answer: allow, or a reason to
+// refuse; CacheTTL (seconds) lets loopcast reuse it for the same user
+// and room.
+type subscribeAnswer struct {
+	Allow    bool   `json:"allow"`
+	Reason   string `json:"reason"`
+	CacheTTL int    `json:"cache_ttl"`
+}
+
+// Errors of the subscribe hook.
+var (
+	errHookUnavailable = &command.Error{Code: command.CodeUnavailable, Reason: "the application's subscribe hook did not answer: subscribe again later"}
+)
+
+// subscribeViaHook asks the subscribe hook about room before subscribe
+// places it: from the cache, or by a call whose answer comes back to
+// the loop. The room counts as pending meanwhile.
+func (cs *conn) subscribeViaHook(id uint32, room []byte, resume *fanout.Resume) {
+	l := cs.loop
+	user := ""
+	if cs.sess != nil {
+		user = cs.sess.user
+	}
+	name := string(room)
+	key := user + "\x00" + name
+	hs := l.srv.hooks
+	if a, ok := hs.subCache.Get(key, time.Now()); ok {
+		hs.subscribe.CacheHits.Add(1)
+		cs.subscribeAnswered(id, name, resume, a, nil, false)
+		return
+	}
+	body, _ := json.Marshal(subscribeRequest{User: user, Room: name, RemoteAddr: cs.ip.String()})
+	if cs.sess == nil {
+		cs.sess = &session{}
+	}
+	cs.sess.pendingSubs = append(cs.sess.pendingSubs, name)
+	err := hs.subscribe.Call(body, func(r hook.Result) {
+		var a subscribeAnswer
+		err := r.Err
+		if err == nil && json.Unmarshal(r.Body, &a) != nil {
+			err = hook.ErrStatus // a 200 that is not an answer: the backend is broken
+			hs.subscribe.Failed.Add(1)
+		}
+		if err == nil && a.CacheTTL > 0 {
+			hs.subCache.Put(key, a, time.Now().Add(time.Duration(a.CacheTTL)*time.Second))
+		}
+		_ = l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			cs.subscribeAnswered(id, name, resume, a, err, true)
+			return nil
+		}))
+	})
+	if err != nil {
+		cs.subscribeAnswered(id, name, resume, subscribeAnswer{}, err, false)
+	}
+}
+
+// subscribeAnswered runs on the loop with the subscribe hook's answer
+// (called: from the backend, counted; not: from the cache, or busy).
+func (cs *conn) subscribeAnswered(id uint32, room string, resume *fanout.Resume, a subscribeAnswer, err error, called bool) {
+	if cs.sess != nil {
+		if i := slices.Index(cs.sess.pendingSubs, room); i >= 0 {
+			cs.sess.pendingSubs = slices.Delete(cs.sess.pendingSubs, i, i+1)
+		}
+	}
+	if cs.state != stateOpen {
+		return
+	}
+	hc := cs.loop.srv.hooks.subscribe
+	switch {
+	case err != nil && !cs.loop.srv.failOpen("subscribe"):
+		cs.refuse(id, errHookUnavailable)
+		return
+	case err == nil && !a.Allow:
+		if called {
+			hc.Denied.Add(1)
+		}
+		reason := a.Reason
+		if reason == "" {
+			reason = "the application refused the subscription"
+		}
+		cs.refuse(id, &command.Error{Code: command.CodeForbidden, Reason: strings.ReplaceAll(reason, "\n", " ")})
+		return
+	case err == nil && called:
+		hc.Allowed.Add(1)
+	}
+	cs.place(id, []byte(room), resume)
+}

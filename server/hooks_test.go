@@ -1,0 +1,276 @@
+package server_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/loopcast/loopcast/internal/testutil"
+	"github.com/loopcast/loopcast/server"
+)
+
+// A real HTTP backend for the hooks: answer decides each call from its
+// JSON body; calls counts them.
+type backend struct {
+	*httptest.Server
+	calls  atomic.Int64
+	answer func(req map[string]any) (status int, body any)
+}
+
+func startBackend(t *testing.T, answer func(req map[string]any) (int, any)) *backend {
+	t.Helper()
+	b := &backend{answer: answer}
+	b.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b.calls.Add(1)
+		var req map[string]any
+		body, _ := io.ReadAll(r.Body)
+		if err := json.Unmarshal(body, &req); err != nil || r.Method != "POST" || r.Header.Get("Content-Type") != "application/json" {
+			http.Error(w, "bad request", 400)
+			return
+		}
+		status, out := b.answer(req)
+		w.WriteHeader(status)
+		_ = json.NewEncoder(w).Encode(out)
+	}))
+	t.Cleanup(b.Close)
+	return b
+}
+
+// upgradeWith sends an upgrade to path with extra header lines and
+// returns the answer's status and body (the client, when 101).
+func upgradeWith(t *testing.T, srv *server.Server, path string, headers ...string) (int, string, v1) {
+	t.Helper()
+	c := dialRaw(t, srv.Addr())
+	req := strings.TrimSuffix(upgradeRequest(path, newKey()), "\r\n") + "Sec-WebSocket-Protocol: loopcast.v1\r\n"
+	for _, h := range headers {
+		req += h + "\r\n"
+	}
+	c.write([]byte(req + "\r\n"))
+	resp := c.readResponse(false)
+	return resp.status, string(resp.body), v1{c}
+}
+
+func TestConnectHook(t *testing.T) {
+	t.Parallel()
+	be := startBackend(t, func(req map[string]any) (int, any) {
+		h, _ := req["headers"].(map[string]any)
+		switch h["Cookie"] {
+		case "session=ana; theme=dark":
+			return 200, map[string]any{"allow": true, "user": "ana", "info": map[string]string{"name": "Ana"},
+				"rooms": []string{"chat*"}, "subs": []string{"user.ana"}}
+		case "session=expired":
+			return 200, map[string]any{"allow": false, "status": 401, "reason": "session expired\r\nX-Injected: 1"}
+		}
+		return 200, map[string]any{"allow": false}
+	})
+	cfg := presenceConfig()
+	cfg.JWTSecret = "" // the hook authorizes alone
+	cfg.HookConnectURL = be.URL
+	srv := startServer(t, cfg)
+
+	status, _, c := upgradeWith(t, srv, "/ws", "Cookie: session=ana", "Cookie: theme=dark")
+	if status != 101 {
+		t.Fatalf("allowed upgrade: %d", status)
+	}
+	c.subscribed(0, "user.ana", "live") // the hook's subs
+	c.cmd("sub 1 chat")
+	c.subscribed(1, "chat", "live")
+	c.cmd("sub 2 news")
+	c.expectErr(2, "forbidden") // the hook's rooms
+	c.cmd("presence 3 chat")
+	if _, _, users := c.presenceReply("presence 3 chat"); len(users) != 1 || users[0].User != "ana" || string(users[0].Info) != `{"name":"Ana"}` {
+		t.Fatalf("presence by the hook's user: %+v", users)
+	}
+
+	status, body, _ := upgradeWith(t, srv, "/ws", "Cookie: session=expired")
+	if status != 401 || !strings.Contains(body, "session expired  X-Injected: 1") {
+		t.Fatalf("denied upgrade: %d %q", status, body)
+	}
+	if status, _, _ := upgradeWith(t, srv, "/ws"); status != 403 {
+		t.Fatalf("no cookie: %d, want 403", status)
+	}
+	if be.calls.Load() != 3 {
+		t.Fatalf("%d hook calls, want 3", be.calls.Load())
+	}
+}
+
+// A backend that fails denies (503), unless the hook fails open.
+func TestConnectHookFails(t *testing.T) {
+	t.Parallel()
+	be := startBackend(t, func(map[string]any) (int, any) { return 500, "down" })
+	for _, open := range []bool{false, true} {
+		cfg := testConfig()
+		cfg.HookConnectURL = be.URL
+		if open {
+			cfg.HookFailOpen = []string{"connect"}
+		}
+		srv := startServer(t, cfg)
+		want := 503
+		if open {
+			want = 101
+		}
+		if status, _, _ := upgradeWith(t, srv, "/ws"); status != want {
+			t.Errorf("fail open %v: %d, want %d", open, status, want)
+		}
+	}
+}
+
+// While the connect hook hangs, the same event loop keeps serving
+// everyone else; the parked upgrade completes when the backend answers,
+// or fails at the hook's timeout.
+func TestConnectHookHangsLoopServes(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	var once sync.Once
+	be := startBackend(t, func(req map[string]any) (int, any) {
+		if strings.Contains(fmt.Sprint(req["query"]), "hang") {
+			<-release
+		}
+		return 200, map[string]any{"allow": true}
+	})
+	t.Cleanup(func() { once.Do(func() { close(release) }) }) // before the backend's Close waits for its handlers
+	cfg := testConfig()
+	cfg.EventLoops = 1
+	cfg.HookConnectURL = be.URL
+	srv := startServer(t, cfg)
+	// A session opened before the hang.
+	status, _, early := upgradeWith(t, srv, "/ws")
+	if status != 101 {
+		t.Fatal(status)
+	}
+	// The hanging upgrade.
+	parked := dialRaw(t, srv.Addr())
+	parked.write([]byte(strings.TrimSuffix(upgradeRequest("/ws?hang", newKey()), "\r\n") + "Sec-WebSocket-Protocol: loopcast.v1\r\n\r\n"))
+	testutil.WaitFor(t, testutil.Patience, "the hook call", func() bool { return be.calls.Load() == 2 })
+	// Meanwhile: a health request, a sub and a pub on the same loop.
+	health := dialRaw(t, srv.Addr())
+	health.write([]byte("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"))
+	if r := health.readResponse(false); r.status != 200 {
+		t.Fatalf("health while the hook hangs: %d", r.status)
+	}
+	early.cmd("sub 1 r")
+	early.subscribed(1, "r", "live")
+	early.cmd("pub 2 r\nhello")
+	early.msg("r", opText, "hello")
+	early.published(srv, 2, "r", 1)
+	once.Do(func() { close(release) })
+	if r := parked.readResponse(false); r.status != 101 {
+		t.Fatalf("the parked upgrade: %d", r.status)
+	}
+}
+
+func TestConnectHookTimeout(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	be := startBackend(t, func(map[string]any) (int, any) { <-release; return 200, map[string]any{"allow": true} })
+	t.Cleanup(func() { close(release) }) // before the backend's Close waits for its handlers
+	cfg := testConfig()
+	cfg.HookConnectURL = be.URL
+	cfg.HookTimeout = 50 * time.Millisecond
+	srv := startServer(t, cfg)
+	if status, body, _ := upgradeWith(t, srv, "/ws"); status != 503 || !strings.Contains(body, "connect hook did not answer") {
+		t.Fatalf("a hook past its timeout: %d %q", status, body)
+	}
+}
+
+func TestSubscribeHook(t *testing.T) {
+	t.Parallel()
+	var down atomic.Bool
+	release := make(chan struct{})
+	var once sync.Once
+	be := startBackend(t, func(req map[string]any) (int, any) {
+		room := fmt.Sprint(req["room"])
+		switch {
+		case down.Load():
+			return 502, "down"
+		case room == "slow":
+			<-release
+			return 200, map[string]any{"allow": true}
+		case strings.HasPrefix(room, "ok"):
+			return 200, map[string]any{"allow": true, "cache_ttl": 60}
+		}
+		return 200, map[string]any{"allow": false, "reason": "not a member of " + room}
+	})
+	t.Cleanup(func() { once.Do(func() { close(release) }) }) // before the backend's Close waits for its handlers
+	cfg := presenceConfig()
+	cfg.HookSubscribeURL = be.URL
+	srv := startServer(t, cfg)
+	c := dialUser(t, srv, "ana", nil)
+	c.cmd("sub 1 ok-1")
+	c.subscribed(1, "ok-1", "live")
+	c.cmd("sub 2 secret")
+	f := c.mustFrame()
+	if string(f.payload) != "err 2 forbidden not a member of secret" {
+		t.Fatalf("denied: %q", f.payload)
+	}
+	// Cached for the same user and room: no call.
+	calls := be.calls.Load()
+	c.cmd("unsub 3 ok-1")
+	c.expect("unsub 3 ok-1")
+	c.cmd("sub 4 ok-1")
+	c.subscribed(4, "ok-1", "live")
+	if be.calls.Load() != calls {
+		t.Fatalf("a cached answer called the backend (%d calls, had %d)", be.calls.Load(), calls)
+	}
+	// A pending sub counts: the same room again is already_subscribed,
+	// and other commands are answered meanwhile.
+	c.cmd("sub 5 slow")
+	c.cmd("sub 6 slow")
+	c.expectErr(6, "already_subscribed")
+	c.cmd("occupancy 7 ok-1")
+	c.expect("occupancy 7 ok-1 1")
+	once.Do(func() { close(release) })
+	c.subscribed(5, "slow", "live")
+	// The backend down: unavailable (the hook fails closed).
+	down.Store(true)
+	c.cmd("sub 8 ok-2")
+	c.expectErr(8, "unavailable")
+
+	rec := httptest.NewRecorder()
+	srv.AdminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, line := range []string{
+		`loopcast_hook_calls_total{hook="subscribe",result="allowed"} 2`,
+		`loopcast_hook_calls_total{hook="subscribe",result="denied"} 1`,
+		`loopcast_hook_calls_total{hook="subscribe",result="failed"} 1`,
+		`loopcast_hook_cache_hits_total{hook="subscribe"} 1`,
+		`loopcast_hook_latency_seconds_count{hook="subscribe"} 4`,
+	} {
+		if !strings.Contains(rec.Body.String(), line+"\n") {
+			t.Errorf("metrics lack %s", line)
+		}
+	}
+}
+
+// A connection whose connect hook's expire_at passed is closed with 4001
+// at its next ping.
+func TestConnectHookExpiry(t *testing.T) {
+	t.Parallel()
+	be := startBackend(t, func(map[string]any) (int, any) {
+		return 200, map[string]any{"allow": true, "expire_at": time.Now().Unix()}
+	})
+	cfg := testConfig()
+	cfg.HookConnectURL = be.URL
+	cfg.PingInterval = 50 * time.Millisecond
+	srv := startServer(t, cfg)
+	status, _, c := upgradeWith(t, srv, "/ws")
+	if status != 101 {
+		t.Fatal(status)
+	}
+	for {
+		f := c.mustFrame()
+		if f.op == opPing {
+			continue // pings before the expiry was seen
+		}
+		if f.op != opClose || f.closeCode() != 4001 {
+			t.Fatalf("got %v, want close 4001", f)
+		}
+		break
+	}
+}
