@@ -675,26 +675,40 @@ func (c *Client) WatchOccupancy(room string, fn func(count int64)) (stop func())
 	c.mu.Lock()
 	_, had := c.watches[room]
 	c.watches[room] = fn
-	conn := c.conn
-	c.nextID++
-	cmd := fmt.Appendf(nil, "watch %d %s occupancy", c.nextID, room)
 	c.mu.Unlock()
-	if conn != nil && !had {
-		_ = conn.Write(c.ctx, websocket.MessageText, cmd)
-	}
-	return func() {
-		c.mu.Lock()
+	return c.watch(room, "occupancy", had, func() bool {
 		if _, ok := c.watches[room]; !ok {
-			c.mu.Unlock()
-			return
+			return false
 		}
 		delete(c.watches, room)
+		return true
+	})
+}
+
+// watch sends "watch <id> <room> <what>" unless the room was watched
+// already, and returns the stop function: forget (with c.mu held)
+// reports whether the watch was still there, and removes it; then
+// "unwatch" is sent.
+func (c *Client) watch(room, what string, had bool, forget func() bool) (stop func()) {
+	send := func(op string) {
+		c.mu.Lock()
 		conn := c.conn
 		c.nextID++
-		cmd := fmt.Appendf(nil, "unwatch %d %s occupancy", c.nextID, room)
+		cmd := fmt.Appendf(nil, "%s %d %s %s", op, c.nextID, room, what)
 		c.mu.Unlock()
 		if conn != nil {
 			_ = conn.Write(c.ctx, websocket.MessageText, cmd)
+		}
+	}
+	if !had {
+		send("watch")
+	}
+	return func() {
+		c.mu.Lock()
+		ok := forget()
+		c.mu.Unlock()
+		if ok {
+			send("unwatch")
 		}
 	}
 }
@@ -799,28 +813,14 @@ func (c *Client) WatchPresence(room string, fn func(PresenceChange)) (stop func(
 		w.users = old.users
 	}
 	c.presence[room] = w
-	conn := c.conn
-	c.nextID++
-	cmd := fmt.Appendf(nil, "watch %d %s presence", c.nextID, room)
 	c.mu.Unlock()
-	if conn != nil && !had {
-		_ = conn.Write(c.ctx, websocket.MessageText, cmd)
-	}
-	return func() {
-		c.mu.Lock()
+	return c.watch(room, "presence", had, func() bool {
 		if c.presence[room] != w {
-			c.mu.Unlock()
-			return
+			return false
 		}
 		delete(c.presence, room)
-		conn := c.conn
-		c.nextID++
-		cmd := fmt.Appendf(nil, "unwatch %d %s presence", c.nextID, room)
-		c.mu.Unlock()
-		if conn != nil {
-			_ = conn.Write(c.ctx, websocket.MessageText, cmd)
-		}
-	}
+		return true
+	})
 }
 
 // presenceChanged applies a watch reply (isList: list holds the users

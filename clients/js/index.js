@@ -138,9 +138,15 @@ export class Client extends Emitter {
    * code, 'disconnected', 'timeout' after ackTimeout, or 'closed').
    */
   occupancy(room) {
+    return this._ask(room, false);
+  }
+
+  // _ask sends an occupancy (or presence) request once connected and
+  // settles with its answer, within ackTimeout.
+  _ask(room, presence) {
     return new Promise((resolve, reject) => {
       if (this.closed) return reject(new LoopcastError('closed'));
-      const p = { occ: true, room, resolve, reject };
+      const p = { occ: true, presence, room, resolve, reject };
       p.timer = setTimeout(() => {
         if (p.id !== undefined) this.byId.delete(p.id);
         const i = this.waitingOpen.indexOf(p);
@@ -176,18 +182,7 @@ export class Client extends Emitter {
    * room that lists no users).
    */
   presence(room) {
-    return new Promise((resolve, reject) => {
-      if (this.closed) return reject(new LoopcastError('closed'));
-      const p = { occ: true, presence: true, room, resolve, reject };
-      p.timer = setTimeout(() => {
-        if (p.id !== undefined) this.byId.delete(p.id);
-        const i = this.waitingOpen.indexOf(p);
-        if (i >= 0) this.waitingOpen.splice(i, 1);
-        reject(new LoopcastError('timeout', `no answer in ${this.opts.ackTimeout} ms`));
-      }, this.opts.ackTimeout);
-      if (this.state === 'open') this._sendOccupancy(p);
-      else this.waitingOpen.push(p);
-    });
+    return this._ask(room, true);
   }
 
   /**
