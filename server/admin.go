@@ -520,7 +520,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	n(c.presBatches, p.badBatches.Load(), "bad")
 	n(c.presBatches, p.table.Dropped(), "expired")
 	n(c.presAnnouncements, p.announcements.Load())
-	for _, hc := range []*hook.Client{c.s.hooks.connect, c.s.hooks.subscribe} {
+	for _, hc := range []*hook.Client{c.s.hooks.connect, c.s.hooks.subscribe, c.s.hooks.publish} {
 		if hc == nil {
 			continue
 		}

@@ -104,8 +104,11 @@ type session struct {
 	// expireAt, when set (the connect hook's expire_at), is when the
 	// connection is closed (4001), checked at each ping.
 	expireAt time.Time
-	// pendingSubs are the rooms whose subscribe hook has not answered.
+	// pendingSubs are the rooms whose subscribe hook has not answered,
+	// publishing the publications waiting for the publish hook, in order
+	// (hooks_publish.go).
 	pendingSubs []string
+	publishing  []*hookedPublish
 	// present lists the presence rooms the connection is listed in
 	// (presence.go), presenceWatching those whose joins and leaves it
 	// watches.

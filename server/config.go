@@ -179,6 +179,14 @@ type Config struct {
 	// for the cache_ttl the backend gives. Default none.
 	HookSubscribeURL string
 
+	// HookPublishURL, when set, is the application's publish hook: every
+	// message a client publishes (loopcast.v1 pub, a raw member's
+	// message) is POSTed there and routed only if it allows; the answer
+	// may replace the payload. A connection's messages keep their order
+	// (one call at a time per connection, at most 16 waiting). Default
+	// none.
+	HookPublishURL string
+
 	// HookTimeout bounds one hook call; a call past it fails. Default 2 s.
 	HookTimeout time.Duration
 
@@ -518,7 +526,7 @@ func (c *Config) validateLimits(v *validation) {
 // validateHooks checks the backend hooks.
 func (c *Config) validateHooks(v *validation) {
 	bad := v.bad
-	for name, u := range map[string]string{"hook-connect-url": c.HookConnectURL, "hook-subscribe-url": c.HookSubscribeURL} {
+	for name, u := range map[string]string{"hook-connect-url": c.HookConnectURL, "hook-subscribe-url": c.HookSubscribeURL, "hook-publish-url": c.HookPublishURL} {
 		if u == "" {
 			continue
 		}
@@ -533,8 +541,8 @@ func (c *Config) validateHooks(v *validation) {
 		bad("hook-workers %d: must be 1 to 4096", c.HookWorkers)
 	}
 	for _, h := range c.HookFailOpen {
-		if h != "connect" && h != "subscribe" {
-			bad("hook-fail-open %q: name connect or subscribe", h)
+		if h != "connect" && h != "subscribe" && h != "publish" {
+			bad("hook-fail-open %q: name connect, subscribe or publish", h)
 		}
 	}
 }

@@ -27,8 +27,8 @@ import (
 
 // hooks are the server's hook clients (nil fields: hook off).
 type hooks struct {
-	connect, subscribe *hook.Client
-	subCache           hook.Cache[subscribeAnswer]
+	connect, subscribe, publish *hook.Client
+	subCache                    hook.Cache[subscribeAnswer]
 }
 
 // maxHookCache bounds the cached subscribe answers.
@@ -42,11 +42,14 @@ func newHooks(cfg Config) *hooks {
 	if cfg.HookSubscribeURL != "" {
 		h.subscribe = hook.New("subscribe", cfg.HookSubscribeURL, cfg.HookTimeout, cfg.HookWorkers)
 	}
+	if cfg.HookPublishURL != "" {
+		h.publish = hook.New("publish", cfg.HookPublishURL, cfg.HookTimeout, cfg.HookWorkers)
+	}
 	return h
 }
 
 func (h *hooks) close() {
-	for _, c := range []*hook.Client{h.connect, h.subscribe} {
+	for _, c := range []*hook.Client{h.connect, h.subscribe, h.publish} {
 		if c != nil {
 			c.Close()
 		}

@@ -195,6 +195,8 @@ func TestSubscribeHook(t *testing.T) {
 			return 200, map[string]any{"allow": true}
 		case strings.HasPrefix(room, "ok"):
 			return 200, map[string]any{"allow": true, "cache_ttl": 60}
+		case strings.HasPrefix(room, "nc"):
+			return 200, map[string]any{"allow": true} // not cached
 		}
 		return 200, map[string]any{"allow": false, "reason": "not a member of " + room}
 	})
@@ -232,15 +234,29 @@ func TestSubscribeHook(t *testing.T) {
 	down.Store(true)
 	c.cmd("sub 8 ok-2")
 	c.expectErr(8, "unavailable")
+	// Flapping: each sub gets what the backend is at that moment; a
+	// failure is never cached.
+	for i := range 6 {
+		down.Store(i%2 == 1)
+		c.cmd(fmt.Sprintf("sub %d nc", 10+i))
+		if i%2 == 1 {
+			c.expectErr(uint32(10+i), "unavailable")
+			continue
+		}
+		c.subscribed(uint32(10+i), "nc", "live")
+		c.cmd(fmt.Sprintf("unsub %d nc", 20+i))
+		c.expect(fmt.Sprintf("unsub %d nc", 20+i))
+	}
+	down.Store(true)
 
 	rec := httptest.NewRecorder()
 	srv.AdminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	for _, line := range []string{
-		`loopcast_hook_calls_total{hook="subscribe",result="allowed"} 2`,
+		`loopcast_hook_calls_total{hook="subscribe",result="allowed"} 5`,
 		`loopcast_hook_calls_total{hook="subscribe",result="denied"} 1`,
-		`loopcast_hook_calls_total{hook="subscribe",result="failed"} 1`,
+		`loopcast_hook_calls_total{hook="subscribe",result="failed"} 4`,
 		`loopcast_hook_cache_hits_total{hook="subscribe"} 1`,
-		`loopcast_hook_latency_seconds_count{hook="subscribe"} 4`,
+		`loopcast_hook_latency_seconds_count{hook="subscribe"} 10`,
 	} {
 		if !strings.Contains(rec.Body.String(), line+"\n") {
 			t.Errorf("metrics lack %s", line)
@@ -273,4 +289,79 @@ func TestConnectHookExpiry(t *testing.T) {
 		}
 		break
 	}
+}
+
+func TestPublishHook(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	var once sync.Once
+	var down atomic.Bool
+	var sawBinary atomic.Value
+	be := startBackend(t, func(req map[string]any) (int, any) {
+		if down.Load() {
+			return 500, "down"
+		}
+		if req["binary"] == true {
+			sawBinary.Store(fmt.Sprint(req["data_b64"]))
+			return 200, map[string]any{"allow": true}
+		}
+		switch data := fmt.Sprint(req["data"]); {
+		case req["room"] == "ro":
+			return 200, map[string]any{"allow": false, "reason": "read-only room"}
+		case data == "censor me":
+			return 200, map[string]any{"allow": true, "data": "***"}
+		case data == "slow":
+			<-release
+		}
+		return 200, map[string]any{"allow": true}
+	})
+	t.Cleanup(func() { once.Do(func() { close(release) }) }) // before the backend's Close waits for its handlers
+	cfg := presenceConfig()
+	cfg.JWTSecret = ""
+	cfg.HookPublishURL = be.URL
+	srv := startServer(t, cfg)
+	c := dialProto(t, srv, "/ws")
+	c.cmd("sub 1 chat")
+	c.subscribed(1, "chat", "live")
+	c.cmd("pub 2 chat\nhello")
+	c.msg("chat", opText, "hello")
+	c.published(srv, 2, "chat", 1)
+	c.cmd("pub 3 chat\ncensor me")
+	c.msg("chat", opText, "***") // the hook replaced it
+	c.published(srv, 3, "chat", 2)
+	c.cmd("pub 4 ro\nx")
+	f := c.mustFrame()
+	if string(f.payload) != "err 4 forbidden read-only room" {
+		t.Fatalf("denied: %q", f.payload)
+	}
+	// A connection's messages keep their order through the hook.
+	c.cmd("pub 0 chat\nslow")
+	c.cmd("pub 0 chat\nafter")
+	c.cmd("occupancy 5 chat") // answered meanwhile
+	c.expect("occupancy 5 chat 1")
+	once.Do(func() { close(release) })
+	c.msg("chat", opText, "slow")
+	c.msg("chat", opText, "after")
+	c.send(true, opBinary, append([]byte("pub 6 chat\n"), 0, 1, 2))
+	c.msg("chat", opBinary, "\x00\x01\x02")
+	c.published(srv, 6, "chat", 5)
+	if got := sawBinary.Load(); got != "AAEC" {
+		t.Fatalf("the hook saw data_b64 %v, want AAEC", got)
+	}
+
+	// Raw members: allowed messages go out; a refusal closes 1008.
+	raw := dialWS(t, tcpAddr(srv.Addr().String()), "/ws/chat")
+	raw.send(true, opText, []byte("from raw"))
+	c.msg("chat", opText, "from raw")
+	raw.expectFrame(opText, []byte("from raw")) // a raw member gets its own messages
+	ro := dialWS(t, tcpAddr(srv.Addr().String()), "/ws/ro")
+	ro.send(true, opText, []byte("x"))
+	ro.expectClose(1008)
+
+	// The backend down: not published (fails closed).
+	down.Store(true)
+	c.cmd("pub 7 chat\nlost")
+	c.expectErr(7, "unavailable")
+	raw.send(true, opText, []byte("lost"))
+	raw.expectClose(1013)
 }

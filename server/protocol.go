@@ -175,6 +175,10 @@ func (cs *conn) publish(op ws.OpCode, c command.Command) {
 		cs.refuse(c.ID, perr.v1)
 		return
 	}
+	if l.srv.hooks.publish != nil {
+		cs.publishViaHook(hookedPublish{id: c.ID, op: op, room: string(c.Room), body: c.Body, key: string(c.MsgID)})
+		return
+	}
 	var r *fanout.Room
 	if s := cs.member.Sub(c.Room); s != nil {
 		r = s.Room() // no registry lookup

@@ -364,6 +364,9 @@ func (cs *conn) publishRaw(r *fanout.Room, op ws.OpCode, payload []byte) gnet.Ac
 	if perr := l.srv.mayPublish(publisher{member: cs, checked: true}, name, MessageType(op), payload, nil); perr != nil {
 		return cs.protocolError(perr.close)
 	}
+	if l.srv.hooks.publish != nil {
+		return cs.publishViaHook(hookedPublish{op: op, room: r.Name(), body: payload, raw: true})
+	}
 	if perr := l.srv.route(l, name, r, fanout.Publication{Op: byte(op), Payload: payload}, fanout.Ack{}); perr != nil {
 		return cs.protocolError(perr.close)
 	}

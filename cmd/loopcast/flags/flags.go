@@ -180,6 +180,7 @@ func newFlagSet(cfg *server.Config, opts *Options) *flag.FlagSet {
 	num(&cfg.PresenceMaxRooms, "presence-max-rooms", "presence rooms one connection is listed in at most; one more sub: too_many_presence_rooms")
 	fs.Var(byteSize{&cfg.PresenceMaxInfo}, "presence-max-info", "largest info claim of a token, in bytes (at most 1024); a larger one: 401")
 	str(&cfg.HookConnectURL, "hook-connect-url", "the application's connect hook: every upgrade is POSTed there (JSON) and waits for allow/deny; empty = off")
+	str(&cfg.HookPublishURL, "hook-publish-url", "the application's publish hook: every message a client publishes is POSTed there first (it may replace the payload); empty = off")
 	str(&cfg.HookSubscribeURL, "hook-subscribe-url", "the application's subscribe hook: every loopcast.v1 sub is POSTed there first; empty = off")
 	dur(&cfg.HookTimeout, "hook-timeout", "one hook call at most; past it the call fails (denied unless hook-fail-open names the hook)")
 	num(&cfg.HookWorkers, "hook-workers", "hook calls in flight per hook at most (16 times as many wait; more fail at once)")
