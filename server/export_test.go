@@ -3,6 +3,8 @@ package server
 import (
 	"testing"
 	"time"
+
+	"github.com/loopcast/loopcast/server/internal/bus"
 )
 
 // AdminLimits are the admin listener's limits a test may shorten (see
@@ -40,14 +42,26 @@ func (s *Server) WatchedRooms() int { return s.occ.watchedRooms() }
 // OccupancyTick runs one occupancy interval now (the goroutine still runs
 // its own), sharing batches with share when it is not nil.
 func (s *Server) OccupancyTick(share func([]byte) error) {
+	var sh bus.Sharer
 	if share != nil {
-		s.occ.tickMu.Lock()
-		s.occ.sharer = shareFunc(share)
-		s.occ.tickMu.Unlock()
+		sh = shareFunc(share)
 	}
-	s.occ.tick(time.Now().UnixNano())
+	s.occ.tickWith(time.Now().UnixNano(), sh)
 }
 
 type shareFunc func([]byte) error
 
 func (f shareFunc) Share(b []byte) error { return f(b) }
+
+// EnvelopeKinds lists the kinds of the batches in a cluster message.
+func EnvelopeKinds(b []byte) string {
+	var kinds []byte
+	if openEnvelope(b, func(p []byte) {
+		if len(p) > 0 {
+			kinds = append(kinds, p[0])
+		}
+	}) != nil {
+		return "malformed"
+	}
+	return string(kinds)
+}

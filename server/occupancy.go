@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/binary"
 	"math/rand/v2"
 	"strconv"
 	"sync"
@@ -42,14 +43,15 @@ const (
 // (under tickMu: the fields up to it are tick's); watch and unwatch on
 // the event loops; count anywhere.
 type occupancy struct {
-	s      *Server
-	table  occ.Table
-	tickMu sync.Mutex
-	rep    occ.Reporter
-	sharer bus.Sharer // nil on a single instance
-	counts map[string]occ.Value
-	batch  []byte
-	byLoop [][]occFrame
+	s        *Server
+	table    occ.Table
+	tickMu   sync.Mutex
+	rep      occ.Reporter
+	sharer   bus.Sharer // nil on a single instance
+	counts   map[string]occ.Value
+	batch    []byte
+	envelope []byte
+	byLoop   [][]occFrame
 
 	mu      sync.Mutex
 	watched map[string]*watchedRoom
@@ -113,7 +115,10 @@ func (o *occupancy) run(ctx context.Context, done chan<- struct{}) {
 
 // tick reads this instance's counts, shares them, drops silent
 // instances and notifies the watchers of every room whose total changed.
-func (o *occupancy) tick(now int64) {
+func (o *occupancy) tick(now int64) { o.tickWith(now, o.sharer) }
+
+// tickWith is tick, sharing through sharer (nil: not shared).
+func (o *occupancy) tickWith(now int64, sharer bus.Sharer) {
 	o.tickMu.Lock()
 	defer o.tickMu.Unlock()
 	clear(o.counts)
@@ -122,17 +127,61 @@ func (o *occupancy) tick(now int64) {
 			o.counts[ri.Name] = occ.Value{Count: ri.Members}
 		}
 	})
-	if o.sharer != nil {
+	var users []byte
+	if sharer != nil {
 		o.batch = o.rep.Report(o.batch[:0], o.counts)
-		if err := o.sharer.Share(o.batch); err != nil {
+		users = o.s.pres.report(now, true)
+		// One cluster message per instance and interval, both batches in
+		// it, whatever the rooms, users and join rate.
+		o.envelope = appendEnvelope(o.envelope[:0], o.batch, users)
+		if err := sharer.Share(o.envelope); err != nil {
 			o.shareErrors.Add(1)
+			o.s.pres.shareErrors.Add(1)
 		} else {
 			o.shared.Add(1)
+			o.s.pres.shared.Add(1)
 		}
+	} else {
+		o.s.pres.report(now, false)
 	}
 	o.table.Expire(now, int64(occupancyTTL))
 	o.notify()
-	o.s.pres.tick(now, o.sharer)
+	o.s.pres.tick(now)
+}
+
+// An envelope carries an instance's batches of one interval in one
+// cluster message: the byte 'E', the version 1, then each batch as a
+// uvarint length and its bytes.
+const (
+	envelopeKind    = 'E'
+	envelopeVersion = 1
+)
+
+func appendEnvelope(dst []byte, batches ...[]byte) []byte {
+	dst = append(dst, envelopeKind, envelopeVersion)
+	for _, b := range batches {
+		dst = binary.AppendUvarint(dst, uint64(len(b)))
+		dst = append(dst, b...)
+	}
+	return dst
+}
+
+// openEnvelope calls fn for each batch in an envelope (aliasing b), or
+// reports it malformed.
+func openEnvelope(b []byte, fn func([]byte)) error {
+	if len(b) < 2 || b[0] != envelopeKind || b[1] != envelopeVersion {
+		return occ.ErrBadBatch
+	}
+	b = b[2:]
+	for len(b) > 0 {
+		l, n := binary.Uvarint(b)
+		if n <= 0 || uint64(len(b)-n) < l {
+			return occ.ErrBadBatch
+		}
+		fn(b[n : n+int(l)])
+		b = b[n+int(l):]
+	}
+	return nil
 }
 
 // notify sends the watchers of each room whose total changed since its
@@ -222,6 +271,16 @@ func (o *occupancy) watchedRooms() int {
 // batch.
 func (h host) Shared(b []byte) {
 	now := time.Now().UnixNano()
+	if len(b) > 0 && b[0] == envelopeKind {
+		if err := openEnvelope(b, func(part []byte) {
+			if len(part) > 0 && part[0] != envelopeKind { // never nested
+				h.Shared(part)
+			}
+		}); err != nil {
+			h.s.occ.badBatches.Add(1)
+		}
+		return
+	}
 	if len(b) > 0 && b[0] == userActionKind {
 		from, act, err := parseUserAction(b)
 		switch {

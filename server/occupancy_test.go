@@ -222,3 +222,29 @@ func TestOccupancyAdmin(t *testing.T) {
 		}
 	}
 }
+
+// Whatever the join rate, an instance sends one cluster message per
+// interval, with its room counts and its presence users in it.
+func TestOneClusterMessagePerInterval(t *testing.T) {
+	t.Parallel()
+	cfg := presenceConfig()
+	srv := startServer(t, cfg)
+	var messages [][]byte
+	share := func(b []byte) error { messages = append(messages, append([]byte(nil), b...)); return nil }
+	for tick := range 3 {
+		for i := range 50 {
+			c := dialUser(t, srv, fmt.Sprintf("u%d-%d", tick, i), nil)
+			c.cmd(fmt.Sprintf("sub 1 chat-%d", i%7))
+			c.subscribed(1, fmt.Sprintf("chat-%d", i%7), "live")
+		}
+		srv.OccupancyTick(share)
+	}
+	if len(messages) != 3 {
+		t.Fatalf("%d cluster messages for 3 intervals, want 3", len(messages))
+	}
+	for i, m := range messages {
+		if kinds := server.EnvelopeKinds(m); kinds != "OP" {
+			t.Fatalf("message %d holds batches %q, want O (rooms) and P (users)", i, kinds)
+		}
+	}
+}

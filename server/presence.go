@@ -114,10 +114,10 @@ func (p *presence) leave(room, user string, now int64) {
 	}
 }
 
-// tick runs on the occupancy goroutine (under occupancy.tickMu): it
-// forgets users past their grace, shares this instance's users, and
-// announces each watched room's joins and leaves.
-func (p *presence) tick(now int64, sharer interface{ Share([]byte) error }) {
+// report runs on the occupancy goroutine (under occupancy.tickMu): it
+// forgets users past their grace and, with build, returns this
+// instance's Users batch for the others (valid until the next report).
+func (p *presence) report(now int64, build bool) []byte {
 	grace := int64(p.s.cfg.PresenceGrace)
 	clear(p.values)
 	p.mu.Lock()
@@ -134,14 +134,16 @@ func (p *presence) tick(now int64, sharer interface{ Share([]byte) error }) {
 		}
 	}
 	p.mu.Unlock()
-	if sharer != nil {
-		p.batch = p.rep.Report(p.batch[:0], p.values)
-		if err := sharer.Share(p.batch); err != nil {
-			p.shareErrors.Add(1)
-		} else {
-			p.shared.Add(1)
-		}
+	if !build {
+		return nil
 	}
+	p.batch = p.rep.Report(p.batch[:0], p.values)
+	return p.batch
+}
+
+// tick, after report, drops silent instances and announces each
+// watched room's joins and leaves.
+func (p *presence) tick(now int64) {
 	p.table.Expire(now, int64(occupancyTTL))
 	p.announce()
 }

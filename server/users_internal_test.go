@@ -51,3 +51,34 @@ func FuzzParseUserAction(f *testing.F) {
 		}
 	})
 }
+
+func TestEnvelope(t *testing.T) {
+	env := appendEnvelope(nil, []byte("one"), nil, []byte("three"))
+	var parts []string
+	if err := openEnvelope(env, func(p []byte) { parts = append(parts, string(p)) }); err != nil || len(parts) != 3 || parts[0] != "one" || parts[1] != "" || parts[2] != "three" {
+		t.Fatalf("%q %v", parts, err)
+	}
+	for i := 1; i < len(env); i++ {
+		if i == 2 || i == 6 || i == 7 {
+			continue // cut between parts: a shorter, valid envelope
+		}
+		if err := openEnvelope(env[:i], func([]byte) {}); err == nil {
+			t.Errorf("cut at %d: accepted", i)
+		}
+	}
+}
+
+func FuzzOpenEnvelope(f *testing.F) {
+	f.Add(appendEnvelope(nil, []byte("a"), []byte("bc")))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var parts [][]byte
+		if openEnvelope(b, func(p []byte) { parts = append(parts, p) }) != nil {
+			return
+		}
+		again := appendEnvelope(nil, parts...)
+		var parts2 [][]byte
+		if err := openEnvelope(again, func(p []byte) { parts2 = append(parts2, p) }); err != nil || len(parts2) != len(parts) {
+			t.Fatalf("re-encoded: %v", err)
+		}
+	})
+}
