@@ -174,8 +174,8 @@ type Config struct {
 	HookConnectURL string
 
 	// HookSubscribeURL, when set, is the application's subscribe hook:
-	// every loopcast.v1 sub (not the token's subs) is POSTed there and
-	// placed only if it allows; answers may be cached per user and room
+	// every loopcast.v1 sub (not the token's subs) and every raw member's
+	// join (before its 101) is POSTed there and placed only if it allows; answers may be cached per user and room
 	// for the cache_ttl the backend gives. Default none.
 	HookSubscribeURL string
 

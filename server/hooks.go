@@ -93,8 +93,9 @@ type parkedUpgrade struct {
 	room []byte
 }
 
-// awaitConnectHook parks the upgrade h (to t) and calls the connect hook.
-func (cs *conn) awaitConnectHook(h *reqhead.Head, t target, raw []byte) gnet.Action {
+// awaitHooks parks the upgrade h (to t) and calls the connect hook, then
+// (a raw member's join) the subscribe hook.
+func (cs *conn) awaitHooks(h *reqhead.Head, t target, raw []byte) gnet.Action {
 	l := cs.loop
 	req := connectRequest{RemoteAddr: cs.ip.String(), Path: string(h.Path), Query: string(h.Query), Protocol: "raw"}
 	if t.v1 {
@@ -122,6 +123,10 @@ func (cs *conn) awaitConnectHook(h *reqhead.Head, t target, raw []byte) gnet.Act
 		p.t.room = p.room
 	}
 	cs.state = stateHooking
+	if l.srv.hooks.connect == nil {
+		cs.continueUpgrade(p) // only a raw member's join asks (the subscribe hook)
+		return gnet.None
+	}
 	err := l.srv.hooks.connect.Call(body, func(r hook.Result) {
 		_ = l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
 			cs.connectAnswered(p, r)
@@ -140,7 +145,6 @@ func (cs *conn) connectAnswered(p *parkedUpgrade, r hook.Result) {
 		return // closed meanwhile
 	}
 	l := cs.loop
-	cs.state = stateHTTP
 	hc := l.srv.hooks.connect
 	var a connectAnswer
 	bad := r.Err == nil && json.Unmarshal(r.Body, &a) != nil
@@ -150,24 +154,92 @@ func (cs *conn) connectAnswered(p *parkedUpgrade, r hook.Result) {
 	switch {
 	case r.Err != nil || bad:
 		if !l.srv.failOpen("connect") {
-			l.srv.admit.release(cs.ip)
-			cs.finish(cs.reject(rejHookUnavailable))
+			cs.refuseParked(rejHookUnavailable)
 			return
 		}
 		a.Allow = true
 	case !a.Allow:
 		hc.Denied.Add(1)
-		l.srv.admit.release(cs.ip)
-		cs.finish(cs.reject(hookRejection(a.Status, a.Reason)))
+		cs.refuseParked(hookRejection(a.Status, a.Reason))
 		return
 	default:
 		hc.Allowed.Add(1)
 	}
 	if rej := p.apply(&a, l.srv); rej != nil {
-		l.srv.admit.release(cs.ip)
-		cs.finish(cs.reject(rej))
+		cs.refuseParked(rej)
 		return
 	}
+	cs.continueUpgrade(p)
+}
+
+// refuseParked answers a parked upgrade with rej.
+func (cs *conn) refuseParked(rej *rejection) {
+	cs.state = stateHTTP
+	cs.loop.srv.admit.release(cs.ip)
+	cs.finish(cs.reject(rej))
+}
+
+// continueUpgrade completes a parked upgrade the connect hook allowed
+// (or that had none): a raw member's join first asks the subscribe hook,
+// as a loopcast.v1 sub would.
+func (cs *conn) continueUpgrade(p *parkedUpgrade) {
+	l := cs.loop
+	hs := l.srv.hooks
+	if hs.subscribe == nil || p.t.v1 || p.t.echo {
+		cs.completeUpgrade(p)
+		return
+	}
+	user := ""
+	if p.t.sess != nil {
+		user = p.t.sess.user
+	}
+	room := string(p.t.room)
+	key := user + "\x00" + room
+	if a, ok := hs.subCache.Get(key, time.Now()); ok {
+		hs.subscribe.CacheHits.Add(1)
+		cs.rawJoinAnswered(p, a, nil, false)
+		return
+	}
+	body, _ := json.Marshal(subscribeRequest{User: user, Room: room, RemoteAddr: cs.ip.String()})
+	err := hs.subscribe.Call(body, func(r hook.Result) {
+		a, err := hs.subscribeAnswer(key, r)
+		_ = l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			cs.rawJoinAnswered(p, a, err, true)
+			return nil
+		}))
+	})
+	if err != nil {
+		cs.rawJoinAnswered(p, subscribeAnswer{}, err, false)
+	}
+}
+
+// rawJoinAnswered runs on the loop with the subscribe hook's answer to a
+// raw member's join.
+func (cs *conn) rawJoinAnswered(p *parkedUpgrade, a subscribeAnswer, err error, called bool) {
+	if cs.state != stateHooking {
+		return // closed meanwhile
+	}
+	l := cs.loop
+	hc := l.srv.hooks.subscribe
+	switch {
+	case err != nil && !l.srv.failOpen("subscribe"):
+		cs.refuseParked(rejHookUnavailable)
+		return
+	case err == nil && !a.Allow:
+		if called {
+			hc.Denied.Add(1)
+		}
+		cs.refuseParked(hookRejection(403, a.Reason))
+		return
+	case err == nil && called:
+		hc.Allowed.Add(1)
+	}
+	cs.completeUpgrade(p)
+}
+
+// completeUpgrade answers a parked upgrade with its 101.
+func (cs *conn) completeUpgrade(p *parkedUpgrade) {
+	cs.state = stateHTTP
 	cs.finish(cs.upgrade(&reqhead.Head{Key: p.key, Len: p.len}, p.t))
 	if cs.state == stateOpen && cs.gc.InboundBuffered() > 0 {
 		cs.finish(cs.serveFrames()) // frames the client sent early
@@ -268,6 +340,21 @@ type subscribeAnswer struct {
 	CacheTTL int    `json:"cache_ttl"`
 }
 
+// subscribeAnswer reads the subscribe hook's result for key (user NUL
+// room), caching it for its cache_ttl. From a worker goroutine.
+func (h *hooks) subscribeAnswer(key string, r hook.Result) (subscribeAnswer, error) {
+	var a subscribeAnswer
+	err := r.Err
+	if err == nil && json.Unmarshal(r.Body, &a) != nil {
+		err = hook.ErrStatus // a 200 that is not an answer: the backend is broken
+		h.subscribe.Failed.Add(1)
+	}
+	if err == nil && a.CacheTTL > 0 {
+		h.subCache.Put(key, a, time.Now().Add(time.Duration(a.CacheTTL)*time.Second))
+	}
+	return a, err
+}
+
 // Errors of the subscribe hook.
 var (
 	errHookUnavailable = &command.Error{Code: command.CodeUnavailable, Reason: "the application's subscribe hook did not answer: subscribe again later"}
@@ -296,15 +383,7 @@ func (cs *conn) subscribeViaHook(id uint32, room []byte, resume *fanout.Resume) 
 	}
 	cs.sess.pendingSubs = append(cs.sess.pendingSubs, name)
 	err := hs.subscribe.Call(body, func(r hook.Result) {
-		var a subscribeAnswer
-		err := r.Err
-		if err == nil && json.Unmarshal(r.Body, &a) != nil {
-			err = hook.ErrStatus // a 200 that is not an answer: the backend is broken
-			hs.subscribe.Failed.Add(1)
-		}
-		if err == nil && a.CacheTTL > 0 {
-			hs.subCache.Put(key, a, time.Now().Add(time.Duration(a.CacheTTL)*time.Second))
-		}
+		a, err := hs.subscribeAnswer(key, r)
 		_ = l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
 			cs.subscribeAnswered(id, name, resume, a, err, true)
 			return nil

@@ -249,14 +249,25 @@ func TestSubscribeHook(t *testing.T) {
 	}
 	down.Store(true)
 
+	// A raw member's join asks the hook too, before the 101.
+	down.Store(false)
+	for room, want := range map[string]int{"ok-raw": 101, "secret-raw": 403} {
+		r := dialRaw(t, srv.Addr())
+		r.write([]byte(strings.TrimSuffix(upgradeRequest("/ws/"+room, newKey()), "\r\n") + "Authorization: Bearer " + userToken(t, "ana", nil) + "\r\n\r\n"))
+		if resp := r.readResponse(false); resp.status != want || want == 403 && !strings.Contains(string(resp.body), "not a member of secret-raw") {
+			t.Errorf("raw join of %s: %d %q, want %d", room, resp.status, resp.body, want)
+		}
+	}
+	down.Store(true)
+
 	rec := httptest.NewRecorder()
 	srv.AdminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	for _, line := range []string{
-		`loopcast_hook_calls_total{hook="subscribe",result="allowed"} 5`,
-		`loopcast_hook_calls_total{hook="subscribe",result="denied"} 1`,
+		`loopcast_hook_calls_total{hook="subscribe",result="allowed"} 6`,
+		`loopcast_hook_calls_total{hook="subscribe",result="denied"} 2`,
 		`loopcast_hook_calls_total{hook="subscribe",result="failed"} 4`,
 		`loopcast_hook_cache_hits_total{hook="subscribe"} 1`,
-		`loopcast_hook_latency_seconds_count{hook="subscribe"} 10`,
+		`loopcast_hook_latency_seconds_count{hook="subscribe"} 12`,
 	} {
 		if !strings.Contains(rec.Body.String(), line+"\n") {
 			t.Errorf("metrics lack %s", line)

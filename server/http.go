@@ -57,8 +57,8 @@ func (cs *conn) serveHTTP() gnet.Action {
 				return cs.reject(rej)
 			}
 			cs.ip = ip
-			if l.srv.hooks.connect != nil {
-				return cs.awaitConnectHook(&h, t, b[:h.Len])
+			if hs := l.srv.hooks; hs.connect != nil || hs.subscribe != nil && !t.v1 && !t.echo {
+				return cs.awaitHooks(&h, t, b[:h.Len])
 			}
 			return cs.upgrade(&h, t)
 		}
