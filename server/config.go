@@ -188,7 +188,10 @@ type Config struct {
 	HookPublishURL string
 
 	// HookTimeout bounds one hook call; a call past it fails. Default 2 s.
-	HookTimeout time.Duration
+	// HookConnectTimeout, HookSubscribeTimeout and HookPublishTimeout,
+	// when set, replace it for that hook.
+	HookTimeout                                                  time.Duration
+	HookConnectTimeout, HookSubscribeTimeout, HookPublishTimeout time.Duration
 
 	// HookWorkers is the calls in flight per hook at most (a pool of
 	// workers and connections per backend); 16 times as many wait, more
@@ -536,6 +539,9 @@ func (c *Config) validateHooks(v *validation) {
 	}
 	if c.HookTimeout <= 0 {
 		bad("hook-timeout %s: must be positive", c.HookTimeout)
+	}
+	if c.HookConnectTimeout < 0 || c.HookSubscribeTimeout < 0 || c.HookPublishTimeout < 0 {
+		bad("hook-connect-timeout, hook-subscribe-timeout and hook-publish-timeout: must not be negative (0: hook-timeout)")
 	}
 	if c.HookWorkers < 1 || c.HookWorkers > 4096 {
 		bad("hook-workers %d: must be 1 to 4096", c.HookWorkers)

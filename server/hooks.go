@@ -36,14 +36,20 @@ const maxHookCache = 100_000
 
 func newHooks(cfg Config) *hooks {
 	h := &hooks{subCache: hook.Cache[subscribeAnswer]{Max: maxHookCache}}
+	timeout := func(d time.Duration) time.Duration {
+		if d > 0 {
+			return d
+		}
+		return cfg.HookTimeout
+	}
 	if cfg.HookConnectURL != "" {
-		h.connect = hook.New("connect", cfg.HookConnectURL, cfg.HookTimeout, cfg.HookWorkers)
+		h.connect = hook.New("connect", cfg.HookConnectURL, timeout(cfg.HookConnectTimeout), cfg.HookWorkers)
 	}
 	if cfg.HookSubscribeURL != "" {
-		h.subscribe = hook.New("subscribe", cfg.HookSubscribeURL, cfg.HookTimeout, cfg.HookWorkers)
+		h.subscribe = hook.New("subscribe", cfg.HookSubscribeURL, timeout(cfg.HookSubscribeTimeout), cfg.HookWorkers)
 	}
 	if cfg.HookPublishURL != "" {
-		h.publish = hook.New("publish", cfg.HookPublishURL, cfg.HookTimeout, cfg.HookWorkers)
+		h.publish = hook.New("publish", cfg.HookPublishURL, timeout(cfg.HookPublishTimeout), cfg.HookWorkers)
 	}
 	return h
 }

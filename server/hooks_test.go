@@ -173,7 +173,7 @@ func TestConnectHookTimeout(t *testing.T) {
 	t.Cleanup(func() { close(release) }) // before the backend's Close waits for its handlers
 	cfg := testConfig()
 	cfg.HookConnectURL = be.URL
-	cfg.HookTimeout = 50 * time.Millisecond
+	cfg.HookConnectTimeout = 50 * time.Millisecond // the connect hook's own; hook-timeout stays 2 s
 	srv := startServer(t, cfg)
 	if status, body, _ := upgradeWith(t, srv, "/ws"); status != 503 || !strings.Contains(body, "connect hook did not answer") {
 		t.Fatalf("a hook past its timeout: %d %q", status, body)
