@@ -61,6 +61,7 @@ func (s *Server) AdminHandler() http.Handler {
 	mux.HandleFunc("POST /publish/{room}", s.withToken(s.servePublish))
 	mux.HandleFunc("POST /publish", s.withToken(s.servePublish)) // ?rooms=a,b,c
 	mux.HandleFunc("POST /users/{user}/disconnect", s.withToken(s.serveDisconnect))
+	mux.HandleFunc("POST /connections/{id}/disconnect", s.withToken(s.serveDisconnect))
 	mux.HandleFunc("POST /users/{user}/subscribe/{room}", s.withToken(s.serveUserRoom))
 	mux.HandleFunc("POST /users/{user}/unsubscribe/{room}", s.withToken(s.serveUserRoom))
 	if s.cfg.Pprof {
@@ -363,7 +364,8 @@ func publishAnswer(p Published, err error) (int, map[string]any) {
 	return http.StatusAccepted, resp
 }
 
-// serveDisconnect answers POST /users/{user}/disconnect?code=&reason=.
+// serveDisconnect answers POST /users/{user}/disconnect?code=&reason=
+// and POST /connections/{id}/disconnect?code=&reason=.
 func (s *Server) serveDisconnect(w http.ResponseWriter, r *http.Request) {
 	code := 0
 	if c := r.URL.Query().Get("code"); c != "" {
@@ -373,7 +375,17 @@ func (s *Server) serveDisconnect(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	n, err := s.DisconnectUser(r.PathValue("user"), code, r.URL.Query().Get("reason"))
+	reason := r.URL.Query().Get("reason")
+	if id := r.PathValue("id"); id != "" {
+		here, err := s.DisconnectConnection(id, code, reason)
+		if err != nil {
+			writeJSON(w, 400, map[string]string{"error": err.Error()})
+			return
+		}
+		writeJSON(w, 200, map[string]bool{"here": here})
+		return
+	}
+	n, err := s.DisconnectUser(r.PathValue("user"), code, reason)
 	if err != nil {
 		writeJSON(w, 400, map[string]string{"error": err.Error()})
 		return

@@ -104,6 +104,9 @@ type session struct {
 	// expireAt, when set (the connect hook's expire_at), is when the
 	// connection is closed (4001), checked at each ping.
 	expireAt time.Time
+	// connSeq is the connection's number on its loop when the connect
+	// hook named it (its id: connID), else 0.
+	connSeq uint64
 	// pendingSubs are the rooms whose subscribe hook has not answered,
 	// publishing the publications waiting for the publish hook, in order
 	// (hooks_publish.go).

@@ -105,6 +105,9 @@ func (h *handler) OnClose(c gnet.Conn, _ error) gnet.Action {
 	cs.stopWatchingAll()
 	cs.leaveAllPresence()
 	cs.unindexUser()
+	if cs.sess != nil && cs.sess.connSeq != 0 {
+		delete(l.byID, cs.sess.connSeq)
+	}
 	cs.dropMessage()
 	l.wheel.remove(cs)
 	cs.state = stateClosed

@@ -73,6 +73,9 @@ type connectRequest struct {
 	Protocol   string            `json:"protocol"` // "loopcast.v1" or "raw"
 	Headers    map[string]string `json:"headers,omitempty"`
 	User       string            `json:"user,omitempty"` // the verified token's sub
+	// Connection names this connection for the admin API's
+	// POST /connections/{id}/disconnect (Server.DisconnectConnection).
+	Connection string `json:"connection"`
 }
 
 // connectAnswer is the connect hook's answer. Allow false: Status (401,
@@ -97,6 +100,7 @@ type parkedUpgrade struct {
 	len  int
 	t    target
 	room []byte
+	seq  uint64 // the connection's number on its loop (its id's last part)
 }
 
 // awaitHooks parks the upgrade h (to t) and calls the connect hook, then
@@ -110,6 +114,8 @@ func (cs *conn) awaitHooks(h *reqhead.Head, t target, raw []byte) gnet.Action {
 	if t.sess != nil {
 		req.User = t.sess.user
 	}
+	l.connSeq++
+	req.Connection = connID(l.srv.occ.table.Self, l.idx, l.connSeq)
 	for _, name := range l.srv.cfg.HookHeaders {
 		if vs := reqhead.Fields(raw, name); len(vs) > 0 {
 			if req.Headers == nil {
@@ -123,7 +129,7 @@ func (cs *conn) awaitHooks(h *reqhead.Head, t target, raw []byte) gnet.Action {
 		}
 	}
 	body, _ := json.Marshal(req)
-	p := &parkedUpgrade{key: append([]byte(nil), h.Key...), len: h.Len, t: t}
+	p := &parkedUpgrade{key: append([]byte(nil), h.Key...), len: h.Len, t: t, seq: l.connSeq}
 	if t.room != nil {
 		p.room = append([]byte(nil), t.room...)
 		p.t.room = p.room
@@ -243,10 +249,22 @@ func (cs *conn) rawJoinAnswered(p *parkedUpgrade, a subscribeAnswer, err error, 
 	cs.completeUpgrade(p)
 }
 
-// completeUpgrade answers a parked upgrade with its 101.
+// completeUpgrade answers a parked upgrade with its 101; the connection
+// is found by its id from then on (DisconnectConnection).
 func (cs *conn) completeUpgrade(p *parkedUpgrade) {
 	cs.state = stateHTTP
+	if p.t.sess == nil {
+		p.t.sess = &session{} // nil claims allow everything
+	}
+	p.t.sess.connSeq = p.seq
 	cs.finish(cs.upgrade(&reqhead.Head{Key: p.key, Len: p.len}, p.t))
+	if cs.state == stateOpen {
+		l := cs.loop
+		if l.byID == nil {
+			l.byID = map[uint64]*conn{}
+		}
+		l.byID[p.seq] = cs
+	}
 	if cs.state == stateOpen && cs.gc.InboundBuffered() > 0 {
 		cs.finish(cs.serveFrames()) // frames the client sent early
 	}

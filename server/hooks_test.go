@@ -376,3 +376,48 @@ func TestPublishHook(t *testing.T) {
 	raw.send(true, opText, []byte("lost"))
 	raw.expectClose(1013)
 }
+
+// The connect hook learns each connection's id; the admin API closes
+// that one connection, and no other of the same user.
+func TestDisconnectConnection(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var ids []string
+	be := startBackend(t, func(req map[string]any) (int, any) {
+		mu.Lock()
+		ids = append(ids, fmt.Sprint(req["connection"]))
+		mu.Unlock()
+		return 200, map[string]any{"allow": true, "user": "ana"}
+	})
+	cfg := testConfig()
+	cfg.HookConnectURL = be.URL
+	srv := startServer(t, cfg)
+	_, _, first := upgradeWith(t, srv, "/ws")
+	_, _, second := upgradeWith(t, srv, "/ws")
+	mu.Lock()
+	if len(ids) != 2 || ids[0] == ids[1] {
+		t.Fatalf("connection ids %q", ids)
+	}
+	id := ids[0]
+	mu.Unlock()
+	if here, err := srv.DisconnectConnection(id, 4005, "just this one"); err != nil || !here {
+		t.Fatalf("DisconnectConnection: %v %v", here, err)
+	}
+	f := first.mustFrame()
+	if f.op != opClose || f.closeCode() != 4005 || string(f.payload[2:]) != "just this one" {
+		t.Fatalf("first: %v", f)
+	}
+	second.cmd("occupancy 1 r") // the other connection of ana is open
+	second.expect("occupancy 1 r 0")
+	post := func(path string) (int, string) {
+		rec := httptest.NewRecorder()
+		srv.AdminHandler().ServeHTTP(rec, httptest.NewRequest("POST", path, nil))
+		return rec.Code, rec.Body.String()
+	}
+	if code, body := post("/connections/" + id + "/disconnect"); code != 200 || body != `{"here":false}`+"\n" {
+		t.Fatalf("a closed connection: %d %s", code, body)
+	}
+	if code, _ := post("/connections/nonsense/disconnect"); code != 400 {
+		t.Fatalf("a malformed id: %d", code)
+	}
+}

@@ -48,8 +48,12 @@ type eventLoop struct {
 	// watchers are this loop's connections watching each room's
 	// occupancy (watch.go); nil until the first watch.
 	watchers map[string][]watcher
-	// users indexes its connections by their token's sub (users.go).
-	users map[string][]*conn
+	// users indexes its connections by their token's sub (users.go);
+	// byID those the connect hook named, by connSeq, numbered from
+	// connSeq.
+	users   map[string][]*conn
+	byID    map[uint64]*conn
+	connSeq uint64
 	// presenceWatchers are its connections watching each presence
 	// room's joins and leaves (presence.go); nil until the first.
 	presenceWatchers map[string][]watcher

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/gobwas/ws"
@@ -82,10 +84,59 @@ type userAction struct {
 }
 
 const (
-	actDisconnect  = 'd'
-	actSubscribe   = 's'
-	actUnsubscribe = 'u'
+	actDisconnect     = 'd'
+	actSubscribe      = 's'
+	actUnsubscribe    = 'u'
+	actDisconnectConn = 'c' // user holds the connection's id
 )
+
+// connID names a connection: this instance's id, its loop and its number
+// there ("3f9c0a71d2e4b865-1-42").
+func connID(instance uint64, loop int, seq uint64) string {
+	return fmt.Sprintf("%016x-%d-%d", instance, loop, seq)
+}
+
+// parseConnID reverses connID.
+func parseConnID(id string) (instance uint64, loop int, seq uint64, ok bool) {
+	parts := strings.Split(id, "-")
+	if len(parts) != 3 || len(parts[0]) != 16 {
+		return 0, 0, 0, false
+	}
+	var err1, err2, err3 error
+	instance, err1 = strconv.ParseUint(parts[0], 16, 64)
+	loop, err2 = strconv.Atoi(parts[1])
+	seq, err3 = strconv.ParseUint(parts[2], 10, 64)
+	return instance, loop, seq, err1 == nil && err2 == nil && err3 == nil && loop >= 0 && seq > 0
+}
+
+// ErrNoConnection: DisconnectConnection's id names no connection.
+var ErrNoConnection = errors.New("connection id: not a connection the connect hook named (instance-loop-number)")
+
+// DisconnectConnection closes the connection id names (the connect
+// hook's "connection"), on whichever instance holds it, with code and
+// reason as DisconnectUser. It reports whether this instance held it
+// (false for another instance's: asked over the cluster).
+func (s *Server) DisconnectConnection(id string, code int, reason string) (bool, error) {
+	if code == 0 {
+		code = DefaultDisconnectCode
+	}
+	if code != 1000 && code != 1008 && (code < 4000 || code > 4999) {
+		return false, ErrBadCloseCode
+	}
+	if len(reason) > maxCloseReason {
+		return false, fmt.Errorf("close reason: at most %d bytes", maxCloseReason)
+	}
+	inst, _, _, ok := parseConnID(id)
+	if !ok {
+		return false, ErrNoConnection
+	}
+	act := userAction{op: actDisconnectConn, user: id, code: ws.StatusCode(code), reason: reason}
+	if inst != s.occ.table.Self {
+		_, err := s.userAct(act)
+		return false, err
+	}
+	return s.onEveryLoop(act) > 0, nil
+}
 
 // onEveryLoop runs act on every loop's connections of its user and
 // returns how many it acted on.
@@ -113,6 +164,16 @@ func (s *Server) onEveryLoop(act userAction) int {
 
 // act does act to this loop's connections of its user.
 func (l *eventLoop) act(act userAction) int {
+	if act.op == actDisconnectConn {
+		inst, loop, seq, ok := parseConnID(act.user)
+		cs := l.byID[seq]
+		if !ok || inst != l.srv.occ.table.Self || loop != l.idx || cs == nil || cs.state != stateOpen {
+			return 0
+		}
+		l.scratch = frame.AppendClose(l.scratch[:0], act.code, act.reason)
+		cs.startClose(closeDisconnected, l.scratch)
+		return 1
+	}
 	list := append([]*conn(nil), l.users[act.user]...) // closing changes the index
 	n := 0
 	for _, cs := range list {
@@ -254,11 +315,11 @@ func parseUserAction(b []byte) (from uint64, act userAction, err error) {
 	switch {
 	case act.user == "":
 		return 0, act, errBadUserAction
-	case act.op == actDisconnect && (code != 1000 && code != 1008 && (code < 4000 || code > 4999)):
+	case (act.op == actDisconnect || act.op == actDisconnectConn) && (code != 1000 && code != 1008 && (code < 4000 || code > 4999)):
 		return 0, act, errBadUserAction
 	case (act.op == actSubscribe || act.op == actUnsubscribe) && !command.ValidRoom([]byte(act.room)):
 		return 0, act, errBadUserAction
-	case act.op != actDisconnect && act.op != actSubscribe && act.op != actUnsubscribe:
+	case act.op != actDisconnect && act.op != actSubscribe && act.op != actUnsubscribe && act.op != actDisconnectConn:
 		return 0, act, errBadUserAction
 	}
 	return from, act, nil
