@@ -162,10 +162,14 @@ type Subscription struct {
 	c      *Client
 	room   string
 	h      Handler
-	server bool   // the server subscribed it ("sub 0 …"): resumed with ?since=
-	epoch  string // of the last message; "" before any
-	offset uint64
-	id     uint32
+	server bool // the server subscribed it ("sub 0 …"): resumed with ?since=
+	// confirmed: the server subscribed it on the current connection. A
+	// server subscription not confirmed by the time of the next reconnect
+	// (the admin API's, which lasts for one connection) is dropped.
+	confirmed bool
+	epoch     string // of the last message; "" before any
+	offset    uint64
+	id        uint32
 }
 
 // pubResult answers a command waiting for its reply: a publish's
@@ -451,7 +455,15 @@ func (c *Client) dialURL() string {
 	defer c.mu.Unlock()
 	var since []string
 	for room, s := range c.subs {
-		if s.server && s.epoch != "" {
+		if !s.server {
+			continue
+		}
+		if !s.confirmed {
+			delete(c.subs, room) // not given again on the last connection: gone
+			continue
+		}
+		s.confirmed = false // until the server subscribes it again
+		if s.epoch != "" {
 			since = append(since, fmt.Sprintf("%s:%s:%d", room, s.epoch, s.offset))
 		}
 	}
@@ -530,6 +542,7 @@ func (c *Client) handle(b []byte, binary bool) {
 				s = &Subscription{c: c, room: f[2], h: h, server: true}
 				c.subs[f[2]] = s
 			}
+			s.confirmed = true
 		} else if s == nil || strconv.Itoa(int(s.id)) != f[1] {
 			c.mu.Unlock()
 			return
@@ -631,7 +644,9 @@ func (c *Client) handle(b []byte, binary bool) {
 		var h Handler
 		var again *Subscription
 		for room, s := range c.subs {
-			if s.id != uint32(id) {
+			if s.id != uint32(id) || s.server {
+				// "err 0" names no room: it cannot be pinned on one of
+				// the server's subscriptions (which all have id 0).
 				continue
 			}
 			if e.Code == "offset_ahead" || e.Code == "unavailable" {

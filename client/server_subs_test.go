@@ -75,3 +75,39 @@ func TestServerSubscriptions(t *testing.T) {
 		t.Fatalf("OnError: %v", errs)
 	}
 }
+
+// "err 0" (here: the token names a room twice, so the server's second
+// sub of it is refused) is not pinned on a server subscription: the
+// room keeps its messages.
+func TestErrZeroKeepsServerSubscriptions(t *testing.T) {
+	srv := startServer(t, func(c *server.Config) { c.JWTSecret = secret })
+	token := func(context.Context) (string, error) {
+		return jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+			"exp": time.Now().Add(time.Hour).Unix(), "sub": "ana", "subs": []string{"user.ana", "team.x", "user.ana"},
+		}).SignedString([]byte(secret))
+	}
+	var mu sync.Mutex
+	var got, errs []string
+	c := client.Dial("ws://"+srv.Addr().String()+"/ws", client.Options{Token: token,
+		OnServerSubscription: func(room string) client.Handler {
+			return client.Handler{
+				OnMessage: func(m client.Message) { mu.Lock(); got = append(got, room); mu.Unlock() },
+				OnError:   func(err error) { mu.Lock(); errs = append(errs, room+": "+err.Error()); mu.Unlock() },
+			}
+		}})
+	defer c.Close()
+	testutil.WaitFor(t, testutil.Patience, "both rooms", func() bool {
+		return srv.Occupancy("user.ana") == 1 && srv.Occupancy("team.x") == 1
+	})
+	for _, room := range []string{"user.ana", "team.x"} {
+		if _, err := srv.Publish(room, server.Text, []byte("m")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testutil.WaitFor(t, testutil.Patience, "a message of each room", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 2 })
+	mu.Lock()
+	defer mu.Unlock()
+	if len(errs) != 0 {
+		t.Fatalf("an err 0 was pinned on a server subscription: %v", errs)
+	}
+}

@@ -104,6 +104,7 @@ func (h *handler) OnClose(c gnet.Conn, _ error) gnet.Action {
 	cs.member.Release() // out of its room; its unwritten frames go with it
 	cs.stopWatchingAll()
 	cs.leaveAllPresence()
+	cs.dropHookedPublishes()
 	cs.unindexUser()
 	if cs.sess != nil && cs.sess.connSeq != 0 {
 		delete(l.byID, cs.sess.connSeq)

@@ -138,7 +138,8 @@ func (s *Server) checkUpgrade(h *reqhead.Head) (target, *rejection) {
 			return t, rej
 		}
 	}
-	if t.v1 && t.sess != nil && len(t.sess.subs) > 0 {
+	if t.v1 && strings.Contains(string(h.Query), "since=") {
+		// For the token's subs, or those the connect hook will give.
 		if t.since, rej = parseSince(h.Query, s.cfg.MaxSubscriptions); rej != nil {
 			return t, rej
 		}
@@ -150,23 +151,23 @@ func (s *Server) checkUpgrade(h *reqhead.Head) (target, *rejection) {
 }
 
 // rejSince refuses a malformed ?since=.
-var rejSince = newRejection(400, "since: want room:epoch:offset, comma-separated (epoch 16 lower-case hex digits), at most max-subscriptions", "")
+var rejSince = newRejection(400, "since: want room:epoch:offset, comma-separated (epoch 16 lower-case hex digits)", "")
 
 // parseSince reads the since parameters of a query: where to resume the
 // token's subs rooms. Once per upgrade that has subs, never per message.
 func parseSince(query []byte, max int) (map[string]fanout.Resume, *rejection) {
-	q, err := url.ParseQuery(string(query))
-	if err != nil {
-		return nil, rejSince
-	}
+	q, _ := url.ParseQuery(string(query)) // other parameters are not ours to judge
 	var out map[string]fanout.Resume
 	for _, v := range q["since"] {
 		for _, e := range strings.Split(v, ",") {
 			room, rest, ok1 := strings.Cut(e, ":")
 			ep, off, ok2 := strings.Cut(rest, ":")
 			c, perr := command.Parse([]byte("sub 0 " + room + " " + ep + " " + off))
-			if !ok1 || !ok2 || perr != nil || len(out) >= max {
+			if !ok1 || !ok2 || perr != nil {
 				return nil, rejSince
+			}
+			if len(out) >= max {
+				return out, nil // more than max-subscriptions: the rest start live
 			}
 			if out == nil {
 				out = map[string]fanout.Resume{}

@@ -252,6 +252,10 @@ func (cs *conn) rawJoinAnswered(p *parkedUpgrade, a subscribeAnswer, err error, 
 // completeUpgrade answers a parked upgrade with its 101; the connection
 // is found by its id from then on (DisconnectConnection).
 func (cs *conn) completeUpgrade(p *parkedUpgrade) {
+	if cs.loop.srv.draining.Load() {
+		cs.refuseParked(rejDraining) // the drain began while the hooks were asked
+		return
+	}
 	cs.state = stateHTTP
 	if p.t.sess == nil {
 		p.t.sess = &session{} // nil claims allow everything
@@ -382,7 +386,22 @@ func (h *hooks) subscribeAnswer(key string, r hook.Result) (subscribeAnswer, err
 // Errors of the subscribe hook.
 var (
 	errHookUnavailable = &command.Error{Code: command.CodeUnavailable, Reason: "the application's subscribe hook did not answer: subscribe again later"}
+	errSubCancelled    = &command.Error{Code: command.CodeForbidden, Reason: "the server unsubscribed this user from the room while the subscribe hook was asked"}
 )
+
+// unsubscribePending cancels a sub of room waiting for the subscribe
+// hook (the admin API's unsubscribe): its answer will place nothing.
+func (cs *conn) unsubscribePending(room string) bool {
+	if cs.sess == nil {
+		return false
+	}
+	i := slices.Index(cs.sess.pendingSubs, room)
+	if i < 0 {
+		return false
+	}
+	cs.sess.pendingSubs = slices.Delete(cs.sess.pendingSubs, i, i+1)
+	return true
+}
 
 // subscribeViaHook asks the subscribe hook about room before subscribe
 // places it: from the cache, or by a call whose answer comes back to
@@ -398,7 +417,7 @@ func (cs *conn) subscribeViaHook(id uint32, room []byte, resume *fanout.Resume) 
 	hs := l.srv.hooks
 	if a, ok := hs.subCache.Get(key, time.Now()); ok {
 		hs.subscribe.CacheHits.Add(1)
-		cs.subscribeAnswered(id, name, resume, a, nil, false)
+		cs.subscribeAnswered(id, name, resume, a, nil, false, false)
 		return
 	}
 	body, _ := json.Marshal(subscribeRequest{User: user, Room: name, RemoteAddr: cs.ip.String()})
@@ -409,24 +428,39 @@ func (cs *conn) subscribeViaHook(id uint32, room []byte, resume *fanout.Resume) 
 	err := hs.subscribe.Call(body, func(r hook.Result) {
 		a, err := hs.subscribeAnswer(key, r)
 		_ = l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-			cs.subscribeAnswered(id, name, resume, a, err, true)
+			cs.subscribeAnswered(id, name, resume, a, err, true, true)
 			return nil
 		}))
 	})
 	if err != nil {
-		cs.subscribeAnswered(id, name, resume, subscribeAnswer{}, err, false)
+		cs.subscribeAnswered(id, name, resume, subscribeAnswer{}, err, false, true)
 	}
 }
 
 // subscribeAnswered runs on the loop with the subscribe hook's answer
-// (called: from the backend, counted; not: from the cache, or busy).
-func (cs *conn) subscribeAnswered(id uint32, room string, resume *fanout.Resume, a subscribeAnswer, err error, called bool) {
-	if cs.sess != nil {
-		if i := slices.Index(cs.sess.pendingSubs, room); i >= 0 {
-			cs.sess.pendingSubs = slices.Delete(cs.sess.pendingSubs, i, i+1)
+// (called: from the backend, counted; not: from the cache, or busy;
+// pending: the room was listed in pendingSubs while it waited).
+func (cs *conn) subscribeAnswered(id uint32, room string, resume *fanout.Resume, a subscribeAnswer, err error, called, pending bool) {
+	if pending {
+		i := -1
+		if cs.sess != nil {
+			i = slices.Index(cs.sess.pendingSubs, room)
 		}
+		if i < 0 {
+			// The admin API unsubscribed the user from room meanwhile
+			// (unsubscribePending): not placed.
+			if cs.state == stateOpen {
+				cs.refuse(id, errSubCancelled)
+			}
+			return
+		}
+		cs.sess.pendingSubs = slices.Delete(cs.sess.pendingSubs, i, i+1)
 	}
 	if cs.state != stateOpen {
+		return
+	}
+	if cs.member.Sub([]byte(room)) != nil {
+		cs.refuse(id, errAlreadySubscribed) // the admin API subscribed it meanwhile
 		return
 	}
 	hc := cs.loop.srv.hooks.subscribe

@@ -24,7 +24,8 @@ import (
 // unavailable (a raw member is closed, 1013).
 
 // maxHookedPublishes bounds one connection's publications waiting for
-// the publish hook.
+// the publish hook; their bytes count against the server-wide bound on
+// bytes held for peers (maxAssembling).
 const maxHookedPublishes = 16
 
 // hookedPublish is a publication waiting for the publish hook.
@@ -58,7 +59,7 @@ type publishHookAnswer struct {
 }
 
 var (
-	errPubHookBusy   = &command.Error{Code: command.CodeUnavailable, Reason: "too many publishes waiting for the application's publish hook: not published"}
+	errPubHookBusy   = &command.Error{Code: command.CodeUnavailable, Reason: "too many publishes waiting for the application's publish hook (16 per connection, or the server's bound on bytes held for peers): not published"}
 	errPubHookFailed = &command.Error{Code: command.CodeUnavailable, Reason: "the application's publish hook did not answer: not published"}
 	errPubHookBad    = &command.Error{Code: command.CodeUnavailable, Reason: "the application's publish hook replaced the payload with one loopcast cannot publish (over max-message, or text that is not UTF-8): not published"}
 	closeHookBusy    = &frame.CloseError{Code: statusTryAgainLater, Reason: "publish hook: too many waiting, not published"}
@@ -73,7 +74,13 @@ func (cs *conn) publishViaHook(p hookedPublish) gnet.Action {
 	if cs.sess == nil {
 		cs.sess = &session{}
 	}
-	if len(cs.sess.publishing) >= maxHookedPublishes {
+	s := cs.loop.srv
+	// Waiting payloads count with the messages being assembled: one
+	// server-wide bound on bytes held for peers (ws.go).
+	if len(cs.sess.publishing) >= maxHookedPublishes || s.assembling.Add(int64(len(p.body))) > s.maxAssembling.Load() {
+		if len(cs.sess.publishing) < maxHookedPublishes {
+			s.assembling.Add(-int64(len(p.body)))
+		}
 		if p.raw {
 			return cs.protocolError(closeHookBusy)
 		}
@@ -86,6 +93,18 @@ func (cs *conn) publishViaHook(p hookedPublish) gnet.Action {
 		cs.callPublishHook()
 	}
 	return gnet.None
+}
+
+// dropHookedPublishes gives back the bytes of a closing connection's
+// waiting publications (their answers are then ignored).
+func (cs *conn) dropHookedPublishes() {
+	if cs.sess == nil {
+		return
+	}
+	for _, p := range cs.sess.publishing {
+		cs.loop.srv.assembling.Add(-int64(len(p.body)))
+	}
+	cs.sess.publishing = nil
 }
 
 // callPublishHook calls the hook for the connection's first queued
@@ -128,6 +147,7 @@ func (cs *conn) publishAnswered(p *hookedPublish, a publishHookAnswer, err error
 	if len(cs.sess.publishing) == 0 {
 		cs.sess.publishing = nil
 	}
+	cs.loop.srv.assembling.Add(-int64(len(p.body)))
 	a.Allow = a.Allow || err != nil && cs.loop.srv.failOpen("publish")
 	cs.finish(cs.settlePublish(p, a, err))
 	if cs.state == stateOpen && len(cs.sess.publishing) > 0 {

@@ -421,3 +421,53 @@ func TestDisconnectConnection(t *testing.T) {
 		t.Fatalf("a malformed id: %d", code)
 	}
 }
+
+// A sub waiting for the subscribe hook and the admin API: subscribing the
+// user meanwhile does not double it; unsubscribing the user meanwhile
+// cancels it.
+func TestSubscribeHookPendingAndUserAPI(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	be := startBackend(t, func(map[string]any) (int, any) { <-release; return 200, map[string]any{"allow": true} })
+	t.Cleanup(func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	})
+	cfg := presenceConfig()
+	cfg.HookSubscribeURL = be.URL
+	srv := startServer(t, cfg)
+	c := dialUser(t, srv, "ana", nil)
+	c.cmd("sub 1 kept")
+	c.cmd("sub 2 cancelled")
+	testutil.WaitFor(t, testutil.Patience, "both hook calls", func() bool { return be.calls.Load() == 2 })
+	if n, _ := srv.SubscribeUser("ana", "kept"); n != 0 {
+		t.Fatalf("SubscribeUser of a pending room: %d, want 0", n)
+	}
+	if n, _ := srv.UnsubscribeUser("ana", "cancelled"); n != 1 {
+		t.Fatalf("UnsubscribeUser of a pending room: %d, want 1", n)
+	}
+	close(release)
+	got := map[string]bool{}
+	for range 2 {
+		f := c.mustFrame()
+		line := string(f.payload)
+		switch {
+		case strings.HasPrefix(line, "sub 1 kept "):
+			got["kept"] = true
+		case strings.HasPrefix(line, "err 2 forbidden "):
+			got["cancelled"] = true
+		default:
+			t.Fatalf("unexpected %q", line)
+		}
+	}
+	if !got["kept"] || !got["cancelled"] {
+		t.Fatalf("got %v", got)
+	}
+	c.cmd("occupancy 3 kept")
+	c.expect("occupancy 3 kept 1") // one subscription, not two
+	c.cmd("occupancy 4 cancelled")
+	c.expect("occupancy 4 cancelled 0")
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -31,9 +32,10 @@ const (
 	// with its counts (it died, or lost NATS). A dead instance's members
 	// stop counting within occupancyTTL+occupancyInterval (6 s).
 	occupancyTTL = 5 * time.Second
-	// occupancyBatchBytes bounds one instance's batch (NATS's default
-	// max_payload is 1 MiB); changes that do not fit go in the next.
-	occupancyBatchBytes = 512 << 10
+	// occupancyBatchBytes bounds one instance's batch of each kind (NATS's
+	// default max_payload is 1 MiB, and one message carries both);
+	// changes that do not fit go in the next.
+	occupancyBatchBytes = 508 << 10 // two in one message stay under 1 MiB
 	// occupancyRefreshShare: each batch repeats at least a tenth of the
 	// counts, so a lost batch is corrected within about ten intervals.
 	occupancyRefreshShare = 10
@@ -193,7 +195,7 @@ func (o *occupancy) notify() {
 	o.mu.Lock()
 	changed := false
 	for _, w := range o.watched {
-		n := o.counts[w.name].Count + o.table.Remote(w.name)
+		n := o.count(w.name) // live, as a watch's reply is
 		if w.last == n {
 			continue
 		}
@@ -315,7 +317,9 @@ func appendOccupancyFrame(dst []byte, room string, n int64) []byte {
 // its room.
 func (l *eventLoop) sendOccupancy(frames []occFrame) {
 	for _, f := range frames {
-		for _, w := range l.watchers[f.room] {
+		// A copy: a write that fails closes its connection at once, which
+		// takes it out of this very list.
+		for _, w := range slices.Clone(l.watchers[f.room]) {
 			if w.since < f.gen && w.cs.state == stateOpen {
 				w.cs.member.SendData(f.frame)
 			}

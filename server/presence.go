@@ -263,7 +263,9 @@ func (p *presence) list(room string) map[string][]byte {
 // its room that registered before it.
 func (l *eventLoop) sendPresence(frames []presFrame) {
 	for _, f := range frames {
-		for _, w := range l.presenceWatchers[f.room] {
+		// A copy: a write that fails closes its connection at once, which
+		// takes it out of this very list.
+		for _, w := range slices.Clone(l.presenceWatchers[f.room]) {
 			if w.since < f.gen && w.cs.state == stateOpen {
 				w.cs.member.SendData(f.frame)
 			}

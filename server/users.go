@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -139,26 +140,37 @@ func (s *Server) DisconnectConnection(id string, code int, reason string) (bool,
 }
 
 // onEveryLoop runs act on every loop's connections of its user and
-// returns how many it acted on.
+// returns how many it acted on. It waits for the loops, not for a server
+// that stops meanwhile (a stopping engine drops queued tasks). Never call
+// it from an event loop.
 func (s *Server) onEveryLoop(act userAction) int {
-	var wg sync.WaitGroup
 	var mu sync.Mutex
 	n := 0
+	done := make(chan struct{}, len(s.loopList()))
+	queued := 0
 	for _, l := range s.loopList() {
-		wg.Add(1)
 		err := l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-			defer wg.Done()
 			k := l.act(act)
 			mu.Lock()
 			n += k
 			mu.Unlock()
+			done <- struct{}{}
 			return nil
 		}))
-		if err != nil {
-			wg.Done() // the loop is stopping
+		if err == nil {
+			queued++
 		}
 	}
-	wg.Wait()
+wait:
+	for range queued {
+		select {
+		case <-done:
+		case <-s.done:
+			break wait
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
 	return n
 }
 
@@ -187,7 +199,10 @@ func (l *eventLoop) act(act userAction) int {
 		case actUnsubscribe:
 			s := cs.member.Sub([]byte(act.room))
 			if s == nil {
-				continue
+				if !cs.unsubscribePending(act.room) {
+					continue
+				}
+				break // counted: its sub will not be placed
 			}
 			if !cs.v1 {
 				// A raw member has one room: leaving it is leaving.
@@ -199,8 +214,9 @@ func (l *eventLoop) act(act userAction) int {
 			cs.leavePresence(act.room)
 			cs.reply(command.AppendUnsubscribed(l.scratch[:0], 0, []byte(act.room)))
 		case actSubscribe:
-			if !cs.v1 || cs.member.Sub([]byte(act.room)) != nil || len(cs.member.Subs()) >= l.srv.cfg.MaxSubscriptions {
-				continue
+			if !cs.v1 || cs.member.Sub([]byte(act.room)) != nil || len(cs.member.Subs()) >= l.srv.cfg.MaxSubscriptions ||
+				cs.sess != nil && slices.Contains(cs.sess.pendingSubs, act.room) {
+				continue // subscribed, or about to be (the subscribe hook is asked)
 			}
 			if _, err := cs.member.Subscribe([]byte(act.room), laneKind(fanout.Framed, cs.deflate), nil, 0); err != nil {
 				continue

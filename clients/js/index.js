@@ -265,7 +265,13 @@ export class Client extends Emitter {
     if (this.closed) return;
     // Rooms the server subscribed (the token's subs claim): it resumes
     // them from where they stand.
+    // A server subscription not given again on the last connection (the
+    // admin API's, which lasts for one connection) is gone.
+    for (const s of [...this.subs.values()]) {
+      if (s.server && !s.confirmed) this.subs.delete(s.room);
+    }
     const since = [...this.subs.values()].filter((s) => s.server && s.epoch !== null).map((s) => `${s.room}:${s.epoch}:${s.offset}`).sort();
+    for (const s of this.subs.values()) if (s.server) s.confirmed = false;
     if (since.length) url += (url.includes('?') ? '&' : '?') + 'since=' + since.join(',');
     let ws;
     try {
@@ -472,6 +478,7 @@ export class Client extends Emitter {
         this.subs.set(room, s);
         this.emit('subscription', s);
       }
+      s.confirmed = true;
     } else if (!s || (p && p.sub !== s)) return;
     const offset = Number(off);
     const resumed = s.epoch !== null;
