@@ -56,7 +56,7 @@ func TestPresenceWatcherClosedMidSend(t *testing.T) {
 	<-held
 	raw := a.UnderlyingConn().(*net.TCPConn)
 	_ = raw.SetLinger(0)
-	_ = raw.Close() // RST, unread by the held loop
+	_ = raw.Close()                   // RST, unread by the held loop
 	time.Sleep(50 * time.Millisecond) // let the RST arrive (not an assertion)
 	info := []byte(`"` + strings.Repeat("x", 400) + `"`)
 	for i := range 300 {
