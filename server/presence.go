@@ -45,9 +45,19 @@ type presence struct {
 	// gen counts the announcements: a watcher registered at gen g gets
 	// the frames of later ones only (its reply listed the set as of g).
 	gen uint64
+	// dirty are the rooms whose local set of users changed since the
+	// last announcement: only those (and the rooms whose remote users
+	// changed) are compared with what was announced.
+	dirty map[string]struct{}
+
+	// listers bounds the presence lists built at once (off the loops).
+	listers chan struct{}
 
 	shared, shareErrors, badBatches, announcements atomic.Int64
 }
+
+// presenceListers is how many presence lists are built at once.
+const presenceListers = 16
 
 // presentUser is one user in one room on this instance.
 type presentUser struct {
@@ -73,7 +83,8 @@ type presFrame struct {
 }
 
 func newPresence(s *Server, id uint64) *presence {
-	p := &presence{s: s, values: map[string]occ.Value{}, local: map[string]map[string]*presentUser{}, watched: map[string]*presenceWatch{}}
+	p := &presence{s: s, values: map[string]occ.Value{}, local: map[string]map[string]*presentUser{}, watched: map[string]*presenceWatch{},
+		listers: make(chan struct{}, presenceListers)}
 	p.table.Kind, p.table.Self = occ.Users, id
 	p.rep = occ.Reporter{Kind: occ.Users, ID: id, MaxBytes: occupancyBatchBytes, RefreshShare: occupancyRefreshShare}
 	p.byLoop = make([][]presFrame, s.nloops)
@@ -98,6 +109,7 @@ func (p *presence) join(room, user string, info []byte) {
 	if u == nil {
 		u = &presentUser{info: info}
 		users[user] = u
+		p.markDirty(room)
 	}
 	u.conns++
 	u.goneAt = 0
@@ -125,6 +137,7 @@ func (p *presence) report(now int64, build bool) []byte {
 		for user, u := range users {
 			if u.conns == 0 && now-u.goneAt >= grace {
 				delete(users, user)
+				p.markDirty(room)
 				continue
 			}
 			p.values[occ.UserKey(room, user)] = occ.Value{Count: int64(max(u.conns, 1)), Data: u.info}
@@ -165,11 +178,17 @@ func (p *presence) current(room string) map[string][]byte {
 
 // announce sends each watched room whose users changed since its last
 // announcement one "pres" frame: who joined (with their info) and who
-// left.
+// left. Only rooms whose users changed here or on another instance are
+// compared (a quiet room costs nothing).
 func (p *presence) announce() {
 	p.mu.Lock()
+	p.table.TakeDirtyRooms(func(room string) { p.markDirty(room) })
 	var frames int
-	for room, w := range p.watched {
+	for room := range p.dirty {
+		w := p.watched[room]
+		if w == nil {
+			continue
+		}
 		now := p.current(room)
 		var joins, leaves []string
 		for user := range now {
@@ -197,6 +216,7 @@ func (p *presence) announce() {
 			}
 		}
 	}
+	clear(p.dirty)
 	p.mu.Unlock()
 	p.announcements.Add(int64(frames))
 	loops := p.s.loopList()
@@ -239,6 +259,14 @@ func (p *presence) unwatch(room string, idx int) {
 			delete(p.watched, room)
 		}
 	}
+}
+
+// markDirty notes that room's local users changed; p.mu held.
+func (p *presence) markDirty(room string) {
+	if p.dirty == nil {
+		p.dirty = map[string]struct{}{}
+	}
+	p.dirty[room] = struct{}{}
 }
 
 // localUsers counts this instance's (room, user) entries.

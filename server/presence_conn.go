@@ -1,8 +1,11 @@
 package server
 
 import (
+	"context"
 	"slices"
 	"time"
+
+	"github.com/panjf2000/gnet/v2"
 
 	"github.com/loopcast/loopcast/server/internal/command"
 )
@@ -13,6 +16,7 @@ var (
 	errTooManyPresenceRooms = &command.Error{Code: command.CodeTooManyPresenceRooms, Reason: "listed in presence-max-rooms presence rooms already"}
 	errAlreadyWatchingPres  = &command.Error{Code: command.CodeAlreadyWatching, Reason: "already watching this room's presence"}
 	errNotWatchingPres      = &command.Error{Code: command.CodeNotWatching, Reason: "not watching this room's presence"}
+	errPresenceBusy         = &command.Error{Code: command.CodeUnavailable, Reason: "too many presence lists being built: ask again shortly"}
 )
 
 // listedIn reports whether a subscription to room lists the connection
@@ -70,8 +74,25 @@ func (cs *conn) presenceCommand(c command.Command) {
 		cs.refuse(c.ID, errPresenceOff)
 		return
 	}
-	set := l.srv.pres.list(string(c.Room))
-	cs.reply(appendPresenceReply(l.scratch[:0], "presence", c.ID, c.Room, set, l.srv.cfg.PresenceMaxList))
+	// Listing a large room (and sorting it) is work for a goroutine: the
+	// reply comes back to the loop as a task; at most presenceListers
+	// lists are built at once.
+	p := l.srv.pres
+	select {
+	case p.listers <- struct{}{}:
+	default:
+		cs.refuse(c.ID, errPresenceBusy)
+		return
+	}
+	id, room := c.ID, string(c.Room)
+	go func() {
+		defer func() { <-p.listers }()
+		reply := appendPresenceReply(nil, "presence", id, []byte(room), p.list(room), l.srv.cfg.PresenceMaxList)
+		_ = l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			cs.reply(reply)
+			return nil
+		}))
+	}()
 }
 
 // watchPresence answers "watch <id> <room> presence" with the room's

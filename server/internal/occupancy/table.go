@@ -23,8 +23,10 @@ type Table struct {
 	// data is each key's data as the last batch that named it said
 	// (Users: the user's info).
 	data map[string][]byte
-	// rooms indexes a Users table's keys by room: room -> user -> struct.
+	// rooms indexes a Users table's keys by room: room -> user -> struct;
+	// dirty are the rooms whose users came or went since TakeDirtyRooms.
 	rooms map[string]map[string]struct{}
+	dirty map[string]struct{}
 	// read mirrors sums for Remote: key -> *atomic.Int64. An entry is
 	// created once per key and stays while the key has a sum.
 	read sync.Map
@@ -151,6 +153,7 @@ func (t *Table) add(key string, d int64) {
 					delete(t.rooms, room)
 				}
 			}
+			t.markDirty(room)
 		}
 		return
 	}
@@ -162,12 +165,32 @@ func (t *Table) add(key string, d int64) {
 			t.rooms[room] = us
 		}
 		us[user] = struct{}{}
+		t.markDirty(room)
 	}
 	t.sums[key] = v
 	if c == nil {
 		c, _ = t.read.LoadOrStore(key, new(atomic.Int64))
 	}
 	c.(*atomic.Int64).Store(v)
+}
+
+// markDirty notes that room's users changed; t.mu held.
+func (t *Table) markDirty(room string) {
+	if t.dirty == nil {
+		t.dirty = map[string]struct{}{}
+	}
+	t.dirty[room] = struct{}{}
+}
+
+// TakeDirtyRooms calls fn for each room whose users came or went since
+// the last call (a Users table), and forgets them.
+func (t *Table) TakeDirtyRooms(fn func(room string)) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for room := range t.dirty {
+		fn(room)
+	}
+	clear(t.dirty)
 }
 
 // Remote is the sum of the other instances' counts for key.
