@@ -294,8 +294,8 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	t := Binary
-	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); strings.HasPrefix(mt, "text/") {
-		t = Text
+	if textual(r.Header.Get("Content-Type")) {
+		t = Text // and so checked to be UTF-8
 	}
 	key := r.Header.Get("Idempotency-Key")
 	if room == "" {
@@ -308,6 +308,28 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", "1")
 	}
 	writeJSON(w, status, resp)
+}
+
+// textual reports whether a Content-Type is text for POST /publish: the
+// message then goes out in a text frame (a browser's m.data is a
+// string). text/*, JSON (application/json, any +json), JavaScript, XML
+// (application/xml, any +xml), form data and YAML are text; anything
+// else, or none, is binary.
+func textual(contentType string) bool {
+	mt, _, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return false
+	}
+	switch {
+	case strings.HasPrefix(mt, "text/"), strings.HasSuffix(mt, "+json"), strings.HasSuffix(mt, "+xml"):
+		return true
+	}
+	switch mt {
+	case "application/json", "application/javascript", "application/ecmascript", "application/xml",
+		"application/x-www-form-urlencoded", "application/yaml", "application/x-ndjson":
+		return true
+	}
+	return false
 }
 
 // maxPublishRooms bounds the rooms of one POST /publish?rooms=.

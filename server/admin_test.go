@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -158,5 +159,35 @@ func TestAdminMetricsMove(t *testing.T) {
 		if !strings.Contains(after, want+"\n") {
 			t.Fatalf("after: missing %q in\n%s", want, after)
 		}
+	}
+}
+
+// POST /publish sends textual content types (JSON and XML among them) as
+// text frames, checked to be UTF-8; the rest as binary.
+func TestPublishContentTypes(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, testConfig())
+	m := dialWS(t, srv.Addr(), "/ws/ct")
+	post := func(ct, body string) int {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest("POST", "/publish/ct", strings.NewReader(body))
+		if ct != "" {
+			req.Header.Set("Content-Type", ct)
+		}
+		srv.AdminHandler().ServeHTTP(rec, req)
+		return rec.Code
+	}
+	for ct, op := range map[string]byte{
+		"application/json": opText, "application/json; charset=utf-8": opText, "application/problem+json": opText,
+		"application/xml": opText, "image/svg+xml": opText, "application/javascript": opText, "text/plain": opText,
+		"application/octet-stream": opBinary, "": opBinary, "image/png": opBinary,
+	} {
+		if code := post(ct, `{"a":1}`); code != 202 {
+			t.Fatalf("%q: %d", ct, code)
+		}
+		m.expectFrame(op, []byte(`{"a":1}`))
+	}
+	if code := post("application/json", "\xff"); code != 400 {
+		t.Fatalf("JSON that is not UTF-8: %d, want 400", code)
 	}
 }
