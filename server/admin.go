@@ -54,6 +54,7 @@ func (s *Server) AdminHandler() http.Handler {
 		reg.MustRegister(c) // the broker's own metrics (package cluster)
 	}
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", s.serveAdminIndex) // open: routes only, no secrets
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{})) // open: no secrets, Prometheus convention
 	mux.HandleFunc("GET /stats", s.withToken(func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, s.Stats()) }))
 	mux.HandleFunc("GET /rooms", s.withToken(s.serveRooms))
@@ -81,6 +82,28 @@ func (s *Server) AdminHandler() http.Handler {
 		mux.HandleFunc("/debug/pprof/trace", s.withToken(pprof.Trace))
 	}
 	return rejectDotSegments(mux)
+}
+
+// adminRoutes lists the admin API for GET / (what each does; "token":
+// the publish token is required when one is set).
+var adminRoutes = []struct{ Route, Auth, What string }{
+	{"GET /metrics", "open", "Prometheus metrics"},
+	{"GET /stats", "token", "the counters as JSON"},
+	{"GET /rooms", "token", "rooms with members here, occupancy on every instance, epoch, offset, history; ?names=a,b for those rooms"},
+	{"GET /rooms/{room}", "token", "one room, with its presence list in a presence room"},
+	{"POST /publish/{room}", "token", "publish the body (Idempotency-Key for exactly once)"},
+	{"POST /publish?rooms=a,b,c", "token", "publish the body to each room"},
+	{"POST /users/{user}/disconnect", "token", "close a user's connections on every instance (?code=&reason=)"},
+	{"POST /connections/{id}/disconnect", "token", "close one connection the connect hook named"},
+	{"POST /users/{user}/subscribe/{room}", "token", "subscribe a user's loopcast.v1 connections"},
+	{"POST /users/{user}/unsubscribe/{room}", "token", "unsubscribe them"},
+	{"GET /debug/pprof/", "token", "Go profiles (only with --pprof)"},
+}
+
+// serveAdminIndex answers GET / with the admin routes, so that a curl of
+// the admin port says what it serves.
+func (s *Server) serveAdminIndex(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, 200, map[string]any{"loopcast admin": adminRoutes, "token_required": s.cfg.PublishToken != ""})
 }
 
 // rejectDotSegments answers 400 to a path with a . or .. segment

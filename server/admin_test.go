@@ -191,3 +191,28 @@ func TestPublishContentTypes(t *testing.T) {
 		t.Fatalf("JSON that is not UTF-8: %d, want 400", code)
 	}
 }
+
+// GET / on the admin port lists its routes, without the token.
+func TestAdminIndex(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig()
+	cfg.PublishToken = "secret-token-0123456789"
+	srv := startServer(t, cfg)
+	rec := httptest.NewRecorder()
+	srv.AdminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+	var idx struct {
+		Routes []struct{ Route, Auth string } `json:"loopcast admin"`
+		Token  bool                           `json:"token_required"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &idx); rec.Code != 200 || err != nil || !idx.Token || len(idx.Routes) < 10 {
+		t.Fatalf("GET /: %d %s", rec.Code, rec.Body)
+	}
+	if strings.Contains(rec.Body.String(), cfg.PublishToken) {
+		t.Fatal("the index shows the token")
+	}
+	rec = httptest.NewRecorder()
+	srv.AdminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/nothing-here", nil))
+	if rec.Code != 404 {
+		t.Fatalf("GET /nothing-here: %d", rec.Code)
+	}
+}
