@@ -54,7 +54,7 @@ func (s *Server) AdminHandler() http.Handler {
 		reg.MustRegister(c) // the broker's own metrics (package cluster)
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /{$}", s.serveAdminIndex) // open: routes only, no secrets
+	mux.HandleFunc("GET /{$}", s.serveAdminIndex)                                // open: routes only, no secrets
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{})) // open: no secrets, Prometheus convention
 	mux.HandleFunc("GET /stats", s.withToken(func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, s.Stats()) }))
 	mux.HandleFunc("GET /rooms", s.withToken(s.serveRooms))
