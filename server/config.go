@@ -82,7 +82,9 @@ type Config struct {
 	// AllowedOrigins restricts the Origin header of upgrades. Empty (the
 	// default) allows any origin, and requests without one. Entries are
 	// origins, scheme://host[:port] ("https://app.example.com"), compared
-	// case-insensitively with the whole header value; "*" allows any.
+	// case-insensitively with the whole header value;
+	// "https://*.example.com" allows every subdomain of example.com (not
+	// example.com itself) with that scheme and port; "*" allows any.
 	// Others get 403, whose body shows the Origin received.
 	AllowedOrigins []string
 
@@ -700,6 +702,8 @@ func checkOrigin(o string) error {
 		return errors.New("not scheme://host")
 	case u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil:
 		return errors.New("an origin has no path, query or user")
+	case strings.Contains(strings.TrimPrefix(u.Hostname(), "*."), "*"):
+		return errors.New("a wildcard stands only for the subdomains, as the whole first label: https://*.example.com")
 	case u.Port() != "":
 		if n, err := strconv.Atoi(u.Port()); err != nil || n < 1 || n > 65535 {
 			return errors.New("bad port")

@@ -188,11 +188,36 @@ func (s *Server) originAllowed(origin []byte) bool {
 		return s.cfg.AllowNoOrigin
 	}
 	for _, o := range s.cfg.AllowedOrigins {
-		if o == "*" || equalFoldString(origin, o) {
+		if o == "*" || equalFoldString(origin, o) || subdomainOf(origin, o) {
 			return true
 		}
 	}
 	return false
+}
+
+// subdomainOf reports whether origin matches pattern of the form
+// scheme://*.domain[:port]: the same scheme and port, and a host that is
+// a subdomain of domain (one label or more; not domain itself).
+func subdomainOf(origin []byte, pattern string) bool {
+	scheme, rest, ok := strings.Cut(pattern, "://*.")
+	if !ok {
+		return false
+	}
+	suffix := "." + rest
+	o := string(origin)
+	if len(o) <= len(scheme)+3+len(suffix) || !strings.EqualFold(o[:len(scheme)+3], scheme+"://") || !strings.EqualFold(o[len(o)-len(suffix):], suffix) {
+		return false
+	}
+	sub := o[len(scheme)+3 : len(o)-len(suffix)]
+	if sub[0] == '.' || sub[len(sub)-1] == '.' {
+		return false
+	}
+	for _, c := range []byte(sub) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 func equalFoldString(b []byte, s string) bool {
