@@ -65,9 +65,13 @@ func (cs *conn) serveHTTP() gnet.Action {
 
 		// Health responder: every other GET or HEAD. /livez stays 200
 		// while draining (liveness); everything else reports readiness.
-		draining := 0
-		if string(h.Path) != "/livez" && (l.srv.draining.Load() || l.srv.clog != nil && !l.srv.clog.Ready()) {
-			draining = 1 // not ready: draining, or the cluster log not caught up yet
+		readiness := readyState
+		switch {
+		case string(h.Path) == "/livez":
+		case l.srv.draining.Load():
+			readiness = drainingState
+		case l.srv.clog != nil && !l.srv.clog.Ready():
+			readiness = notReadyState // the cluster log not caught up yet
 		}
 		headOnly := 0
 		if head {
@@ -85,12 +89,12 @@ func (cs *conn) serveHTTP() gnet.Action {
 		// A client that pipelines requests and never reads the answers
 		// would have them queued without bound (gnet keeps reading): the
 		// slow-consumer rule closes it instead.
-		if p := l.srv.pages[string(h.Path)]; p != nil && draining == 0 {
+		if p := l.srv.pages[string(h.Path)]; p != nil && readiness == readyState {
 			cs.member.Send(p[headOnly][mode])
-		} else if d, ok := l.srv.dynPages[string(h.Path)]; ok && draining == 0 {
+		} else if d, ok := l.srv.dynPages[string(h.Path)]; ok && readiness == readyState {
 			cs.member.Send(dynamicResponse(d, h.Query, head, mode))
 		} else {
-			cs.member.Send(healthResponses[draining][headOnly][mode])
+			cs.member.Send(healthResponses[readiness][headOnly][mode])
 		}
 		if cs.state != stateHTTP {
 			return gnet.None // closed: as a slow consumer, or by a failed write

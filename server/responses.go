@@ -14,6 +14,7 @@ import (
 const (
 	healthOK       = "ok\n"
 	healthDraining = "draining\n"
+	healthNotReady = "not ready: the cluster log (JetStream) is not read back yet, or NATS is unreachable (the log says which)\n"
 )
 
 // keep-alive modes of a health response.
@@ -24,12 +25,22 @@ const (
 	numConnModes
 )
 
-// healthResponses[draining][head][mode]
-var healthResponses = func() (t [2][2][numConnModes][]byte) {
-	for draining := range 2 {
+// Readiness states of the health answer: healthResponses' first index.
+const (
+	readyState    = 0
+	drainingState = 1 // Shutdown began
+	notReadyState = 2 // the cluster log is not read back yet (or NATS unreachable)
+)
+
+// healthResponses[readiness][head][mode]
+var healthResponses = func() (t [3][2][numConnModes][]byte) {
+	for state := range 3 {
 		status, body := 200, healthOK
-		if draining == 1 {
+		switch state {
+		case drainingState:
 			status, body = 503, healthDraining
+		case notReadyState:
+			status, body = 503, healthNotReady
 		}
 		for head := range 2 {
 			for mode := range numConnModes {
@@ -40,7 +51,7 @@ var healthResponses = func() (t [2][2][numConnModes][]byte) {
 				case closeAfter:
 					extra = "Connection: close\r\n"
 				}
-				t[draining][head][mode] = buildResponse(status, extra, body, head == 1)
+				t[state][head][mode] = buildResponse(status, extra, body, head == 1)
 			}
 		}
 	}

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -442,5 +445,28 @@ func TestBugStalePositionsAfterMemoryStreamRestart(t *testing.T) {
 		if got := fmt.Sprint(e, " ", o); got != acks[payload] {
 			t.Fatalf("%s delivered at %s, acknowledged at %s", payload, got, acks[payload])
 		}
+	}
+}
+
+// Before it has read the stream back (here: NATS unreachable), an
+// instance is not ready and says why, rather than "draining"; /livez
+// stays 200.
+func TestNotReadySaysWhy(t *testing.T) {
+	t.Parallel()
+	n := startJSNodeWait(t, "nats://127.0.0.1:"+strconv.Itoa(freePort(t)), jetstream.MemoryStorage, false)
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + n.addr() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("/healthz"); code != 503 || !strings.HasPrefix(body, "not ready: ") {
+		t.Fatalf("/healthz: %d %q", code, body)
+	}
+	if code, body := get("/livez"); code != 200 || body != "ok\n" {
+		t.Fatalf("/livez: %d %q", code, body)
 	}
 }
