@@ -29,9 +29,20 @@ import (
 // boot, so on a host up longer than that the first line comes at start).
 const sysmonAwake = "schedtrace=2147483647"
 
-// sysmonExe is the running binary; executing it again starts the same
-// file even if the path was replaced since (an upgrade in place).
+// sysmonExe is the running binary, when its path cannot be read.
 const sysmonExe = "/proc/self/exe"
+
+// selfPath is the running binary's path (what /proc/self/exe points to).
+// Executing it by that path keeps the process's name ("loopcast", what
+// pgrep, top and ss -p show); executing /proc/self/exe would name it
+// "exe". The exec happens first thing at start, so the path is the file
+// that just started.
+func selfPath() string {
+	if p, err := os.Executable(); err == nil {
+		return p
+	}
+	return sysmonExe
+}
 
 // keepSysmonAwake executes the binary again, same PID, arguments and
 // environment, with sysmonAwake added to GODEBUG, unless GODEBUG already
@@ -47,7 +58,7 @@ func keepSysmonAwake() {
 		godebug += ","
 	}
 	env := append(withoutGODEBUG(os.Environ()), "GODEBUG="+godebug+sysmonAwake)
-	_ = syscall.Exec(sysmonExe, os.Args, env)
+	_ = syscall.Exec(selfPath(), os.Args, env)
 }
 
 func hasSchedtrace(godebug string) bool {

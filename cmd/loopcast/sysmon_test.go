@@ -134,3 +134,18 @@ func TestHasSchedtrace(t *testing.T) {
 		}
 	}
 }
+
+// The re-exec keeps the process's name: pgrep loopcast finds it.
+func TestProcessKeepsItsName(t *testing.T) {
+	p := startBinaryEnv(t, environWithout(), "--event-loops", "1")
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(p.cmd.Process.Pid) + "/comm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(string(b)); got != filepath.Base(binary) {
+		t.Fatalf("process name %q, want %q", got, filepath.Base(binary))
+	}
+	if got := procEnv(t, p.cmd.Process.Pid)["GODEBUG"]; got != sysmonAwake {
+		t.Fatalf("GODEBUG %q: the re-exec did not happen", got)
+	}
+}
