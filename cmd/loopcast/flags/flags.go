@@ -84,6 +84,13 @@ func Load(args []string, environ []string, out io.Writer) (server.Config, Option
 			fs.PrintDefaults()
 			return cfg, opts, err
 		}
+		// "flag provided but not defined: -maxmessage": say which one was
+		// meant, as for a mistyped LOOPCAST_* variable.
+		if name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -"); ok {
+			known := map[string]string{}
+			fs.VisitAll(func(f *flag.Flag) { known[f.Name] = f.Name })
+			return cfg, opts, usageError{fmt.Errorf("--%s is not a loopcast flag; did you mean --%s?", name, closest(name, known))}
+		}
 		return cfg, opts, usageError{err}
 	}
 	if fs.NArg() > 0 {
