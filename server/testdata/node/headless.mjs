@@ -18,8 +18,10 @@ export function launch(bin, { prefix = 'loopcast-chromium-', flags = [], timeout
     `--user-data-dir=${profile}`, '--remote-debugging-port=0', ...flags, 'about:blank',
   ], { stdio: ['ignore', 'ignore', 'pipe'] });
   const finish = (out, code) => {
-    console.log(JSON.stringify(out));
+    // Chromium first: the Go test stops this script as soon as it has read
+    // the line, and a Chromium not killed by then would outlive the test.
     chrome.kill('SIGKILL');
+    console.log(JSON.stringify(out));
     try { rmSync(profile, { recursive: true, force: true }); } catch {}
     process.exit(code);
   };
