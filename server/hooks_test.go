@@ -298,6 +298,8 @@ func TestConnectHookExpiry(t *testing.T) {
 		if f.op != opClose || f.closeCode() != 4001 {
 			t.Fatalf("got %v, want close 4001", f)
 		}
+		c.write(frameBytes(true, opClose, f.payload[:2])) // answered: the server closes TCP
+		c.expectEOF()
 		break
 	}
 }
@@ -407,6 +409,8 @@ func TestDisconnectConnection(t *testing.T) {
 	if f.op != opClose || f.closeCode() != 4005 || string(f.payload[2:]) != "just this one" {
 		t.Fatalf("first: %v", f)
 	}
+	first.write(frameBytes(true, opClose, f.payload[:2])) // answered: the server closes TCP
+	first.expectEOF()
 	second.cmd("occupancy 1 r") // the other connection of ana is open
 	second.expect("occupancy 1 r 0")
 	post := func(path string) (int, string) {
