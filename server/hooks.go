@@ -107,16 +107,43 @@ type parkedUpgrade struct {
 // (a raw member's join) the subscribe hook.
 func (cs *conn) awaitHooks(h *reqhead.Head, t target, raw []byte) gnet.Action {
 	l := cs.loop
-	req := connectRequest{RemoteAddr: cs.ip.String(), Path: string(h.Path), Query: string(h.Query), Protocol: "raw"}
+	p := &parkedUpgrade{key: append([]byte(nil), h.Key...), len: h.Len, t: t}
+	if t.room != nil {
+		p.room = append([]byte(nil), t.room...)
+		p.t.room = p.room
+	}
+	cs.state = stateHooking
+	if l.srv.hooks.connect == nil {
+		cs.continueUpgrade(p) // only a raw member's join asks (the subscribe hook)
+		return gnet.None
+	}
+	l.connSeq++
+	p.seq = l.connSeq
+	body, _ := json.Marshal(connectRequestFor(cs, h, t, raw, connID(l.srv.occ.table.Self, l.idx, p.seq)))
+	err := l.srv.hooks.connect.Call(body, func(r hook.Result) {
+		_ = l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			cs.connectAnswered(p, r)
+			return nil
+		}))
+	})
+	if err != nil {
+		cs.connectAnswered(p, hook.Result{Err: err})
+	}
+	return gnet.None
+}
+
+// connectRequestFor is the connect hook's request for the upgrade h (to
+// t) of the connection named id; raw is the request head, for the
+// headers Config.HookHeaders names.
+func connectRequestFor(cs *conn, h *reqhead.Head, t target, raw []byte, id string) connectRequest {
+	req := connectRequest{RemoteAddr: cs.ip.String(), Path: string(h.Path), Query: string(h.Query), Protocol: "raw", Connection: id}
 	if t.v1 {
 		req.Protocol = "loopcast.v1"
 	}
 	if t.sess != nil {
 		req.User = t.sess.user
 	}
-	l.connSeq++
-	req.Connection = connID(l.srv.occ.table.Self, l.idx, l.connSeq)
-	for _, name := range l.srv.cfg.HookHeaders {
+	for _, name := range cs.loop.srv.cfg.HookHeaders {
 		if vs := reqhead.Fields(raw, name); len(vs) > 0 {
 			if req.Headers == nil {
 				req.Headers = map[string]string{}
@@ -128,27 +155,7 @@ func (cs *conn) awaitHooks(h *reqhead.Head, t target, raw []byte) gnet.Action {
 			req.Headers[name] = string(bytes.Join(vs, []byte(sep)))
 		}
 	}
-	body, _ := json.Marshal(req)
-	p := &parkedUpgrade{key: append([]byte(nil), h.Key...), len: h.Len, t: t, seq: l.connSeq}
-	if t.room != nil {
-		p.room = append([]byte(nil), t.room...)
-		p.t.room = p.room
-	}
-	cs.state = stateHooking
-	if l.srv.hooks.connect == nil {
-		cs.continueUpgrade(p) // only a raw member's join asks (the subscribe hook)
-		return gnet.None
-	}
-	err := l.srv.hooks.connect.Call(body, func(r hook.Result) {
-		_ = l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-			cs.connectAnswered(p, r)
-			return nil
-		}))
-	})
-	if err != nil {
-		cs.connectAnswered(p, hook.Result{Err: err})
-	}
-	return gnet.None
+	return req
 }
 
 // connectAnswered runs on the loop with the connect hook's result.
@@ -257,12 +264,14 @@ func (cs *conn) completeUpgrade(p *parkedUpgrade) {
 		return
 	}
 	cs.state = stateHTTP
-	if p.t.sess == nil {
-		p.t.sess = &session{} // nil claims allow everything
+	if p.seq != 0 {
+		if p.t.sess == nil {
+			p.t.sess = &session{} // nil claims allow everything
+		}
+		p.t.sess.connSeq = p.seq
 	}
-	p.t.sess.connSeq = p.seq
 	cs.finish(cs.upgrade(&reqhead.Head{Key: p.key, Len: p.len}, p.t))
-	if cs.state == stateOpen {
+	if cs.state == stateOpen && p.seq != 0 {
 		l := cs.loop
 		if l.byID == nil {
 			l.byID = map[uint64]*conn{}
