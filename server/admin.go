@@ -86,7 +86,11 @@ func (s *Server) AdminHandler() http.Handler {
 
 // adminRoutes lists the admin API for GET / (what each does; "token":
 // the publish token is required when one is set).
-var adminRoutes = []struct{ Route, Auth, What string }{
+var adminRoutes = []struct {
+	Route string `json:"route"`
+	Auth  string `json:"auth"`
+	What  string `json:"what"`
+}{
 	{"GET /metrics", "open", "Prometheus metrics"},
 	{"GET /stats", "token", "the counters as JSON"},
 	{"GET /rooms", "token", "rooms with members here, occupancy on every instance, epoch, offset, history; ?names=a,b for those rooms"},
